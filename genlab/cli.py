@@ -1,0 +1,204 @@
+"""`genlab` command line: parse the arguments, call one function, report errors in one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP_SET = ("override a config value, repeatable: section.key=value or an unambiguous key=value "
+            "(e.g. --set optim.lr=3e-4 --set latent_dim=2); `genlab train MODEL --dry-run` lists every key")
+HELP_DATA_ROOT = "folder holding the datasets (default: $GENLAB_DATA, else ~/.cache/genlab/data)"
+HELP_DEVICE = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a model (or resume a run)",
+                       description="Train MODEL on a dataset into a run folder, or resume an interrupted run. "
+                                   "Launch under `torchrun --nproc_per_node N` for data-parallel training.")
+    p.add_argument("model", nargs="?", help="a model name from `genlab models`")
+    p.add_argument("--data", help="a dataset name from `genlab data list` (default: the preset's, else digits)")
+    p.add_argument("--out", help="run folder to create")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest valid checkpoint")
+    p.add_argument("--preset", help="start from a named preset (`genlab models --presets` lists them)")
+    p.add_argument("--steps", type=int, help="total optimizer steps of the run (a resumed run stops at the same step)")
+    p.add_argument("--until-step", type=int, help="stop with a checkpoint after this step; resume later")
+    p.add_argument("--seed", type=int, help="seed of weights, data order and noise")
+    p.add_argument("--device", help=HELP_DEVICE)
+    p.add_argument("--batch-size", type=int, help="global batch size (over all processes)")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=HELP_SET)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+
+
+def _add_run_cmds(sub):
+    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid")
+    p.add_argument("run_dir", help="a run folder written by `genlab train`")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", default=None, help="output image (default RUN_DIR/samples.png)")
+    p.add_argument("--seed", type=int, default=0, help="sample i of seed s is the same image whatever --batch-size")
+    p.add_argument("--label", type=int, default=None, help="class to draw, for class-conditional models")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+    p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
+                       description="Run the model's evaluators (likelihoods, bounds, sample metrics) on the test "
+                                   "split; each metric is written with its unit, kind (exact/bound/estimate) "
+                                   "and protocol.")
+    p.add_argument("run_dir")
+    p.add_argument("--only", nargs="+", help="evaluator names to run (default: the model's own list)")
+    p.add_argument("--split", default="test", help="split to evaluate on (default test)")
+    p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image for the IWAE bound")
+    p.add_argument("--max-examples", type=int, default=None, help="evaluate a random subset of this many images")
+    p.add_argument("--n-samples", type=int, default=10000, help="generated samples for sample-quality metrics")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with figures")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+
+def _add_info_cmds(sub):
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("--presets", action="store_true", help="list the named presets instead")
+    p = sub.add_parser("data", help="list datasets or check the local files")
+    p.add_argument("action", choices=["list", "check"], help="list: what exists; check: verify local files")
+    p.add_argument("names", nargs="*", help="datasets to check (default: all)")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    p = sub.add_parser("quickstart", help="train a small VAE on the bundled 8x8 digits and write a report",
+                       description="No download needed: trains a VAE on scikit-learn's 8x8 digits (about 2 "
+                                   "minutes on 2 CPU cores), then writes samples, reconstructions, an "
+                                   "interpolation strip, eval.json and report.md/html.")
+    p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genlab", description="Train, sample, evaluate and compare deep "
+                                                                "generative models of images.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_run_cmds(sub)
+    _add_info_cmds(sub)
+    return parser
+
+
+def _train(args) -> int:
+    from genlab.config import ConfigError
+    from genlab.configs import resolve_train_config
+    from genlab.train.loop import train
+
+    if args.resume:
+        if args.model or args.out or args.overrides or args.preset:
+            raise ConfigError("--resume takes the run's own configuration: give only --resume RUN_DIR "
+                              "(and optionally --steps, --until-step)")
+        result = train(None, args.resume, resume=True, until_step=args.until_step, total_steps=args.steps)
+    else:
+        cfg = resolve_train_config(args)
+        if args.dry_run:
+            print(cfg.to_json())
+            return 0
+        if not args.out:
+            raise ConfigError("give a run folder with --out RUN_DIR")
+        result = train(cfg, args.out, until_step=args.until_step)
+    state = "interrupted at" if result.interrupted else "stopped at"
+    print(f"{state} step {result.step} after {result.seconds:.1f} s ({result.skipped_steps} skipped steps); "
+          f"run folder {result.run_dir}")
+    if result.interrupted:
+        print(f"resume with: genlab train --resume {result.run_dir}")
+        return 130
+    return 0
+
+
+def _sample(args) -> int:
+    from genlab.sampling.api import sample_run
+
+    out = args.out or str(Path(args.run_dir) / "samples.png")
+    path = sample_run(args.run_dir, args.n, out, seed=args.seed, device=args.device, label=args.label,
+                      use_ema=not args.no_ema, batch_size=args.batch_size, data_root=args.data_root)
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def _eval(args) -> int:
+    from genlab.eval.options import EvalOptions
+    from genlab.eval.run import evaluate_run
+
+    opts = EvalOptions(batch_size=args.batch_size, max_examples=args.max_examples, split=args.split,
+                       iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples)
+    evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
+    print(f"wrote {Path(args.run_dir) / 'eval.json'}")
+    return 0
+
+
+def _report(args) -> int:
+    from genlab.reports.report import write_report
+
+    md, html_path = write_report(args.run_dir, args.device, args.data_root)
+    print(f"wrote {md} and {html_path}")
+    return 0
+
+
+def _models(args) -> int:
+    from genlab.configs import PRESETS
+    from genlab.registry import MODELS
+
+    if args.presets:
+        for name, fn in PRESETS.items():
+            print(f"{name:32s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    for name, cls in MODELS.items():
+        doc = (cls.__doc__ or (sys.modules[cls.__module__].__doc__) or "").strip().splitlines()
+        print(f"{name:20s} {cls.family:15s} objective={cls.default_objective:15s} {doc[0] if doc else ''}")
+    return 0
+
+
+def _data(args) -> int:
+    from genlab.config import DataConfig
+    from genlab.data import check_datasets, list_datasets
+
+    if args.action == "list":
+        for row in list_datasets():
+            print(f"{row['name']:26s} {row.get('shape', ''):12s} {row.get('description', '')}")
+        return 0
+    rows = check_datasets(DataConfig(root=args.data_root or ""), args.names or None)
+    for row in rows:
+        print(f"{row['name']:26s} {row['status']:8s} {row.get('message') or row.get('path', '')}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _quickstart(args) -> int:
+    from genlab.quickstart import quickstart
+
+    quickstart(args.out, args.steps, args.device)
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "report": _report, "models": _models,
+            "data": _data, "quickstart": _quickstart}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import genlab  # noqa: F401  (fills the registries)
+    from genlab.errors import USER_ERRORS
+
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"genlab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Typed run configuration with strict ``key=value`` overrides.
+
+A run is described by five sections, each a dataclass:
+
+* ``model``: the model's own ``Config`` (e.g. ``VAE.Config``), plus its name;
+* ``objective``: the objective's ``Config``, plus its name;
+* ``data``: which dataset, where its files live;
+* ``train``: steps, batch, seed, device, checkpointing, EMA...;
+* ``optim``: optimizer and learning-rate schedule.
+
+Overrides are strings ``section.field=value`` (``model.latent_dim=2``). A bare
+``field=value`` is accepted when exactly one section has that field, so
+``--set latent_dim=2`` and ``--set loss=nonsaturating`` work. Unknown keys,
+ambiguous keys, values of the wrong type and values outside a ``Literal``
+choice are errors that say what would have been valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from genlab.registry import MODELS, OBJECTIVES
+
+
+class ConfigError(ValueError):
+    """A configuration value or key the user gave is not valid."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # a name from `genlab data list`
+    root: str = ""  # dataset folder; "" means $GENLAB_DATA, else ~/.cache/genlab/data
+    download: bool = False  # fetch missing official files (needs a network)
+    # Reused by `dynamic-binarized-mnist`: the seed of its fixed test-set binarization.
+    test_binarization_seed: int = 0
+    # `folder` dataset only:
+    path: str = ""  # folder of images (PNG/JPEG/...), directly inside or one subfolder per class
+    image_size: int = 0  # centre-crop to a square, resize to this; 0 keeps the images' own (equal) size
+    channels: int = 3  # 1: grey (ITU-R 601-2 luma), 3: RGB
+    test_fraction: float = 0.1  # share of the images held out (seeded) as the test split
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # total optimizer steps of the run (a resumed run stops at the same step)
+    batch_size: int = 128  # global batch: summed over processes and accumulation micro-steps
+    grad_accum: int = 1  # micro-steps per optimizer step
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast is used on CUDA only
+    compile: bool = False  # torch.compile each top-level submodule
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
+    log_every: int = 50  # steps between metric lines (JSONL, TensorBoard)
+    ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2  # older checkpoints are deleted beyond this many
+    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    progress: bool = True  # tqdm progress bar on rank 0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+    warmup_steps: int = 0  # linear warm-up from 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = 0.0  # cosine schedule ends at lr * min_lr_ratio
+
+
+SECTIONS = ("model", "objective", "data", "train", "optim")
+
+
+@dataclass
+class RunConfig:
+    model_name: str
+    objective_name: str
+    model: Any  # the model class's Config instance
+    objective: Any  # the objective class's Config instance
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @classmethod
+    def create(cls, model_name: str, objective_name: str | None = None) -> "RunConfig":
+        model_cls = MODELS.get(model_name)
+        objective_name = objective_name or model_cls.default_objective
+        objective_cls = OBJECTIVES.get(objective_name)
+        cfg = cls(
+            model_name=model_name,
+            objective_name=objective_name,
+            model=model_cls.Config(),
+            objective=objective_cls.Config(),
+        )
+        # A model may carry its paper's optimizer and training defaults.
+        apply_overrides(cfg, [f"{k}={v}" for k, v in getattr(model_cls, "run_defaults", {}).items()])
+        return cfg
+
+    def section(self, name: str):
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name in SECTIONS:
+            values = dataclasses.asdict(self.section(name))
+            if name == "model":
+                values = {"name": self.model_name, **values}
+            elif name == "objective":
+                values = {"name": self.objective_name, **values}
+            out[name] = values
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = {k: dict(v) for k, v in d.items()}
+        cfg = cls.create(d["model"].pop("name"), d["objective"].pop("name"))
+        for name in SECTIONS:
+            target = cfg.section(name)
+            for key, value in d.get(name, {}).items():
+                _set_field(target, name, key, value)
+        return cfg
+
+
+def _field_types(obj) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _all_keys(cfg: RunConfig) -> dict[str, list[str]]:
+    """field name -> sections that have it."""
+    keys: dict[str, list[str]] = {}
+    for name in SECTIONS:
+        for f in dataclasses.fields(cfg.section(name)):
+            keys.setdefault(f.name, []).append(name)
+    return keys
+
+
+def parse_value(text: str, type_, key: str):
+    """Convert an override string to ``type_``, or raise ConfigError."""
+    origin = typing.get_origin(type_)
+    if origin is Literal:
+        choices = typing.get_args(type_)
+        if text not in choices:
+            raise ConfigError(f"{key}={text!r} is not one of {', '.join(map(str, choices))}")
+        return text
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(type_) if a is not type(None)]
+        if text.lower() in ("none", "null") and len(args) < len(typing.get_args(type_)):
+            return None
+        return parse_value(text, args[0], key)
+    if origin is tuple:
+        item_types = typing.get_args(type_)
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        if item_types and item_types[-1] is not Ellipsis and len(parts) != len(item_types):
+            raise ConfigError(f"{key} takes {len(item_types)} comma-separated values, got {text!r}")
+        item_type = item_types[0] if item_types else str
+        return tuple(parse_value(p.strip(), item_type, key) for p in parts)
+    if type_ is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={text!r} is not a boolean (use true or false)")
+    if type_ is int:
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = None
+            if as_float is not None and as_float.is_integer():
+                return int(as_float)
+            raise ConfigError(f"{key}={text!r} is not an integer") from None
+    if type_ is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key}={text!r} is not a number") from None
+    if type_ is str:
+        return text
+    raise ConfigError(f"{key} has a type ({type_}) that cannot be set from the command line")
+
+
+def _coerce(value, type_, key: str):
+    """Accept a JSON value for a field: strings are parsed, the rest type-checked."""
+    if isinstance(value, str):
+        return parse_value(value, type_, key)
+    origin = typing.get_origin(type_)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if type_ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is Literal:
+        return parse_value(str(value), type_, key)
+    if type_ in (int, float, bool) and type(value) is not type_:
+        raise ConfigError(f"{key}={value!r} should be of type {type_.__name__}")
+    return value
+
+
+def _set_field(target, section: str, key: str, value) -> None:
+    types = _field_types(target)
+    if key not in types or key not in {f.name for f in dataclasses.fields(target)}:
+        valid = sorted(f.name for f in dataclasses.fields(target))
+        close = difflib.get_close_matches(key, valid, n=3)
+        hint = f"; did you mean {', '.join(section + '.' + c for c in close)}?" if close else ""
+        raise ConfigError(f"unknown key {section}.{key}{hint} (valid: {', '.join(valid)})")
+    setattr(target, key, _coerce(value, types[key], f"{section}.{key}"))
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``key=value`` strings in order; raise ConfigError on any bad one."""
+    all_keys = _all_keys(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=3e-4)")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown section {section!r} in {key!r}; sections are {', '.join(SECTIONS)}")
+        else:
+            owners = all_keys.get(key, [])
+            if not owners:
+                every = sorted(f"{s}.{k}" for k, ss in all_keys.items() for s in ss)
+                close = difflib.get_close_matches(key, list(all_keys), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ConfigError(f"unknown key {key!r}{hint} (valid: {', '.join(every)})")
+            if len(owners) > 1:
+                raise ConfigError(f"key {key!r} is ambiguous: write one of {', '.join(o + '.' + key for o in owners)}")
+            section, name = owners[0], key
+        _set_field(cfg.section(section), section, name, text)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    t, o = cfg.train, cfg.optim
+    if t.steps < 0:
+        raise ConfigError("train.steps must be >= 0")
+    if t.batch_size < 1 or t.grad_accum < 1:
+        raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+    if t.batch_size % t.grad_accum:
+        raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by train.grad_accum={t.grad_accum}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError("train.ema_decay must be in [0, 1)")
+    if o.lr <= 0:
+        raise ConfigError("optim.lr must be > 0")
+    if t.ckpt_every < 1 or t.log_every < 1:
+        raise ConfigError("train.ckpt_every and train.log_every must be >= 1")
+    for section in ("model", "objective"):
+        check = getattr(cfg.section(section), "validate", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as err:
+                raise ConfigError(f"{section}: {err}") from None

@@ -1,0 +1,86 @@
+"""The in-memory dataset type and the pure transforms that turn stored pixels into model input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from genlab.nn.spec import DataSpec
+
+# How stored uint8 pixels become the float batch a model sees:
+#   "scale":     k -> k / 255 (8-bit data)
+#   "binary":    pixels already 0/1 -> float (static binarization)
+#   "bernoulli": k -> Bernoulli(k / 255), resampled at every use (dynamic binarization)
+Transform = Literal["scale", "binary", "bernoulli"]
+
+
+@dataclass
+class ImageSet:
+    """One split of a dataset, held in memory.
+
+    Attributes:
+        name: registry name of the dataset, e.g. "mnist".
+        split: "train", "valid" or "test".
+        images: uint8 tensor (N, C, H, W).
+        labels: int64 tensor (N,), or None for unlabelled data.
+        spec: what models see (shape, bits, number of classes).
+        transform: how ``images`` become model input (see ``to_model_input``).
+        note: how the split was made, for reports (e.g. the binarization used).
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    spec: DataSpec
+    transform: Transform
+    note: str = ""
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device) -> "ImageSet":
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageSet(self.name, self.split, self.images.to(device), labels, self.spec, self.transform, self.note)
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """The model-ready batch for the given example indices."""
+        x = to_model_input(self.images[index], self.transform, generator)
+        out = {"x": x}
+        if self.labels is not None:
+            out["y"] = self.labels[index]
+        return out
+
+
+def scale(images: torch.Tensor) -> torch.Tensor:
+    """uint8 levels 0..255 -> float in [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Bernoulli(intensity / 255) draw per pixel: dynamic binarization."""
+    probs = scale(images)
+    return torch.bernoulli(probs, generator=generator)
+
+
+def threshold(images: torch.Tensor, level: int = 128) -> torch.Tensor:
+    """Deterministic binarization (pixel >= level) for figures, never for likelihoods."""
+    return (images >= level).float()
+
+
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None, levels: int = 256) -> torch.Tensor:
+    """Uniform dequantization of [0, 1] data on a grid of ``levels``: x + U(0, 1/levels)."""
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x * (levels - 1) + noise) / levels
+
+
+def to_model_input(images: torch.Tensor, transform: Transform, generator: torch.Generator | None = None) -> torch.Tensor:
+    if transform == "scale":
+        return scale(images)
+    if transform == "binary":
+        return images.float()
+    if transform == "bernoulli":
+        return binarize(images, generator)
+    raise ValueError(f"unknown transform {transform!r}")

@@ -1,0 +1,126 @@
+"""Probes of a BiGAN/ALI encoder: reconstruction G(E(x)) and linear classification of E(x).
+
+Donahue et al. 2017 ("Adversarial Feature Learning", arXiv:1605.09782) judge
+the encoder by how well a simple classifier separates classes from its
+features; Dumoulin et al. 2017 (arXiv:1606.00704) show reconstructions
+G(E(x)). A BiGAN's reconstructions are semantic rather than pixel-exact (the
+game has no reconstruction loss), so the reconstruction error is reported next
+to the error of a "reconstruction" of a different test image, the level that
+ignoring x entirely would reach. The probe accuracy is reported next to the
+same probe on a randomly initialised encoder of the same architecture and on
+raw pixels.
+
+Protocol (``bigan-probe``): ``n`` test images in a seeded random order
+(n = opts.max_examples, or the whole split); the first half fits a
+standardised multinomial logistic regression (scikit-learn, L2, C = 1), the
+second half scores it. Encoder features are the deterministic code (the
+posterior mean for ALI's Gaussian encoder).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from genlab.data.base import ImageSet
+from genlab.eval.metric import metric
+from genlab.registry import EVALUATORS
+from genlab.sampling.adversarial import eval_mode
+
+
+@torch.no_grad()
+def encode_all(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """E(x) for (N, C, H, W) images in [0, 1] -> (N, latent_dim) on CPU, encoder in eval mode."""
+    out = []
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            out.append(model.encode(images[start:start + batch_size]).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image mean squared error of G(E(x)) against x and against the next image x'.
+
+    Args:
+        model: a model with ``encode`` and ``generate``.
+        images: (N, C, H, W) in [0, 1], N >= 2.
+
+    Returns:
+        (mse_self (N,), mse_other (N,)): error of G(E(x_i)) against x_i, and against
+        x_{i+1 mod N}, per sub-pixel on the [0, 1] scale.
+    """
+    if images.shape[0] < 2:
+        raise ValueError("the reconstruction probe needs at least 2 images")
+    recon = []
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size]
+            recon.append(model.generate(model.encode(x)).float().cpu())
+    recon = torch.cat(recon)
+    x = images.float().cpu()
+    mse_self = (recon - x).pow(2).flatten(1).mean(1)
+    mse_other = (recon - x.roll(-1, dims=0)).pow(2).flatten(1).mean(1)
+    return mse_self, mse_other
+
+
+def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                          c: float = 1.0, max_iter: int = 2000) -> float:
+    """Accuracy of a standardised multinomial logistic regression fit on (train_x, train_y)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(train_y)) < 2:
+        raise ValueError("the linear probe needs at least two classes among its training examples")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    clf.fit(train_x, train_y)
+    return float((clf.predict(test_x) == test_y).mean())
+
+
+def _subset(data: ImageSet, opts) -> tuple[torch.Tensor, torch.Tensor]:
+    if data.labels is None:
+        raise ValueError(f"the bigan probe needs a labelled test set; {data.name} has no labels")
+    n = len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
+    if n < 20:
+        raise ValueError(f"the bigan probe needs at least 20 test images (got {n}); raise --max-examples")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed))[:n]
+    batch = data.batch(order.to(data.images.device), torch.Generator(device=data.images.device).manual_seed(opts.seed))
+    return batch["x"], batch["y"].cpu()
+
+
+@EVALUATORS.register("bigan-probe")
+def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict:
+    """Reconstruction error of G(E(x)) and linear-probe accuracy of E(x); see the module docstring."""
+    x, y = _subset(data, opts)
+    x = x.to(device)
+    n = x.shape[0]
+    half = n // 2
+    where = f"{data.name}/{data.split}, {n} images (seeded order, seed {opts.seed})"
+
+    mse_self, mse_other = reconstruction_errors(model, x, opts.batch_size)
+    recon_proto = f"{where}; mean over images of the per-sub-pixel squared error, [0, 1] scale"
+
+    feats = encode_all(model, x, opts.batch_size).numpy()
+    with torch.random.fork_rng(devices=[]):  # a seeded untrained encoder, leaving the global RNG as it was
+        torch.manual_seed(opts.seed)
+        random_model = type(model)(model.cfg, model.data).to(device)
+    random_feats = encode_all(random_model, x, opts.batch_size).numpy()
+    pixels = x.flatten(1).cpu().numpy()
+    yy = y.numpy()
+
+    def probe(f):
+        return linear_probe_accuracy(f[:half], yy[:half], f[half:], yy[half:])
+
+    probe_proto = (f"{where}; logistic regression (standardised features, L2, C=1) fit on the first {half}, "
+                   f"accuracy on the other {n - half}")
+    return {
+        "recon_mse": metric(mse_self.mean().item(), "mse per sub-pixel", "estimate",
+                            recon_proto + "; G(E(x)) against x"),
+        "recon_mse_other_image": metric(mse_other.mean().item(), "mse per sub-pixel", "estimate",
+                                        recon_proto + "; G(E(x)) against a different test image (reference)"),
+        "probe_accuracy": metric(probe(feats), "fraction", "estimate", probe_proto + "; features E(x)"),
+        "probe_accuracy_random_encoder": metric(probe(random_feats), "fraction", "estimate",
+                                                probe_proto + f"; features of an untrained encoder (seed {opts.seed})"),
+        "probe_accuracy_pixels": metric(probe(pixels), "fraction", "estimate", probe_proto + "; raw pixels"),
+    }

@@ -1,0 +1,169 @@
+"""The fixed recipe that trains genlab's feature networks, and the function that runs it.
+
+Run it with ``genlab features train --data mnist`` (or call ``train_feature_net``). It
+writes ``<name>.safetensors`` and a manifest entry (sha256, test accuracy, feature
+dimension, recipe) into ``out_dir``; the shipped copies live in ``genlab/weights/``.
+
+The test split is used once, after the last epoch, to report accuracy: no model
+selection or early stopping looks at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
+
+
+@dataclass
+class Recipe:
+    """Optimizer, schedule and augmentation of one feature network's training."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"  # torch.optim.AdamW (Loshchilov & Hutter 2019, arXiv:1711.05101)
+    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4  # decoupled, on every parameter
+    warmup_fraction: float = 0.15  # linear warm-up share of the steps, then cosine decay to 0
+    label_smoothing: float = 0.0  # cross-entropy target smoothing (Szegedy et al. 2016, arXiv:1512.00567)
+    max_shift: int = 2  # random translation of each training image by up to this many pixels
+    hflip: bool = False  # random horizontal flips (only where the classes are mirror-symmetric)
+
+    def describe(self) -> str:
+        aug = f"random shifts up to {self.max_shift} px" if self.max_shift else "no shifts"
+        if self.hflip:
+            aug += ", random horizontal flips"
+        return (
+            f"{self.optimizer} lr {self.lr:g} (one-cycle: {self.warmup_fraction:.0%} linear warm-up, cosine to 0), "
+            f"weight decay {self.weight_decay:g}, batch {self.batch_size}, {self.epochs} epochs, "
+            f"label smoothing {self.label_smoothing:g}, {aug}; final weights (no early stopping)"
+        )
+
+
+@dataclass(frozen=True)
+class FeatureNetSpec:
+    """A versioned feature network: what it is trained on, its architecture and recipe."""
+
+    name: str  # e.g. "mnist-lenet-v1": the suffix of metric names (fid_mnist-lenet-v1)
+    dataset: str  # the registry name of the training data
+    version: int
+    arch: LeNetConfig
+    recipe: Recipe
+
+
+def lr_at(step: int, total: int, recipe: Recipe) -> float:
+    """One-cycle schedule: linear warm-up to ``recipe.lr``, then cosine decay to 0."""
+    warm = max(1, int(recipe.warmup_fraction * total))
+    if step < warm:
+        return recipe.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """Random integer translations (zero fill) and optional horizontal flips of (B, C, H, W)."""
+    b, _, h, w = x.shape
+    if recipe.max_shift > 0:
+        s = recipe.max_shift
+        padded = F.pad(x, (s, s, s, s))
+        oy = torch.randint(0, 2 * s + 1, (b,), generator=generator)
+        ox = torch.randint(0, 2 * s + 1, (b,), generator=generator)
+        rows = (oy[:, None] + torch.arange(h))[:, :, None]  # (B, H, 1)
+        cols = (ox[:, None] + torch.arange(w))[:, None, :]  # (B, 1, W)
+        batch = torch.arange(b)[:, None, None]
+        # Advanced indices around a slice put the indexed dims first: (B, H, W, C).
+        x = padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+    if recipe.hflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+@torch.no_grad()
+def accuracy(net: LeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in percent of ``net`` (eval mode) on float images ``x`` (N, C, H, W)."""
+    was_training = net.training
+    net.eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        correct += (net(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
+    net.train(was_training)
+    return 100.0 * correct / len(x)
+
+
+def fit(arch: LeNetConfig, recipe: Recipe, x_train: torch.Tensor, y_train: torch.Tensor, seed: int,
+        log=print) -> LeNet:
+    """Train a LeNet on float images in [0, 1] (N, C, H, W) with integer labels (N,).
+
+    Everything random (initialization, batch order, augmentation, dropout) is drawn
+    from ``seed``; the global RNG state is restored afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = LeNet(arch)
+        gen = torch.Generator().manual_seed(seed + 1)
+        opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        n = len(x_train)
+        steps_per_epoch = n // recipe.batch_size  # the last partial batch is dropped
+        total = recipe.epochs * steps_per_epoch
+        step = 0
+        t0 = time.time()
+        net.train()
+        for epoch in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen)
+            loss_sum = 0.0
+            for i in range(steps_per_epoch):
+                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+                x = augment(x_train[idx], recipe, gen)
+                loss = F.cross_entropy(net(x), y_train[idx], label_smoothing=recipe.label_smoothing)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, recipe)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item()
+                step += 1
+            log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {loss_sum / steps_per_epoch:.4f} "
+                f"({time.time() - t0:.0f} s)")
+        net.eval()
+    return net
+
+
+def train_feature_net(data_name: str, data_cfg, out_dir, seed: int = 0, log=print) -> dict:
+    """Train the feature network of ``data_name`` with its fixed recipe and save it.
+
+    Args:
+        data_name: a dataset with a feature network (see ``genlab.eval.feature_nets.SPECS``).
+        data_cfg: the ``DataConfig`` used to load its train and test splits.
+        out_dir: folder receiving ``<name>.safetensors`` and an updated ``manifest.json``.
+        seed: seed of initialization, batch order, augmentation and dropout.
+
+    Returns:
+        The manifest entry written (name, version, sha256, dataset, test accuracy, ...).
+    """
+    from genlab.data import load_dataset
+    from genlab.eval.feature_nets import spec_for_dataset
+    from genlab.eval.features import save_feature_net
+
+    spec = spec_for_dataset(data_name)
+    train = load_dataset(data_name, "train", data_cfg)
+    test = load_dataset(data_name, "test", data_cfg)
+    if train.labels is None or test.labels is None:
+        raise ValueError(f"dataset {data_name!r} has no labels: a feature classifier cannot be trained on it")
+    x_train = train.batch(torch.arange(len(train)))["x"]
+    x_test = test.batch(torch.arange(len(test)))["x"]
+    log(f"training {spec.name} on {data_name} ({len(train)} train images): {spec.recipe.describe()}")
+    t0 = time.time()
+    net = fit(spec.arch, spec.recipe, x_train, train.labels, seed, log=log)
+    seconds = time.time() - t0
+    acc = accuracy(net, x_test, test.labels)
+    log(f"{spec.name}: test accuracy {acc:.2f} % on {len(test)} {data_name} test images ({seconds:.0f} s training)")
+    return save_feature_net(net, spec, out_dir, test_accuracy=acc, seed=seed, train_seconds=seconds)

@@ -1,0 +1,334 @@
+"""Feature extractors for sample-quality metrics: genlab's versioned domain classifiers
+and, when the user has its weights file, the Inception-v3 network of standard FID.
+
+Every extractor maps float images (N, C, H, W) in [0, 1] to features (N, D) and, where
+it is a classifier, logits (N, K). Features are computed in fixed chunks of
+``FEATURE_CHUNK`` images whatever the caller's batch size, so that the same images give
+bit-identical features (and metrics) however they were generated.
+
+Domain networks (``genlab/eval/feature_nets``): ``load_feature_net("mnist-lenet-v1")``
+reads ``genlab/weights/manifest.json``, checks the sha256 of the safetensors file against
+it and refuses a mismatch. The feature is the penultimate layer: the 128 hidden units
+after BatchNorm and ReLU, the input of the final linear classifier.
+
+Inception-v3 (Szegedy et al. 2016, arXiv:1512.00567) pool3 features (2048-d), as used by
+FID (Heusel et al. 2017, arXiv:1706.08500). No download is ever attempted: the user
+points genlab at a local file (``load_inception(path)``), either
+* NVlabs' TorchScript ``inception-2015-12-05.pt`` (StyleGAN2-ADA, StyleGAN3, clean-fid),
+  loaded with ``torch.jit.load`` and no extra package; or
+* the ``pt_inception-2015-12-05-6726825d.pth`` state dict of pytorch-fid, which is
+  torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``, run through
+  torchmetrics' ``NoTrainInceptionV3`` (needs ``pip install torch-fidelity``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+MANIFEST_NAME = "manifest.json"
+FEATURE_CHUNK = 500  # images per forward pass of a feature network, fixed for bit-reproducibility
+
+
+class FeatureNetError(RuntimeError):
+    """A feature network's weights are missing, corrupt or do not match the manifest."""
+
+
+def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Domain feature networks
+
+
+@dataclass
+class FeatureNet:
+    """A frozen classifier used as a feature extractor.
+
+    Attributes:
+        name: versioned name, the suffix of metric names (``fid_<name>``).
+        net: the module; ``features_and_logits(x)`` -> ((B, D), (B, K) or None).
+        dim: feature dimension D.
+        num_classes: K, or 0 when the network has no classifier head (Inception pool3).
+        input_shape: (C, H, W) the network reads; None when it resizes any input itself.
+        description: what the feature is and which weights, for metric protocols.
+        sha256: of the weights file.
+        dataset: the data it was trained on ("imagenet" for Inception).
+        test_accuracy: in percent on that dataset's test split (None when unknown).
+    """
+
+    name: str
+    net: torch.nn.Module
+    dim: int
+    num_classes: int
+    input_shape: tuple[int, int, int] | None
+    description: str
+    sha256: str
+    dataset: str
+    test_accuracy: float | None = None
+
+    def to(self, device) -> "FeatureNet":
+        self.net.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.net.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def check_input(self, images: torch.Tensor) -> None:
+        if images.dim() != 4:
+            raise ValueError(f"{self.name} takes images (N, C, H, W), got shape {tuple(images.shape)}")
+        if self.input_shape is not None and tuple(images.shape[1:]) != self.input_shape:
+            c, h, w = self.input_shape
+            raise ValueError(
+                f"{self.name} reads {c}x{h}x{w} images (trained on {self.dataset}); got "
+                f"{'x'.join(map(str, images.shape[1:]))}: use the feature network of your dataset "
+                f"or Inception-v3 (see genlab.eval.features.load_inception)"
+            )
+
+
+def read_manifest(weights_dir: str | Path | None = None) -> dict:
+    """name -> manifest entry of every network in ``weights_dir`` ({} when there is no manifest)."""
+    path = Path(weights_dir or WEIGHTS_DIR) / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FeatureNetError(f"{path} is not valid JSON ({err}); restore it from git or retrain "
+                              "the networks with `genlab features train --data DATASET`") from None
+
+
+def save_feature_net(net: LeNet, spec: FeatureNetSpec, out_dir: str | Path, test_accuracy: float,
+                     seed: int, train_seconds: float | None = None) -> dict:
+    """Write ``<name>.safetensors`` and its entry in ``out_dir/manifest.json``; return the entry."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{spec.name}.safetensors"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(tensors, str(path), metadata={"name": spec.name, "version": str(spec.version)})
+    entry = {
+        "name": spec.name,
+        "version": spec.version,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "dataset": spec.dataset,
+        "test_accuracy": round(float(test_accuracy), 4),
+        "test_accuracy_unit": "% top-1 on the full test split, final weights",
+        "feature": f"penultimate layer: {spec.arch.hidden} hidden units after BatchNorm and ReLU (input of the classifier)",
+        "feature_dim": spec.arch.hidden,
+        "num_classes": spec.arch.num_classes,
+        "input_shape": [spec.arch.in_channels, spec.arch.size, spec.arch.size],
+        "arch": dataclasses.asdict(spec.arch),
+        "recipe": {**dataclasses.asdict(spec.recipe), "text": spec.recipe.describe()},
+        "seed": seed,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "torch": torch.__version__,
+    }
+    manifest = read_manifest(out_dir)
+    manifest[spec.name] = entry
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def load_feature_net(name: str, weights_dir: str | Path | None = None, device="cpu") -> FeatureNet:
+    """Load a shipped (or retrained) domain network after checking its sha256.
+
+    Args:
+        name: e.g. "mnist-lenet-v1" (see ``genlab.eval.feature_nets.SPECS``).
+        weights_dir: folder with ``manifest.json`` and the weights; default ``genlab/weights``.
+        device: where the network runs.
+
+    Raises:
+        FeatureNetError: unknown name, missing file, or sha256 different from the manifest's.
+    """
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    if name not in SPECS:
+        raise FeatureNetError(f"unknown feature network {name!r}; known: {', '.join(sorted(SPECS))}")
+    spec = SPECS[name]
+    retrain = f"genlab features train --data {spec.dataset}"
+    manifest = read_manifest(weights_dir)
+    if name not in manifest:
+        raise FeatureNetError(f"{weights_dir / MANIFEST_NAME} has no entry for {name!r}; "
+                              f"train it with `{retrain}` (writes into {weights_dir})")
+    entry = manifest[name]
+    path = weights_dir / entry["file"]
+    if not path.exists():
+        raise FeatureNetError(f"weights of {name} not found at {path}; restore genlab/weights from git "
+                              f"or retrain with `{retrain}`")
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        raise FeatureNetError(
+            f"sha256 mismatch for {path}:\n  manifest says {entry['sha256']}\n  file has      {actual}\n"
+            f"The file is corrupt or was replaced without updating {MANIFEST_NAME}; metric values "
+            f"computed with it would not be comparable to {name}'s. Restore genlab/weights from git, "
+            f"or retrain with `{retrain}` (which rewrites both the weights and the manifest)."
+        )
+    arch = LeNetConfig(**entry["arch"])
+    if arch != spec.arch:
+        raise FeatureNetError(f"manifest architecture of {name} ({entry['arch']}) differs from the code's "
+                              f"({dataclasses.asdict(spec.arch)}): a changed network needs a new version name")
+    net = LeNet(arch)
+    net.load_state_dict(load_file(str(path)))
+    net.eval().requires_grad_(False)
+    return FeatureNet(
+        name=name,
+        net=net.to(device),
+        dim=arch.hidden,
+        num_classes=arch.num_classes,
+        input_shape=(arch.in_channels, arch.size, arch.size),
+        description=f"{name} penultimate features ({arch.hidden}-d, after ReLU; weights sha256 {actual[:12]})",
+        sha256=actual,
+        dataset=entry["dataset"],
+        test_accuracy=entry.get("test_accuracy"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Inception-v3 (standard FID)
+
+INCEPTION_NAME = "inception-v3"
+INCEPTION_ENV = "GENLAB_INCEPTION"
+INCEPTION_HELP = """\
+Standard FID needs the Inception-v3 weights of the FID reference implementation; genlab never
+downloads them. Get ONE of these files on a machine with internet access and copy it here:
+  * inception-2015-12-05.pt (TorchScript; no extra package needed), used by StyleGAN2-ADA/StyleGAN3/clean-fid:
+      https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt
+  * pt_inception-2015-12-05-6726825d.pth (pytorch-fid), the same file as torch-fidelity's
+    weights-inception-2015-12-05-6726825d.pth; needs `pip install torch-fidelity` (torchmetrics runs it):
+      https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
+Then pass its path (e.g. --set inception_weights=/path/to/inception-2015-12-05.pt) or set {env}=/path/to/file."""
+
+
+class _TorchScriptInception(torch.nn.Module):
+    """NVlabs' TorchScript detector: uint8 (N, 3, H, W) -> 2048-d pool3 features (it resizes to 299)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def features_and_logits(self, x: torch.Tensor):
+        return self.module(_to_uint8_rgb(x), return_features=True), None
+
+
+class _FidelityInception(torch.nn.Module):
+    """torchmetrics' NoTrainInceptionV3 (torch-fidelity port of the TF graph): pool3 features."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                         feature_extractor_weights_path=path)
+
+    def features_and_logits(self, x: torch.Tensor):
+        return self.module(_to_uint8_rgb(x)), None
+
+
+def _to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8 levels, grey-scale repeated to 3 channels (as the reference code does)."""
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+
+def inception_path(path: str | Path | None = None) -> Path:
+    """The Inception weights file: ``path``, else $GENLAB_INCEPTION; a clear error when absent."""
+    chosen = path or os.environ.get(INCEPTION_ENV, "")
+    if not chosen:
+        raise FeatureNetError("no Inception-v3 weights file given.\n" + INCEPTION_HELP.format(env=INCEPTION_ENV))
+    chosen = Path(chosen).expanduser()
+    if not chosen.is_file():
+        raise FeatureNetError(f"Inception-v3 weights file not found: {chosen}\n" + INCEPTION_HELP.format(env=INCEPTION_ENV))
+    return chosen
+
+
+def load_inception(path: str | Path | None = None, device="cpu") -> FeatureNet:
+    """Inception-v3 pool3 features from a local weights file (see ``INCEPTION_HELP``)."""
+    path = inception_path(path)
+    digest = sha256_file(path)
+    if path.suffix == ".pth":
+        try:
+            import torch_fidelity  # noqa: F401  (torchmetrics' Inception is torch-fidelity's network)
+        except ImportError:
+            raise FeatureNetError(
+                f"{path} is a PyTorch state dict: running it needs torch-fidelity (`pip install torch-fidelity`), "
+                "or use NVlabs' TorchScript inception-2015-12-05.pt instead, which needs nothing.\n"
+                + INCEPTION_HELP.format(env=INCEPTION_ENV)
+            ) from None
+        net = _FidelityInception(str(path))
+        kind = "torch-fidelity/torchmetrics port"
+    else:
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:  # a pickle, a truncated download...: say what was expected
+            raise FeatureNetError(f"{path} is not a TorchScript Inception-v3 ({type(err).__name__}: {err}).\n"
+                                  + INCEPTION_HELP.format(env=INCEPTION_ENV)) from None
+        net = _TorchScriptInception(module)
+        kind = "NVlabs TorchScript"
+    net.eval().requires_grad_(False)
+    return FeatureNet(
+        name=INCEPTION_NAME,
+        net=net.to(device),
+        dim=2048,
+        num_classes=0,
+        input_shape=None,
+        description=f"Inception-v3 2015-12-05 pool3 (2048-d, {kind}; {path.name} sha256 {digest[:12]})",
+        sha256=digest,
+        dataset="imagenet",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Extraction
+
+
+@dataclass
+class Features:
+    """Outputs of a feature network on a set of images (CPU tensors)."""
+
+    features: torch.Tensor  # (N, D) float32
+    logits: torch.Tensor | None  # (N, K) float32, None without a classifier head
+
+
+@torch.no_grad()
+def extract(net: FeatureNet, images: torch.Tensor, device=None) -> Features:
+    """Features (and logits) of float images (N, C, H, W) in [0, 1].
+
+    Runs in chunks of ``FEATURE_CHUNK`` images, independent of how ``images`` was made,
+    so identical images always give bit-identical features.
+    """
+    net.check_input(images)
+    if images.is_floating_point():
+        lo, hi = images.min().item(), images.max().item()
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"feature networks read images in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]")
+    else:
+        raise ValueError(f"extract takes float images in [0, 1], got dtype {images.dtype} (divide uint8 by 255)")
+    device = torch.device(device) if device is not None else net.device
+    feats, logits = [], []
+    for start in range(0, len(images), FEATURE_CHUNK):
+        x = images[start:start + FEATURE_CHUNK].to(device, torch.float32)
+        f, lg = net.net.features_and_logits(x)
+        feats.append(f.float().cpu())
+        if lg is not None:
+            logits.append(lg.float().cpu())
+    out_f = torch.cat(feats) if feats else torch.zeros(0, net.dim)
+    return Features(out_f, torch.cat(logits) if logits else None)

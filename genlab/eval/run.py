@@ -1,0 +1,48 @@
+"""`genlab eval`: run a model's evaluators and write RUN_DIR/eval.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.eval.options import EvalOptions
+from genlab.registry import EVALUATORS
+from genlab.train.checkpoint import write_text_atomic
+from genlab.train.distributed import resolve_device
+from genlab.train.run import load_run
+
+
+def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", only: list[str] | None = None,
+                 use_ema: bool = True, data_root: str | None = None, log=print) -> dict:
+    """Evaluate the newest checkpoint of a run; merge the results into RUN_DIR/eval.json.
+
+    Returns the dict written: {"metrics": {name: record}, "run": {...}}.
+    """
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    names = list(run.model.evaluators) if not only else only
+    for name in names:
+        EVALUATORS.get(name)  # unknown names fail before any work
+    test = run.dataset(opts.split).to(dev)
+    path = Path(run_dir) / "eval.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    metrics = dict(previous.get("metrics", {}))
+    torch.manual_seed(opts.seed)
+    for name in names:
+        began = time.perf_counter()
+        log(f"evaluating {name} on {test.name}/{test.split} ...")
+        with torch.no_grad():
+            result = EVALUATORS.get(name)(run.model, run.objective, test, dev, opts)
+        for key, record in result.items():
+            record["checkpoint_step"] = run.step
+            record["weights"] = "ema" if run.used_ema else "raw"
+            metrics[key] = record
+            log(f"  {key} = {record['value']:.4f} {record['unit']} [{record['kind']}]")
+        log(f"  ({time.perf_counter() - began:.1f} s)")
+    out = {"run": {"model": run.cfg.model_name, "data": run.cfg.data.name, "step": run.step,
+                   "device": str(dev)}, "metrics": metrics}
+    write_text_atomic(path, json.dumps(out, indent=1) + "\n")
+    return out

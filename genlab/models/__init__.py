@@ -1,0 +1,3 @@
+"""Every model module, imported so that its @MODELS.register runs."""
+
+from genlab.models.latent import autoencoder, vae  # noqa: F401

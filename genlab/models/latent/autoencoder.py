@@ -1,0 +1,69 @@
+"""Deterministic autoencoder with a bottleneck.
+
+Hinton & Salakhutdinov 2006, "Reducing the Dimensionality of Data with Neural
+Networks" (Science 313:504). Here convolutional, trained by the negative
+log-likelihood of the input under the decoder's pixel distribution (for the
+Gaussian likelihood this is the squared error). It has no prior, so it
+reconstructs and interpolates but does not sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from genlab.nn.conv import ConvDecoder, ConvEncoder, Upsample
+from genlab.nn.distributions import LIKELIHOODS, PixelDistribution, make_head
+from genlab.nn.spec import DataSpec, Phase
+from genlab.registry import MODELS
+
+
+@MODELS.register("autoencoder")
+class Autoencoder(nn.Module):
+    family = "latent"
+    default_objective = "reconstruction"
+    sampler = None  # no prior over codes
+    evaluators = ("reconstruction",)
+    run_defaults = {"optim.lr": 1e-3}
+
+    @dataclass
+    class Config:
+        latent_dim: int = 32
+        channels: tuple[int, ...] = (32, 64)
+        blocks: int = 1
+        hidden: int = 512
+        upsample: Upsample = "nearest-conv"
+        likelihood: str = "auto"
+        gaussian_sigma: float = 0.1
+
+        def validate(self):
+            if self.latent_dim < 1:
+                raise ValueError("latent_dim must be >= 1")
+            if self.likelihood not in ("auto", *LIKELIHOODS):
+                raise ValueError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
+
+    def __init__(self, cfg: Config, data: DataSpec):
+        super().__init__()
+        self.cfg, self.data = cfg, data
+        self.head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
+        self.encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, cfg.latent_dim)
+        self.decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,
+                                   data.channels * self.head.params_per_subpixel, cfg.upsample)
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main")]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)  # (B, latent_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def distribution(self, raw: torch.Tensor) -> PixelDistribution:
+        return self.head.build(raw)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        z = self.encode(x)
+        return {"z": z, "raw": self.decode(z)}

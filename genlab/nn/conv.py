@@ -1,0 +1,88 @@
+"""Convolutional encoders and decoders shared by the latent-variable models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genlab.nn.spec import DataSpec
+
+Upsample = Literal["nearest-conv", "transposed"]
+
+
+class ResBlock(nn.Module):
+    """act -> conv3x3 -> act -> conv3x3, added to the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def check_divisible(data: DataSpec, stages: int) -> tuple[int, int]:
+    """Spatial size after ``stages`` halvings; an error if the image does not divide evenly."""
+    factor = 2**stages
+    if data.height % factor or data.width % factor:
+        raise ValueError(
+            f"images of {data.height}x{data.width} cannot be halved {stages} times; "
+            f"set model.channels to {stages - 1} entries or fewer"
+        )
+    return data.height // factor, data.width // factor
+
+
+class ConvEncoder(nn.Module):
+    """x (B, C, H, W) -> (B, out_dim): strided 4x4 convolutions, residual blocks, two dense layers."""
+
+    def __init__(self, data: DataSpec, channels: tuple[int, ...], blocks: int, hidden: int, out_dim: int):
+        super().__init__()
+        h, w = check_divisible(data, len(channels))
+        layers: list[nn.Module] = []
+        c_in = data.channels
+        for c in channels:
+            layers.append(nn.Conv2d(c_in, c, 4, stride=2, padding=1))
+            layers.extend(ResBlock(c) for _ in range(blocks))
+            c_in = c
+        self.conv = nn.Sequential(*layers, nn.SiLU())
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c_in * h * w, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x):
+        return self.dense(self.conv(x * 2 - 1))  # centre inputs on [-1, 1]
+
+
+class ConvDecoder(nn.Module):
+    """z (B, latent) -> raw (B, out_channels, H, W).
+
+    Upsampling is nearest-neighbour then a 3x3 convolution by default, which
+    avoids the checkerboard artefacts of transposed convolutions (Odena et al.
+    2016, "Deconvolution and Checkerboard Artifacts", distill.pub); the
+    transposed convolution is kept as an option for comparison.
+    """
+
+    def __init__(self, data: DataSpec, latent: int, channels: tuple[int, ...], blocks: int, hidden: int,
+                 out_channels: int, upsample: Upsample = "nearest-conv"):
+        super().__init__()
+        h, w = check_divisible(data, len(channels))
+        widths = tuple(reversed(channels))  # deepest first
+        self.start_shape = (widths[0], h, w)
+        self.dense = nn.Sequential(nn.Linear(latent, hidden), nn.SiLU(), nn.Linear(hidden, widths[0] * h * w))
+        layers: list[nn.Module] = []
+        for i, c in enumerate(widths):
+            layers.extend(ResBlock(c) for _ in range(blocks))
+            c_out = widths[i + 1] if i + 1 < len(widths) else widths[-1]
+            layers.append(nn.SiLU())
+            if upsample == "transposed":
+                layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
+            else:
+                layers.extend([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c_out, 3, padding=1)])
+        layers.extend([nn.SiLU(), nn.Conv2d(widths[-1], out_channels, 3, padding=1)])
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.conv(self.dense(z).view(-1, *self.start_shape))

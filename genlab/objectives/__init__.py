@@ -1,0 +1,1 @@
+from genlab.objectives import latent  # noqa: F401

@@ -1,0 +1,71 @@
+"""`genlab report`: one Markdown and one HTML page per run, with its figures."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from genlab.registry import FIGURE_SETS
+from genlab.reports.figures import loss_curves
+from genlab.train.distributed import resolve_device
+from genlab.train.run import load_run, read_metrics
+
+
+def metrics_table(eval_json: dict) -> list[list[str]]:
+    rows = [["metric", "value", "unit", "kind", "protocol"]]
+    for name, m in eval_json.get("metrics", {}).items():
+        kind = {"bound": "bound (upper bound on NLL)" if "nll" in name or "elbo" in name else "bound"}.get(
+            m["kind"], m["kind"])
+        rows.append([name, f"{m['value']:.4f}", m["unit"], kind, m["protocol"]])
+    return rows
+
+
+def write_report(run_dir: str | Path, device: str = "auto", data_root: str | None = None) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev, data_root=data_root)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    figures: list[tuple[str, str]] = []
+    if run.model.family in FIGURE_SETS:
+        figures = [(t, f"figures/{f}") for t, f in FIGURE_SETS.get(run.model.family)(run, fig_dir, dev)]
+    if loss_curves(run_dir, fig_dir / "loss_curves.png"):
+        figures.append(("Training curves", "figures/loss_curves.png"))
+    eval_path = run_dir / "eval.json"
+    table = metrics_table(json.loads(eval_path.read_text())) if eval_path.exists() else []
+    rows = read_metrics(run_dir)
+    last = rows[-1] if rows else {}
+    title = f"{run.cfg.model_name} on {run.cfg.data.name}"
+    facts = [("steps trained", str(run.step)), ("weights", "EMA" if run.used_ema else "raw"),
+             ("git revision", (run_dir / "git.txt").read_text().strip() if (run_dir / "git.txt").exists() else "?"),
+             ("command", (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else "?")]
+    if "images_per_s" in last:
+        facts.append(("throughput at the end", f"{last['images_per_s']:.0f} images/s"))
+    md = [f"# {title}", "", *[f"- **{k}**: `{v}`" for k, v in facts], ""]
+    if table:
+        md += ["## Evaluation (eval.json)", "", "| " + " | ".join(table[0]) + " |",
+               "|" + "---|" * len(table[0])] + ["| " + " | ".join(r) + " |" for r in table[1:]] + [""]
+    else:
+        md += ["No eval.json yet: run `genlab eval " + str(run_dir) + "`.", ""]
+    for caption, f in figures:
+        md += [f"## {caption}", "", f"![{caption}]({f})", ""]
+    md += ["## Configuration", "", "```json", run.cfg.to_json(), "```", ""]
+    md_path = run_dir / "report.md"
+    md_path.write_text("\n".join(md))
+    h = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style>",
+         f"<h1>{html.escape(title)}</h1><ul>"]
+    h += [f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>" for k, v in facts] + ["</ul>"]
+    if table:
+        h.append("<h2>Evaluation</h2><table>")
+        h.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr>")
+        h += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table[1:]]
+        h.append("</table>")
+    for caption, f in figures:
+        h.append(f"<h2>{html.escape(caption)}</h2><img src='{html.escape(f)}'>")
+    h.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_json())}</pre>")
+    html_path = run_dir / "report.html"
+    html_path.write_text("\n".join(h))
+    return md_path, html_path

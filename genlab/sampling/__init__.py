@@ -1,0 +1,1 @@
+from genlab.sampling import latent  # noqa: F401

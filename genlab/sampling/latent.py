@@ -1,0 +1,71 @@
+"""Samplers and latent-space walks for latent-variable models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from genlab.registry import SAMPLERS
+from genlab.sampling.generators import randn_per_sample
+
+
+@SAMPLERS.register("latent")
+@torch.no_grad()
+def sample_latent(model, n: int, generators: list[torch.Generator], device, label=None,
+                  output: Literal["mean", "sample"] = "mean", temperature: float = 1.0, **_) -> torch.Tensor:
+    """z ~ N(0, temperature^2 I) -> decoder -> mean image (default) or a pixel sample.
+
+    Sample i uses only generators[i]: first its latent, then (for output="sample") its pixels.
+    """
+    if label is not None:
+        raise ValueError("this model is unconditional: drop --label")
+    z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
+    dist = model.distribution(model.decode(z))
+    return dist.sample(generators) if output == "sample" else dist.mean()
+
+
+@torch.no_grad()
+def latent_means(model, x: torch.Tensor) -> torch.Tensor:
+    """The code of each image: the posterior mean for a VAE, the code for an autoencoder."""
+    code = model.encode(x)
+    return code[0] if isinstance(code, tuple) else code
+
+
+@torch.no_grad()
+def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+    """Decoder mean at the posterior mean: the reconstruction shown in figures."""
+    return model.distribution(model.decode(latent_means(model, x))).mean()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation, which keeps Gaussian latents at a typical norm (White 2016)."""
+    a_n, b_n = a / a.norm(), b / b.norm()
+    omega = torch.arccos((a_n * b_n).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if so.abs() < 1e-6:
+        return (1 - t)[:, None] * a + t[:, None] * b
+    return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b
+
+
+@torch.no_grad()
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
+                mode: Literal["linear", "slerp"] = "linear") -> torch.Tensor:
+    """Decoded images along the path between the codes of two images; (steps, C, H, W)."""
+    z = latent_means(model, torch.stack([x_a, x_b]))
+    t = torch.linspace(0, 1, steps, device=z.device)
+    path = slerp(z[0], z[1], t) if mode == "slerp" else (1 - t)[:, None] * z[0] + t[:, None] * z[1]
+    return model.distribution(model.decode(path)).mean()
+
+
+@torch.no_grad()
+def manifold_grid(model, rows: int = 20, cols: int = 20, device="cpu") -> torch.Tensor:
+    """For a 2-D latent: decoded means over a grid of Gaussian quantiles (Kingma & Welling 2014, Fig. 4)."""
+    if model.cfg.latent_dim != 2:
+        raise ValueError("the manifold grid needs model.latent_dim=2")
+    normal = torch.distributions.Normal(0.0, 1.0)
+    ys = normal.icdf(torch.linspace(0.05, 0.95, rows))
+    xs = normal.icdf(torch.linspace(0.05, 0.95, cols))
+    grid = torch.stack(torch.meshgrid(ys.flip(0), xs, indexing="ij"), dim=-1).reshape(-1, 2)
+    z = grid[:, [1, 0]].to(device)  # column index -> z1, row index -> z2
+    return model.distribution(model.decode(z)).mean()

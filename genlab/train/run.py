@@ -1,0 +1,112 @@
+"""Run folders: what a run writes at its start, and how later commands load it back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genlab.config import RunConfig
+from genlab.data import load_dataset
+from genlab.data.base import ImageSet
+from genlab.nn.spec import DataSpec
+from genlab.registry import MODELS, OBJECTIVES
+from genlab.train.checkpoint import load_latest, write_text_atomic
+
+
+class RunError(RuntimeError):
+    """A run folder is missing or not a genlab run."""
+
+
+def build_model(cfg: RunConfig, spec: DataSpec) -> nn.Module:
+    return MODELS.get(cfg.model_name)(cfg.model, spec)
+
+
+def build_objective(cfg: RunConfig, spec: DataSpec):
+    return OBJECTIVES.get(cfg.objective_name)(cfg.objective, spec)
+
+
+def git_revision() -> str:
+    """The source revision of genlab itself, with '+dirty' when the tree has changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown (not a git checkout)"
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+
+
+def write_run_header(run_dir: Path, cfg: RunConfig, spec: DataSpec, train_set: ImageSet) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", cfg.to_json() + "\n")
+    write_text_atomic(run_dir / "command.txt", " ".join(sys.argv) + "\n")
+    write_text_atomic(run_dir / "git.txt", git_revision() + "\n")
+    info = {"spec": spec.to_dict(), "dataset": train_set.name, "train_examples": len(train_set), "note": train_set.note}
+    write_text_atomic(run_dir / "data.json", json.dumps(info, indent=1) + "\n")
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise RunError(f"{run_dir} is not a genlab run folder (no config.json); give the --out folder of `genlab train`")
+    return RunConfig.from_dict(json.loads(path.read_text()))
+
+
+def read_spec(run_dir: Path) -> DataSpec:
+    return DataSpec(**json.loads((Path(run_dir) / "data.json").read_text())["spec"])
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: RunConfig
+    spec: DataSpec
+    model: nn.Module
+    objective: object
+    step: int
+    used_ema: bool
+
+    def dataset(self, split: str) -> ImageSet:
+        return load_dataset(self.cfg.data.name, split, self.cfg.data)
+
+
+def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None) -> LoadedRun:
+    """Rebuild a trained model from its run folder (EMA weights when the run kept them)."""
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    if data_root:
+        cfg.data.root = data_root
+    spec = read_spec(run_dir)
+    model = build_model(cfg, spec)
+    ckpt = load_latest(run_dir)
+    weights = ckpt.get("ema") if use_ema and "ema" in ckpt else ckpt["model"]
+    model.load_state_dict(weights)
+    model.to(device).eval()
+    return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), ckpt["state"]["step"],
+                     use_ema and "ema" in ckpt)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash mid-write
+    return rows
+
+
+def torch_device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
