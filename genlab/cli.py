@@ -60,6 +60,20 @@ def _add_run_cmds(sub):
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
     p.add_argument("--data-root", help=HELP_DATA_ROOT)
 
+    p = sub.add_parser("complete", help="complete the lower half of test images (autoregressive models)",
+                       description="Keep the top rows of random test images and sample the rest several times "
+                                   "with an autoregressive run; writes one figure: original, masked, completions.")
+    p.add_argument("run_dir", help="a run folder of pixelcnn, gated-pixelcnn or pixel-transformer")
+    p.add_argument("--out", default=None, help="output figure (default RUN_DIR/completions.png)")
+    p.add_argument("--images", type=int, default=4, help="number of test images (default 4)")
+    p.add_argument("--rows", type=int, default=None, help="top rows kept (default: half the image)")
+    p.add_argument("--completions", type=int, default=4, help="completions per image (default 4)")
+    p.add_argument("--split", default="test", help="split the images come from (default test)")
+    p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the completions")
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
     p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with figures")
     p.add_argument("run_dir")
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -82,6 +96,24 @@ def _add_info_cmds(sub):
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
 
 
+def _add_eval_tools(sub):
+    p = sub.add_parser("features", help="list or train the feature networks of the sample-quality metrics",
+                       description="Feature networks are small classifiers whose penultimate activations give "
+                                   "FID/KID/precision-recall on MNIST-like data (metric names end in the "
+                                   "network name, e.g. fid_mnist-lenet-v1). `train` reruns the fixed recipe.")
+    p.add_argument("action", choices=["list", "train"], help="list: shipped networks; train: rerun a recipe")
+    p.add_argument("--data", help="dataset whose network to train (mnist or fashion-mnist)")
+    p.add_argument("--out", default=None, help="folder for the weights and manifest.json "
+                                               "(default: genlab/weights, replacing the shipped copy)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialization, data order and augmentation")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    p = sub.add_parser("compare", help="compare runs: metric table, sample grids and training curves",
+                       description="Write OUT.md and OUT.html (and OUT_curves.png) from each RUN_DIR's eval.json, "
+                                   "samples.png and metrics.jsonl.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="compare", help="output stem (default ./compare -> compare.md, compare.html)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                                                 "generative models of images.")
@@ -89,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_cmds(sub)
     _add_info_cmds(sub)
+    _add_eval_tools(sub)
     return parser
 
 
@@ -140,6 +173,16 @@ def _eval(args) -> int:
     return 0
 
 
+def _complete(args) -> int:
+    from genlab.sampling.autoregressive import complete_run
+
+    out = args.out or str(Path(args.run_dir) / "completions.png")
+    path = complete_run(args.run_dir, out, args.images, args.rows, args.completions, args.seed, args.split,
+                        args.device, use_ema=not args.no_ema, data_root=args.data_root)
+    print(f"wrote completions to {path}")
+    return 0
+
+
 def _report(args) -> int:
     from genlab.reports.report import write_report
 
@@ -168,7 +211,8 @@ def _data(args) -> int:
 
     if args.action == "list":
         for row in list_datasets():
-            print(f"{row['name']:26s} {row.get('shape', ''):12s} {row.get('description', '')}")
+            shape = "x".join(map(str, row.get("shape") or ())) or "any"
+            print(f"{row['name']:26s} {shape:9s} {row.get('description', '')}")
         return 0
     rows = check_datasets(DataConfig(root=args.data_root or ""), args.names or None)
     for row in rows:
@@ -183,8 +227,40 @@ def _quickstart(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "report": _report, "models": _models,
-            "data": _data, "quickstart": _quickstart}
+def _features(args) -> int:
+    from genlab.eval.feature_nets import SPECS, train_feature_net
+    from genlab.eval.features import WEIGHTS_DIR, read_manifest
+
+    if args.action == "list":
+        manifest = read_manifest()
+        for name, spec in SPECS.items():
+            entry = manifest.get(name)
+            state = (f"test accuracy {entry['test_accuracy']:.2f} %, sha256 {entry['sha256'][:12]}" if entry
+                     else "no weights: run `genlab features train --data " + spec.dataset + "`")
+            print(f"{name:26s} {spec.dataset:16s} {state}")
+        return 0
+    if not args.data:
+        raise ValueError("give the dataset whose feature network to train: --data mnist or --data fashion-mnist")
+    from genlab.config import DataConfig
+
+    entry = train_feature_net(args.data, DataConfig(name=args.data, root=args.data_root or ""),
+                              args.out or WEIGHTS_DIR, seed=args.seed)
+    print(f"wrote {entry['name']} ({entry['test_accuracy']:.2f} % test accuracy, sha256 {entry['sha256']}) "
+          f"to {args.out or WEIGHTS_DIR}")
+    return 0
+
+
+def _compare(args) -> int:
+    from genlab.reports.compare import compare_runs
+
+    md, html_path = compare_runs(args.run_dirs, args.out)
+    print(f"wrote {md} and {html_path}")
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "report": _report, "complete": _complete,
+            "models": _models,
+            "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,12 @@ MANIFEST_NAME = "manifest.json"
 FEATURE_CHUNK = 500  # images per forward pass of a feature network, fixed for bit-reproducibility
 
 
-class FeatureNetError(RuntimeError):
-    """A feature network's weights are missing, corrupt or do not match the manifest."""
+class FeatureNetError(ValueError):
+    """A feature network's weights are missing, corrupt or do not match the manifest.
+
+    A ValueError so that the CLI prints it as a one-line user error: the fix is always
+    a file the user provides (restore, retrain or download), never a code change.
+    """
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
@@ -124,6 +129,7 @@ def save_feature_net(net: LeNet, spec: FeatureNetSpec, out_dir: str | Path, test
     path = out_dir / f"{spec.name}.safetensors"
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(tensors, str(path), metadata={"name": spec.name, "version": str(spec.version)})
+    os.chmod(path, 0o644)  # shipped in the repository: readable by everyone
     entry = {
         "name": spec.name,
         "version": spec.version,
@@ -277,7 +283,10 @@ def load_inception(path: str | Path | None = None, device="cpu") -> FeatureNet:
         kind = "torch-fidelity/torchmetrics port"
     else:
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                # NVlabs ship TorchScript; torch's deprecation of jit.load is not the user's to act on.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
         except Exception as err:  # a pickle, a truncated download...: say what was expected
             raise FeatureNetError(f"{path} is not a TorchScript Inception-v3 ({type(err).__name__}: {err}).\n"
                                   + INCEPTION_HELP.format(env=INCEPTION_ENV)) from None
@@ -309,8 +318,8 @@ class Features:
 
 
 @torch.no_grad()
-def extract(net: FeatureNet, images: torch.Tensor, device=None) -> Features:
-    """Features (and logits) of float images (N, C, H, W) in [0, 1].
+def extract(net: FeatureNet, images: torch.Tensor) -> Features:
+    """Features (and logits) of float images (N, C, H, W) in [0, 1], on the network's device.
 
     Runs in chunks of ``FEATURE_CHUNK`` images, independent of how ``images`` was made,
     so identical images always give bit-identical features.
@@ -322,7 +331,7 @@ def extract(net: FeatureNet, images: torch.Tensor, device=None) -> Features:
             raise ValueError(f"feature networks read images in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]")
     else:
         raise ValueError(f"extract takes float images in [0, 1], got dtype {images.dtype} (divide uint8 by 255)")
-    device = torch.device(device) if device is not None else net.device
+    device = net.device
     feats, logits = [], []
     for start in range(0, len(images), FEATURE_CHUNK):
         x = images[start:start + FEATURE_CHUNK].to(device, torch.float32)

@@ -153,15 +153,17 @@ def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SI
 # k-NN based: precision / recall, density / coverage
 
 
-def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = DISTANCE_CHUNK):
-    """Yield (start, distances (rows, len(b))) for chunks of rows of ``a``, Euclidean, float32."""
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int | None = None):
+    """Yield (start, distances (rows, len(b))) for chunks of ``chunk`` (default
+    ``DISTANCE_CHUNK``) rows of ``a``; Euclidean, float32."""
+    chunk = chunk or DISTANCE_CHUNK
     a = a.to(torch.float32)
     b = b.to(torch.float32)
     for start in range(0, len(a), chunk):
         yield start, torch.cdist(a[start:start + chunk], b)
 
 
-def knn_radii(features, k: int, chunk: int = DISTANCE_CHUNK) -> torch.Tensor:
+def knn_radii(features, k: int, chunk: int | None = None) -> torch.Tensor:
     """Distance from each row to its k-th nearest *other* row, (N,).
 
     The (k+1)-th smallest distance including the point itself (at distance 0) is the
@@ -177,7 +179,7 @@ def knn_radii(features, k: int, chunk: int = DISTANCE_CHUNK) -> torch.Tensor:
 
 
 def _count_in_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
-                    chunk: int = DISTANCE_CHUNK) -> torch.Tensor:
+                    chunk: int | None = None) -> torch.Tensor:
     """For each point, how many closed balls B(centre_j, radius_j) contain it, (N_points,)."""
     counts = torch.empty(len(points), dtype=torch.int64)
     for start, d in pairwise_distances(points, centres, chunk):
@@ -291,6 +293,7 @@ def reference_images(data: ImageSet, n: int, seed: int = 0) -> tuple[torch.Tenso
     """
     if n < 2:
         raise ValueError("a reference needs n >= 2 images")
+    data = data.to("cpu")  # seeded CPU generators draw any binarization, whatever device the set is on
     if n >= len(data):
         index, used = torch.arange(len(data)), -1
     else:
@@ -308,7 +311,7 @@ def reference_stats(net: FeatureNet, data: ImageSet, n: int = 10000, seed: int =
     file is never reused. A corrupt cache file is recomputed.
     """
     images, index, used = reference_images(data, n, seed)
-    raw = data.images[index.to(data.images.device)].cpu().contiguous()
+    raw = data.images.cpu()[index].contiguous()
     ident = {
         "dataset": data.name, "split": data.split, "transform": data.transform, "n": len(index), "seed": used,
         "net": net.name, "net_sha256": net.sha256, "images_sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest(),
@@ -393,8 +396,8 @@ def sample_quality(fake_images: torch.Tensor, net: FeatureNet, ref: Reference, s
     if labels is not None and out.logits is not None:
         records[f"label_accuracy_{name}"] = metric(
             label_accuracy(out.logits, labels), "%", "estimate",
-            f"{name} top-1 accuracy on {m} class-conditional samples drawn for labels i mod "
-            f"{int(labels.max()) + 1} (classifier test accuracy {net.test_accuracy} % on real {net.dataset})",
+            f"{name} top-1 agreement with the labels {m} class-conditional samples were drawn for "
+            f"(classifier test accuracy {net.test_accuracy} % on real {net.dataset}); {samples_note}",
             **common)
     return records
 
@@ -449,8 +452,12 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     Draws ``opts.n_samples`` (10000) samples with seed ``opts.seed`` (0) in batches of
     ``opts.batch_size`` (500) through ``SAMPLERS[model.sampler]``, and compares them with
     up to ``opts.n_reference`` (10000) images of ``test`` (the split the evaluation runs
-    on) in the dataset's feature network, plus Inception-v3 when ``opts.inception_weights``
-    (or $GENLAB_INCEPTION) names its weights file. Results do not depend on batch_size.
+    on; ``opts.reference_split`` = "train" loads that split instead, with ``opts.data``)
+    in the dataset's feature network, plus Inception-v3 when ``opts.inception_weights``
+    (or $GENLAB_INCEPTION) names its weights file. A subset of a larger split is drawn
+    with seed 0, so every run compares against the same images; reference statistics are
+    cached in ``opts.cache_dir`` (default ``~/.cache/genlab/reference-stats``).
+    Results do not depend on batch_size.
     """
     n = int(getattr(opts, "n_samples", 10000))
     seed = int(getattr(opts, "seed", 0))
@@ -467,11 +474,18 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     note = f"model {type(model).__name__}, sampler {getattr(model, 'sampler', '?')}, seed {seed}"
     if num_classes:
         note += f", label i mod {num_classes}"
+    reference = test
+    split = getattr(opts, "reference_split", None)
+    if split and split != test.split:
+        from genlab.config import DataConfig
+        from genlab.data import load_dataset
+
+        reference = load_dataset(test.name, split, getattr(opts, "data", None) or DataConfig(name=test.name))
     records = {}
     for net in nets:
         if net.input_shape is not None and tuple(images.shape[1:]) != net.input_shape:
             raise FeatureNetError(f"{net.name} reads {net.input_shape} images but the model samples "
                                   f"{tuple(images.shape[1:])}")
-        ref = reference_stats(net, test, n_ref, seed=0, cache_dir=cache)
+        ref = reference_stats(net, reference, n_ref, seed=0, cache_dir=cache)
         records.update(sample_quality(images, net, ref, seed, labels, note))
     return records

@@ -176,7 +176,8 @@ class GAN:
         value: log s(r) + log(1 - s(f)), the per-example value of the minimax game
             (logistic losses, phase D); its mean tends to 2 JSD(p_data, p_g) - log 4
             when D is optimal (Goodfellow et al. 2014, Proposition 1 and Theorem 1).
-        grad_norm, penalty: the input-gradient norm and the weighted penalty (phase D with a penalty).
+        input_grad_norm, penalty: ||grad_inputs D|| where the penalty is taken, and the weighted
+            penalty (phase D with a penalty; named apart from the trainer's parameter "grad_norm").
     """
 
     @dataclass
@@ -252,7 +253,7 @@ class GAN:
                 grad_norm = input_gradient_norm(critic, points)
                 penalty = wgan_gp_penalty(grad_norm, self.cfg.penalty_weight)
             loss = loss + penalty
-            terms["grad_norm"] = grad_norm.detach()
+            terms["input_grad_norm"] = grad_norm.detach()
             terms["penalty"] = penalty.detach()
         return {"loss": loss, **terms}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.registry import SAMPLERS
+from genlab.registry import FIGURE_SETS, SAMPLERS
 from genlab.sampling.generators import make_generators
 
 
@@ -56,7 +56,7 @@ def _labels(model, label, n: int, device):
 @SAMPLERS.register("autoregressive")
 @torch.no_grad()
 def sample(model, n: int, generators: list[torch.Generator], device, label=None, cache: bool = True,
-           prefix: torch.Tensor | None = None, prefix_rows: int = 0) -> torch.Tensor:
+           prefix: torch.Tensor | None = None, prefix_rows: int = 0, until_row: int | None = None) -> torch.Tensor:
     """Draw n images from an autoregressive model.
 
     Args:
@@ -69,6 +69,8 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
             False forces full recomputation at every step (slow; for comparison).
         prefix: (n, C, H, W) images in [0, 1] whose top ``prefix_rows`` rows are kept.
         prefix_rows: rows given by ``prefix``; sampling starts at that row.
+        until_row: stop before this row (None: the whole image); later rows stay 0.
+            Rows drawn are identical to those of a full draw (for timing, partial completion).
     Returns:
         (n, C, H, W) images in [0, 1] (exactly 0/1 for binary data, k/255 for 8-bit).
     """
@@ -76,8 +78,9 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
         raise ValueError(f"need one generator per sample: got {len(generators)} for n={n}")
     spec, head = model.data, model.head
     C, H, W = spec.channels, spec.height, spec.width
-    if not 0 <= prefix_rows <= H:
-        raise ValueError(f"prefix_rows must be in 0..{H}, got {prefix_rows}")
+    until_row = H if until_row is None else until_row
+    if not 0 <= prefix_rows <= until_row <= H:
+        raise ValueError(f"need 0 <= prefix_rows <= until_row <= {H}, got {prefix_rows} and {until_row}")
     dtype = next(model.parameters()).dtype
     canvas = torch.zeros(n, C, H, W, device=device, dtype=dtype)
     if prefix_rows:
@@ -89,7 +92,7 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     model.eval()
     try:
         stepper = model.sampling_cache(n, y) if cache and hasattr(model, "sampling_cache") else _Naive(model, y)
-        for i in range(prefix_rows, H):
+        for i in range(prefix_rows, until_row):
             for j in range(W):
                 for c, channels in head.steps():
                     raw = stepper.step(canvas, i, j, c)  # (n, R_step)
@@ -163,3 +166,63 @@ def save_completion_figure(images: torch.Tensor, completions: torch.Tensor, rows
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _pick(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n_images random images of a split (seeded; the binarized-MNIST test file is sorted by digit)."""
+    if not 1 <= n_images <= len(test):
+        raise ValueError(f"n_images must be in 1..{len(test)}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(test), generator=g)[:n_images]
+    batch = test.batch(idx.to(test.images.device), torch.Generator(device=test.images.device).manual_seed(seed))
+    labels = batch.get("y")
+    return batch["x"].to(device), None if labels is None else labels.to(device)
+
+
+def complete_run(run_dir: str | Path, out: str | Path, n_images: int = 4, rows: int | None = None,
+                 n_completions: int = 4, seed: int = 0, split: str = "test", device: str = "auto",
+                 use_ema: bool = True, data_root: str | None = None) -> Path:
+    """`genlab complete`: completions of random test images of a trained run, as one figure.
+
+    Args:
+        rows: top rows kept (default: half the image).
+        Other arguments as for ``genlab sample``; class-conditional models get each image's own label.
+    """
+    from genlab.train.distributed import resolve_device
+    from genlab.train.run import load_run
+
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    if run.model.sampler != "autoregressive":
+        raise ValueError(f"{run.cfg.model_name} is not autoregressive: completion needs pixelcnn, "
+                         "gated-pixelcnn or pixel-transformer")
+    rows = run.spec.height // 2 if rows is None else rows
+    images, labels = _pick(run.dataset(split), n_images, seed, dev)
+    label = labels if getattr(run.model, "conditional", False) else None
+    completions = complete(run.model, images, rows, n_completions, seed, label=label)
+    title = f"{run.cfg.model_name} on {run.cfg.data.name}/{split}, step {run.step}: top {rows} rows kept"
+    return save_completion_figure(images, completions, rows, out, title)
+
+
+@FIGURE_SETS.register("autoregressive")
+def report_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
+    """`genlab report` figures of an autoregressive run: samples, completions, per-pixel surprise."""
+    from genlab.eval.surprise import pixel_nll, save_surprise_figure
+    from genlab.reports.images import save_grid
+
+    model, figs = run.model, []
+    out_dir = Path(out_dir)
+    label = 0 if getattr(model, "conditional", False) else None
+    samples = sample(model, 16, make_generators(0, 16, device), device, label=label)
+    save_grid(samples, out_dir / "samples.png", nrow=8)
+    figs.append(("Samples (seed 0" + (", class 0)" if label is not None else ")"), "samples.png"))
+    test = run.dataset("test")
+    images, labels = _pick(test, 4, 0, device)
+    cond = labels if getattr(model, "conditional", False) else None
+    rows = run.spec.height // 2
+    save_completion_figure(images, complete(model, images, rows, 4, 0, label=cond), rows, out_dir / "completions.png")
+    figs.append((f"Completions of random test images from their top {rows} rows", "completions.png"))
+    nll = pixel_nll(model, images[:1], None if cond is None else cond[:1])
+    save_surprise_figure(images[0], nll[0], out_dir / "surprise.png")
+    figs.append(("Per-pixel negative log-likelihood of a test image (sums to its NLL)", "surprise.png"))
+    return figs

@@ -43,7 +43,8 @@ class TrainResult:
     step: int
     skipped_steps: int
     interrupted: bool
-    seconds: float
+    seconds: float  # the whole call: data loading, set-up, steps, final checkpoint
+    loop_seconds: float = 0.0  # the steps alone, from the first to the last
 
 
 def learning_rate(cfg: RunConfig, step: int) -> float:
@@ -195,6 +196,7 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
 
     step, interrupted = start, False
     model.train()
+    loop_began = time.perf_counter()
     with _StopFlag() as stop:
         try:
             while step < end:
@@ -260,5 +262,6 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
         finally:
             bar.close()
             log.close()
+    loop_seconds = time.perf_counter() - loop_began
     checkpoint(step)
-    return TrainResult(run_dir, step, skipped, interrupted, time.perf_counter() - began)
+    return TrainResult(run_dir, step, skipped, interrupted, time.perf_counter() - began, loop_seconds)

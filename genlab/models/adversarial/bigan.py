@@ -80,6 +80,7 @@ class BiGAN(nn.Module):
         d_dropout: float = 0.2  # dropout in every discriminator layer
         min_logvar: float = -10.0  # floor on the Gaussian encoder's log-variance
         n_critic: int = 1  # discriminator steps per encoder/generator step
+        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
         init_std: float = 0.02  # weights ~ N(0, init_std)
 
         def validate(self):
@@ -93,6 +94,8 @@ class BiGAN(nn.Module):
                 raise ValueError("n_critic must be >= 1")
             if self.init_std <= 0:
                 raise ValueError("init_std must be > 0")
+            if self.d_lr_scale <= 0:
+                raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -108,7 +111,8 @@ class BiGAN(nn.Module):
 
     def phases(self) -> list[Phase]:
         # The encoder plays on the generator's side: both are updated in phase G.
-        return [Phase("D", ("discriminator",)), Phase("G", ("generator", "encoder"), every=self.cfg.n_critic)]
+        return [Phase("D", ("discriminator",), lr_scale=self.cfg.d_lr_scale),
+                Phase("G", ("generator", "encoder"), every=self.cfg.n_critic)]
 
     def sample_latent(self, n: int, device=None, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         return latent_noise(self.cfg.prior, n, self.cfg.latent_dim, device, generators)

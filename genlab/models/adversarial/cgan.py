@@ -52,6 +52,7 @@ class CGAN(nn.Module):
         upsample: Upsample = "transposed"  # or nearest-conv
         d_norm: DNorm = "spectral"  # spectral norm (Miyato & Koyama) | batch | layer | none
         n_critic: int = 1  # discriminator steps per generator step
+        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
         init_std: float = 0.02  # weights ~ N(0, init_std)
 
         def validate(self):
@@ -61,6 +62,8 @@ class CGAN(nn.Module):
                 raise ValueError("n_critic must be >= 1 (discriminator steps per generator step)")
             if self.init_std <= 0:
                 raise ValueError("init_std must be > 0")
+            if self.d_lr_scale <= 0:
+                raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -77,7 +80,8 @@ class CGAN(nn.Module):
                                                std=cfg.init_std)
 
     def phases(self) -> list[Phase]:
-        return [Phase("D", ("discriminator",)), Phase("G", ("generator",), every=self.cfg.n_critic)]
+        return [Phase("D", ("discriminator",), lr_scale=self.cfg.d_lr_scale),
+                Phase("G", ("generator",), every=self.cfg.n_critic)]
 
     def sample_latent(self, n: int, device=None, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         return latent_noise(self.cfg.prior, n, self.cfg.latent_dim, device, generators)

@@ -51,6 +51,7 @@ class DCGAN(nn.Module):
         g_norm: GNorm = "batch"  # generator normalisation (paper: batch norm)
         d_norm: DNorm = "batch"  # discriminator: batch (paper) | layer | spectral | none; not batch with penalties
         n_critic: int = 1  # discriminator steps per generator step (WGAN-GP: 5)
+        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
         init_std: float = 0.02  # weights ~ N(0, init_std) (paper)
 
         def validate(self):
@@ -60,6 +61,8 @@ class DCGAN(nn.Module):
                 raise ValueError("n_critic must be >= 1 (discriminator steps per generator step)")
             if self.init_std <= 0:
                 raise ValueError("init_std must be > 0")
+            if self.d_lr_scale <= 0:
+                raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -70,7 +73,8 @@ class DCGAN(nn.Module):
 
     def phases(self) -> list[Phase]:
         # D first, then G on every n_critic-th step: n_critic D updates per G update.
-        return [Phase("D", ("discriminator",)), Phase("G", ("generator",), every=self.cfg.n_critic)]
+        return [Phase("D", ("discriminator",), lr_scale=self.cfg.d_lr_scale),
+                Phase("G", ("generator",), every=self.cfg.n_critic)]
 
     def sample_latent(self, n: int, device=None, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """(n, latent_dim) draws from p(z); per-sample generators for sampling, the global one in training."""

@@ -103,3 +103,29 @@ class PixelCNN(nn.Module):
 
     def distribution(self, raw: torch.Tensor) -> PixelDistribution:
         return self.head.distribution(raw)
+
+    def rows_seen(self) -> int:
+        """How many rows above its own an output can see: each masked k x k kernel adds k // 2."""
+        return self.cfg.first_kernel // 2 + self.cfg.residual_blocks * (self.cfg.kernel // 2)
+
+    def sampling_cache(self, batch: int, y=None) -> "_RowWindow":
+        """Incremental evaluation for sampling: recompute only the rows the current pixel sees."""
+        return _RowWindow(self)
+
+
+class _RowWindow:
+    """Raw outputs of pixel (i, j) from canvas rows i - rows_seen .. i only.
+
+    Exact: the output at row i depends on input rows i - rows_seen .. i alone, and
+    every intermediate feature it uses has its own field inside that window, so the
+    zero padding above the window never reaches it. On 28x28 images with the default
+    depth (11 rows seen) a step costs at most 12 rows instead of 28.
+    """
+
+    def __init__(self, model: PixelCNN):
+        self.model, self.reach = model, model.rows_seen()
+
+    def step(self, canvas: torch.Tensor, i: int, j: int, c: int) -> torch.Tensor:
+        lo = max(0, i - self.reach)
+        raw = self.model(canvas[:, :, lo : i + 1])
+        return raw[:, self.model.head.step_raw(c), i - lo, j]

@@ -1,0 +1,214 @@
+"""Does a model copy its training images? Nearest-training-neighbour distances of
+generated samples, judged against those of held-out test images.
+
+For each generated sample and each test image we find the nearest training image, in
+pixels (Euclidean on the [0, 1] scale) and in a feature network's space. Test images are
+what "new images from the data distribution" look like: if a model generalizes, its
+samples are no closer to the training set than test images are. We report the fraction
+of samples closer to a training image than the 1st percentile of the test images'
+nearest-train distances (about 0.01 for a model that does not copy; up to 1 for one that
+reproduces training images), the medians of both distance distributions, and a figure of
+the samples nearest to the training set with their nearest neighbours.
+
+This is the test-set-calibrated nearest-neighbour check used e.g. by Meehan, Chaudhuri &
+Dasgupta 2020, "A Non-Parametric Test to Detect Data-Copying in Generative Models"
+(arXiv:2004.05675), in its simplest form: a quantile threshold instead of their
+cell-wise Mann-Whitney statistic.
+
+Nearest-neighbour search is chunked over both sets (``torch.cdist`` on blocks of
+``QUERY_CHUNK`` x ``REFERENCE_CHUNK``), so 10k samples x 60k training images runs in a
+few tens of MB whatever the set sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genlab.data.base import ImageSet
+from genlab.eval.features import FeatureNet, extract
+from genlab.eval.metric import metric
+from genlab.registry import EVALUATORS
+
+QUERY_CHUNK = 1024
+REFERENCE_CHUNK = 8192  # a block of distances is QUERY_CHUNK x REFERENCE_CHUNK float32 = 32 MiB
+PERCENTILE = 0.01
+
+
+@torch.no_grad()
+def nearest_neighbours(query: torch.Tensor, reference: torch.Tensor, query_chunk: int = QUERY_CHUNK,
+                       reference_chunk: int = REFERENCE_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean distance to, and index of, the nearest reference row of every query row.
+
+    Args:
+        query: (N, ...) flattened to (N, D).
+        reference: (M, ...) flattened to (M, D).
+    Returns:
+        (distances (N,) float32, indices (N,) int64). Ties go to the lowest index.
+    """
+    q = query.reshape(len(query), -1).float()
+    r = reference.reshape(len(reference), -1).float()
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(f"query and reference have different sizes per row: {q.shape[1]} vs {r.shape[1]}")
+    if len(r) == 0:
+        raise ValueError("the reference set is empty")
+    best_d = torch.full((len(q),), float("inf"))
+    best_i = torch.zeros(len(q), dtype=torch.int64)
+    for qs in range(0, len(q), query_chunk):
+        qc = q[qs:qs + query_chunk]
+        d_best = torch.full((len(qc),), float("inf"))
+        i_best = torch.zeros(len(qc), dtype=torch.int64)
+        for rs in range(0, len(r), reference_chunk):
+            d, i = torch.cdist(qc, r[rs:rs + reference_chunk]).min(1)  # (chunk,)
+            better = d < d_best  # strict: an earlier block keeps ties
+            d_best = torch.where(better, d, d_best)
+            i_best = torch.where(better, i + rs, i_best)
+        best_d[qs:qs + len(qc)] = d_best
+        best_i[qs:qs + len(qc)] = i_best
+    return best_d, best_i
+
+
+def _images(data: ImageSet, n: int | None, seed: int) -> torch.Tensor:
+    """Float images of a split (a seeded subset when n < len); a seeded binarization if dynamic."""
+    data = data.to("cpu")
+    if n is None or n >= len(data):
+        index = torch.arange(len(data))
+    else:
+        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.batch(index, generator=torch.Generator().manual_seed(seed))["x"].cpu()
+
+
+def copy_statistics(sample_d: torch.Tensor, test_d: torch.Tensor, q: float = PERCENTILE) -> dict:
+    """Compare nearest-train distances of samples with those of test images.
+
+    Returns:
+        threshold (the q-quantile of test distances), fraction of samples strictly below
+        it, and the median distance of each set.
+    """
+    threshold = torch.quantile(test_d.double(), q).item()
+    return {
+        "threshold": threshold,
+        "fraction_below": (sample_d.double() < threshold).double().mean().item(),
+        "median_samples": sample_d.double().median().item(),
+        "median_test": test_d.double().median().item(),
+    }
+
+
+def memorization(samples: torch.Tensor, train: ImageSet, test: ImageSet, net: FeatureNet | None = None,
+                 n_test: int | None = None, seed: int = 0, figure: str | Path | None = None,
+                 figure_count: int = 12, samples_note: str = "") -> dict:
+    """Memorization records for generated samples (M, C, H, W) in [0, 1].
+
+    Args:
+        samples: generated images.
+        train: the training split the model saw.
+        test: held-out images defining what "not copied" looks like.
+        net: feature network for the feature-space check (None: pixels only).
+        n_test: test images to use (None: all).
+        seed: seed of test subsets and of any binarization of dynamic data.
+        figure: PNG path of the figure of samples and their nearest training images.
+        figure_count: how many samples the figure shows (the closest to the training set).
+        samples_note: how the samples were drawn, for the protocol.
+    """
+    if samples.shape[1:] != train.images.shape[1:]:
+        raise ValueError(f"samples are {tuple(samples.shape[1:])} but training images are {tuple(train.images.shape[1:])}")
+    train_x = _images(train, None, seed)
+    test_x = _images(test, n_test, seed)
+    samples = samples.float().cpu()
+    spaces = {"pixels": (samples, test_x, train_x)}
+    if net is not None:
+        spaces[net.name] = tuple(extract(net, x).features for x in (samples, test_x, train_x))
+    proto = (f"nearest {train.name}/{train.split} image ({len(train_x)}) of {len(samples)} generated samples"
+             f"{' (' + samples_note + ')' if samples_note else ''} vs of {len(test_x)} {test.name}/{test.split} images")
+    records, neighbours = {}, {}
+    for space, (s, t, tr) in spaces.items():
+        s_d, s_i = nearest_neighbours(s, tr)
+        t_d, _ = nearest_neighbours(t, tr)
+        neighbours[space] = (s_d, s_i)
+        stats = copy_statistics(s_d, t_d)
+        unit = "L2, [0,1] pixels" if space == "pixels" else f"L2 in {space} features"
+        where = "Euclidean in pixel space" if space == "pixels" else f"Euclidean in {net.description}"
+        common = dict(space=space, n_generated=len(samples), n_test=len(test_x), n_train=len(train_x), seed=seed)
+        records[f"copy_fraction_{space}"] = metric(
+            stats["fraction_below"], "fraction", "estimate",
+            f"fraction of samples closer to a training image than the {PERCENTILE:.0%} quantile "
+            f"({stats['threshold']:.4g}) of test images' nearest-train distances ({where}); ~{PERCENTILE} when "
+            f"samples are as novel as test images; {proto}", threshold=stats["threshold"], **common)
+        records[f"nn_train_median_{space}"] = metric(
+            stats["median_samples"], unit, "estimate", f"median nearest-train distance of samples ({where}); {proto}",
+            test_median=stats["median_test"], **common)
+        records[f"nn_train_median_test_{space}"] = metric(
+            stats["median_test"], unit, "estimate",
+            f"median nearest-train distance of held-out test images ({where}); {proto}", **common)
+    if figure is not None:
+        neighbour_figure(samples, train_x, neighbours, figure, figure_count)
+    return records
+
+
+def neighbour_figure(samples: torch.Tensor, train_x: torch.Tensor, neighbours: dict, path: str | Path,
+                     count: int = 12) -> Path:
+    """PNG: the ``count`` samples closest to the training set (in pixels), one per column,
+    above their nearest training image in each space (with the distance)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pixel_d, _ = neighbours["pixels"]
+    order = pixel_d.argsort()[:count].tolist()
+    rows = [("sample", None)] + [(space, nb) for space, nb in neighbours.items()]
+    fig, axes = plt.subplots(len(rows), len(order), figsize=(1.1 * len(order) + 0.8, 1.25 * len(rows)), squeeze=False)
+    for c, j in enumerate(order):
+        for r, (space, nb) in enumerate(rows):
+            ax = axes[r][c]
+            img = samples[j] if nb is None else train_x[nb[1][j]]
+            ax.imshow(_to_hwc(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if nb is not None:
+                ax.set_title(f"{nb[0][j]:.2f}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel("sample" if nb is None else f"NN {space}", fontsize=7)
+    fig.suptitle("samples closest to the training set and their nearest training images (distance above)", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _to_hwc(img: torch.Tensor):
+    img = img.clamp(0, 1)
+    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+
+
+@EVALUATORS.register("memorization")
+@torch.no_grad()
+def evaluate_memorization(model, objective, test: ImageSet, device, opts) -> dict[str, dict]:
+    """Nearest-training-neighbour check of ``opts.n_samples`` (10000) model samples.
+
+    Loads the train split of ``test``'s dataset with ``opts.data`` (a ``DataConfig``;
+    default: the standard data root), compares in pixels and, when the dataset has one,
+    in its feature network, and writes ``opts.figure_dir/memorization.png`` when
+    ``opts.figure_dir`` is set.
+    """
+    from genlab.config import DataConfig
+    from genlab.data import load_dataset
+    from genlab.eval.feature_nets import feature_net_name_for
+    from genlab.eval.features import load_feature_net
+    from genlab.eval.sample_metrics import draw_samples
+
+    n = int(getattr(opts, "n_samples", 10000))
+    seed = int(getattr(opts, "seed", 0))
+    batch_size = int(getattr(opts, "batch_size", 500))
+    train = load_dataset(test.name, "train", getattr(opts, "data", None) or DataConfig(name=test.name))
+    net_name = feature_net_name_for(test.name)
+    net = load_feature_net(net_name, getattr(opts, "feature_weights_dir", None), device) if net_name else None
+    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    samples, _ = draw_samples(model, n, seed, device, batch_size, num_classes)
+    figure_dir = getattr(opts, "figure_dir", None)
+    note = f"model {type(model).__name__}, sampler {getattr(model, 'sampler', '?')}, seed {seed}"
+    return memorization(samples, train, test, net, seed=seed, samples_note=note,
+                        figure=Path(figure_dir) / "memorization.png" if figure_dir else None)
