@@ -92,7 +92,7 @@ def _add_info_cmds(sub):
                                    "minutes on 2 CPU cores), then writes samples, reconstructions, an "
                                    "interpolation strip, eval.json and report.md/html.")
     p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
 
 

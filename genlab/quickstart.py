@@ -13,7 +13,7 @@ from genlab.sampling.api import sample_run
 from genlab.train.loop import train
 
 
-def quickstart(out: str | Path, steps: int = 3000, device: str = "auto") -> Path:
+def quickstart(out: str | Path, steps: int = 2000, device: str = "auto") -> Path:
     out = Path(out)
     args = argparse.Namespace(model=None, preset="vae-digits", data=None, steps=steps, seed=0, device=device,
                               batch_size=None, data_root=None, overrides=[])

@@ -518,3 +518,13 @@ def test_objective_terms_and_exact_evaluator_agree(tmp_path):
     assert nll_map.shape == (3, 3)
     assert nll_map.sum().item() == pytest.approx(direct[7].item(), rel=1e-5)
     assert save_surprise_figure(images[7].float(), nll_map, tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_transformer_with_learned_positions_is_causal_normalized_and_cacheable():
+    spec = DataSpec(3, 2, 2, bits=1)
+    model = tiny("pixel-transformer", spec, positions="learned")
+    assert not (dependency(model) & ~torch.ones(12, 12, dtype=torch.bool).tril(-1)).any()
+    with torch.no_grad():
+        assert torch.logsumexp(log_likelihood(model, all_images(spec)), 0).exp().item() == pytest.approx(1, abs=1e-9)
+    a = sample(model, 3, make_generators(1, 3), "cpu", cache=True)
+    assert torch.equal(a, sample(model, 3, make_generators(1, 3), "cpu", cache=False))

@@ -25,6 +25,7 @@ from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLERS
 from genlab.sampling.adversarial import (interpolations, latent_path, nearest_neighbours, sample_gan, save_gif,
                                          save_nearest_neighbour_figure, save_strip)
 from genlab.sampling.generators import make_generators
+from model_tester import check_model
 
 GREY = DataSpec(1, 28, 28, 8, 10)
 COLOUR = DataSpec(3, 32, 32, 8, 10)
@@ -165,6 +166,14 @@ def test_uniform_prior_and_bounded_encoder():
     assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.9 and z.max() > 0.9
     model = tiny("bigan", GREY)
     assert model.encode(torch.rand(3, 1, 28, 28) * 50).abs().max() <= 1  # tanh code in the prior's support
+
+
+@pytest.mark.parametrize("name, loss, penalty", [("dcgan", "nonsaturating", "none"), ("cgan", "hinge", "none"),
+                                                  ("bigan", "minimax", "none"), ("dcgan", "wasserstein", "wgan-gp"),
+                                                  ("bigan", "lsgan", "r1")])
+def test_shared_model_tester(name, loss, penalty, tmp_path):
+    model = tiny(name, GREY, d_norm="layer" if penalty != "none" else "batch")
+    check_model(model, GAN(GAN.Config(loss=loss, penalty=penalty)), batch_for(GREY), tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,3 +495,46 @@ def test_bigan_probe_evaluator_reports_its_metrics():
     assert self_err.shape == (40,)
     # the evaluator's subset is a permutation of all 40 images, so the means agree
     assert out["recon_mse"]["value"] == pytest.approx(self_err.mean().item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Through the real trainer and data
+
+
+@pytest.mark.parametrize("name, extra", [("dcgan", ["objective.loss=minimax"]),
+                                         ("cgan", ["model.n_critic=2"]),
+                                         ("bigan", ["objective.penalty=r1", "model.d_norm=layer"])])
+def test_trains_with_the_one_loop_and_samples(name, extra, tmp_path):
+    from genlab.config import RunConfig, apply_overrides
+    from genlab.sampling.api import draw
+    from genlab.train.loop import train
+    from genlab.train.run import load_run
+
+    tiny_run = ["data.name=digits", "model.width=4", "model.latent_dim=6", "train.batch_size=16", "train.steps=4",
+                "train.log_every=2", "train.progress=false", "train.device=cpu"]
+    cfg = apply_overrides(RunConfig.create(name), tiny_run + extra)
+    assert cfg.optim.lr == 2e-4 and cfg.optim.beta1 == 0.5  # the model's paper defaults
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 4 and result.skipped_steps == 0
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/D/loss", "train/G/loss", "train/D/d_real", "train/D/d_fake"} <= set(rows[-1])
+    run = load_run(tmp_path / "run")
+    label = 7 if name == "cgan" else None
+    a = draw(run.model, 5, seed=3, device="cpu", batch_size=2, label=label)
+    b = draw(run.model, 5, seed=3, device="cpu", batch_size=5, label=label)
+    assert a.shape == (5, 1, 8, 8) and torch.allclose(a, b, atol=1e-6)
+
+
+def test_one_step_on_real_mnist(data_root):
+    from genlab.config import DataConfig
+    from genlab.data import load_dataset
+
+    mnist = load_dataset("mnist", "test", DataConfig(name="mnist", root=str(data_root)))
+    batch = mnist.batch(torch.arange(8))
+    model = tiny("cgan", mnist.spec)
+    objective = GAN(GAN.Config(loss="hinge"), mnist.spec)
+    for phase in model.phases():
+        terms = objective(model, batch, phase.name, 0)
+        assert torch.isfinite(terms["loss"]).all() and terms["loss"].shape == (8,)

@@ -94,12 +94,12 @@ class DiscretizedLogisticMixture(PixelDistribution):
         C, M = channels, components
         expected = mixture_raw_channels(C, M)
         if raw.shape[1] != expected:
-            raise ValueError(f"a {C}-channel mixture of {M} logistics needs {expected} raw channels, got {raw.shape[1]}")
+            raise ValueError(f"a {C}-channel mixture of {M} logistics needs {expected} raw channels, "
+                             f"got {raw.shape[1]}")
         n_coef = C * (C - 1) // 2
         logits, loc, log_scale, coeffs = raw.split([M, C * M, C * M, n_coef * M], dim=1)
-        B, _, H, W = raw.shape
-        return cls(logits, loc.view(B, C, M, H, W), log_scale.view(B, C, M, H, W),
-                   coeffs.view(B, n_coef, M, H, W), min_log_scale)
+        return cls(logits, loc.unflatten(1, (C, M)), log_scale.unflatten(1, (C, M)),
+                   coeffs.unflatten(1, (n_coef, M)), min_log_scale)
 
     def _coeff(self, c: int, prev: int) -> torch.Tensor:
         """tanh coefficient of channel ``prev`` in the location of channel ``c`` (prev < c): (B, M, H, W)."""

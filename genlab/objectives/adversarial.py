@@ -139,9 +139,12 @@ def input_gradient_norm(critic, inputs: tuple[torch.Tensor, ...]) -> torch.Tenso
     The gradient of the summed scores gives per-example gradients only if example i's
     score depends on example i alone, which is why batch norm in D is refused with penalties.
     """
-    inputs = tuple(t.detach().requires_grad_(True) for t in inputs)
-    scores = critic(inputs)
-    grads = torch.autograd.grad(scores.sum(), inputs, create_graph=True)
+    # Under no_grad (an evaluation pass) the penalty is still computed, without a graph to D's weights.
+    differentiable = torch.is_grad_enabled()
+    with torch.enable_grad():
+        inputs = tuple(t.detach().requires_grad_(True) for t in inputs)
+        scores = critic(inputs)
+        grads = torch.autograd.grad(scores.sum(), inputs, create_graph=differentiable)
     sq = sum(g.flatten(1).pow(2).sum(1) for g in grads)
     return sq.add(1e-12).sqrt()  # epsilon keeps the gradient of sqrt finite at 0
 

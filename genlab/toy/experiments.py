@@ -122,7 +122,7 @@ def saturation(checkpoints: tuple[int, ...] = (0, 25, 50, 100, 200, 400), batch_
     p_data = N(2, 0.5^2); the generator N(-2, 0.5^2) (affine, so it has two parameters)
     stays frozen while D trains; at each checkpoint (D steps so far) both G losses are
     differentiated on the same 4096 latents. Goodfellow et al. 2014 (Sec. 3) and
-    Arjovsky & Bottou 2017 (arXiv:1701.04862, Sec. 2.2) predict that the minimax
+    Arjovsky & Bottou 2017 (arXiv:1701.04862) predict that the minimax
     gradient vanishes as D(G(z)) -> 0 while the non-saturating one does not: per fake,
     the gradients with respect to the logit f are -s(f) and -s(-f), in ratio e^f.
 

@@ -63,7 +63,7 @@ class BiGAN(nn.Module):
     family = "adversarial"
     default_objective = "gan"
     sampler = "gan"
-    evaluators = ("bigan-probe",)
+    evaluators = ("bigan-probe", "sample-quality", "memorization")
     # Donahue et al. 2017: Adam, lr 2e-4, beta1 0.5 (as DCGAN).
     run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5}
 

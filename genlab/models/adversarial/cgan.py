@@ -12,13 +12,14 @@ Why projection rather than an auxiliary classifier (AC-GAN, Odena et al. 2017,
 arXiv:1610.09585): the projection discriminator still returns one score per
 example, so every loss and penalty of the ``gan`` objective applies unchanged,
 and it is the optimal form of D when p(y|x) is log-linear in phi(x) (Miyato &
-Koyama, Sec. 3). AC-GAN adds a classification loss that rewards the generator
+Koyama). AC-GAN adds a classification loss that rewards the generator
 for easily classified samples, which is known to reduce diversity within a
-class (Odena et al.; Miyato & Koyama, Sec. 5).
+class (as Miyato & Koyama discuss).
 
 Differences from Miyato & Koyama: DCGAN-sized networks instead of ResNets; the
 projection uses the flattened convolutional features instead of their global
-sum; one discriminator step per generator step by default (they use 5).
+sum; one discriminator step per generator step by default (``n_critic``; the paper
+updates D several times per G update).
 Generated examples are conditioned on the labels of the real batch, so the
 class frequencies of the fakes follow the data.
 """
@@ -40,7 +41,7 @@ class CGAN(nn.Module):
     family = "adversarial"
     default_objective = "gan"
     sampler = "gan"
-    evaluators = ()
+    evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall + label accuracy; copies
     # Hinge loss as in Miyato & Koyama; DCGAN's Adam settings.
     run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5, "objective.loss": "hinge"}
 

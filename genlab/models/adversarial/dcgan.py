@@ -38,7 +38,7 @@ class DCGAN(nn.Module):
     family = "adversarial"
     default_objective = "gan"
     sampler = "gan"
-    evaluators = ()
+    evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall; nearest-train copies
     # Radford et al. 2016: Adam, lr 0.0002, beta1 0.5 (and minibatch 128, the trainer default).
     run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5}
 

@@ -90,7 +90,7 @@ class GatedPixelCNN(nn.Module):
     default_objective = "nll"
     sampler = "autoregressive"
     evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "optim.grad_clip": 1.0, "train.batch_size": 64}
+    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 64}
 
     @dataclass
     class Config:
@@ -161,14 +161,14 @@ class _GatedCache:
 
     ``step(canvas, i, j, c)`` must be called in raster order (then channel order),
     with ``canvas`` holding every sub-pixel before (i, j, c). It returns the raw
-    outputs that step c of pixel (i, j) reads, equal to ``model(canvas)[:, :, i, j]``.
+    outputs that step c of pixel (i, j) reads, ``model(canvas)[:, head.step_raw(c), i, j]``.
     """
 
     def __init__(self, model: GatedPixelCNN, batch: int, y):
         p = next(model.parameters())
         H, W = model.data.height, model.data.width
         F_ = model.cfg.channels
-        self.model, self.y, self.W = model, y, W
+        self.model, self.y = model, y
         self.rows_done = 0  # vertical stack computed for rows < rows_done
         # Inputs of each layer's convolutions: layer 0 reads the image, layer l the outputs of l - 1.
         self.v_in = [None] + [p.new_zeros(batch, F_, H, W) for _ in model.layers[1:]]

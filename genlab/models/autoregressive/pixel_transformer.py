@@ -86,7 +86,7 @@ class PixelTransformer(nn.Module):
     default_objective = "nll"
     sampler = "autoregressive"
     evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "optim.grad_clip": 1.0, "optim.warmup_steps": 200, "train.batch_size": 32}
+    run_defaults = {"optim.lr": 1e-3, "optim.warmup_steps": 200, "train.batch_size": 32}
 
     @dataclass
     class Config:
@@ -160,7 +160,8 @@ class PixelTransformer(nn.Module):
         t = torch.arange(start, start + n, device=self.row_embed.device)
         per_row = self.data.width * (self.data.channels // self.per_token)
         per_pixel = self.data.channels // self.per_token
-        return self.row_embed[t // per_row] + self.col_embed[(t % per_row) // per_pixel] + self.chan_embed[t % per_pixel]
+        row, col, chan = t // per_row, (t % per_row) // per_pixel, t % per_pixel
+        return self.row_embed[row] + self.col_embed[col] + self.chan_embed[chan]
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, T, per_token) table indices c * levels + level."""

@@ -53,7 +53,8 @@ class PixelCNN(nn.Module):
     default_objective = "nll"
     sampler = "autoregressive"
     evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "optim.grad_clip": 1.0, "train.batch_size": 64}
+    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 64}
+    conditional = False  # no class input (use gated-pixelcnn or pixel-transformer for that)
 
     @dataclass
     class Config:
