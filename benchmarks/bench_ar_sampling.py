@@ -58,7 +58,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"load average {load:.1f}; n={args.n} samples of 1x28x28, untrained default-size models")
-    print(f"{'model':18s} {'params':>9s} {'cached (s)':>11s} {'naive (s)':>22s} {'naive/cached':>13s}  rows equal")
+    print(f"{'model':18s} {'params':>9s} {'cached (s)':>11s} {'naive (s)':>11s} {'naive/cached':>13s}  "
+          f"{'rows equal':10s}  naive timing")
     for name in args.models:
         cls = MODELS[name]
         torch.manual_seed(args.seed)
@@ -70,9 +71,9 @@ def main() -> None:
         naive, t_part = timed(lambda: sample(model, args.n, gens, args.device, cache=False, until_row=rows))
         t_naive = t_part * SPEC.height / rows
         same = torch.equal(cached[:, :, :rows], naive[:, :, :rows])
-        how = "measured" if rows == SPEC.height else f"{t_part:.1f} x 28/{rows} rows"
-        print(f"{name:18s} {params:9d} {t_cached:11.2f} {t_naive:9.1f} ({how:>10s}) {t_naive / t_cached:13.1f}  "
-              f"{same}", flush=True)
+        how = "measured" if rows == SPEC.height else f"{t_part:.1f} s for {rows} row(s), x {SPEC.height}/{rows}"
+        print(f"{name:18s} {params:9d} {t_cached:11.2f} {t_naive:11.1f} {t_naive / t_cached:13.1f}  "
+              f"{str(same):10s}  {how}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """GAN theory on toy data: optimal discriminator, saturation, mode coverage. Prints tables, writes figures.
 
-    python benchmarks/gan_toy_theory.py --out benchmarks/out/gan_toy --threads 1
+    python benchmarks/gan_toy_theory.py --threads 1 --seeds 3    # figures in runs/gan_toy_theory
 
 1. Optimal discriminator (Goodfellow et al. 2014, Prop. 1 and Thm. 1): a discriminator
    trained against a frozen Gaussian generator is compared with D* = p_data / (p_data + p_g)
@@ -154,7 +154,7 @@ def part_ring(out: Path, quick: bool, g_updates: int, seeds: list[int]) -> list[
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/out/gan_toy_theory", help="folder for figures and results.json")
+    ap.add_argument("--out", default="runs/gan_toy_theory", help="folder for figures and results.json")
     ap.add_argument("--g-updates", type=int, default=3000, help="generator updates per ring GAN")
     ap.add_argument("--seeds", type=int, default=1, help="seeds per ring objective")
     ap.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1,2")

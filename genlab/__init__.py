@@ -6,3 +6,4 @@ __version__ = "0.1.0"
 from genlab import data, models, objectives, sampling, eval, reports  # noqa: E402,F401
 from genlab.eval import latent as _eval_latent  # noqa: E402,F401
 from genlab.reports import figures as _figures  # noqa: E402,F401
+from genlab.eval import adversarial as _eval_adversarial  # noqa: E402,F401

@@ -114,6 +114,52 @@ def _add_eval_tools(sub):
     p.add_argument("--out", default="compare", help="output stem (default ./compare -> compare.md, compare.html)")
 
 
+def _add_ood(sub):
+    p = sub.add_parser("ood", help="out-of-distribution detection: AUROC/AUPR/FPR95 of likelihood-based scores",
+                       description="Score every test image of the run's dataset (in-distribution) and of each "
+                                   "--ood dataset (converted to the run's size, channels and bits) with the raw "
+                                   "likelihood and corrected scores (input complexity, typicality, and the "
+                                   "likelihood ratio with --background); writes RUN_DIR/ood.json, "
+                                   "ood_scores.npz and ood_report.md/html.")
+    p.add_argument("run_dir", help="a run folder of a model with a likelihood (vae, autoencoder, pixelcnn, ...)")
+    p.add_argument("--ood", action="append", required=True, metavar="NAME",
+                   help="an OOD dataset from `genlab data list`, repeatable")
+    p.add_argument("--background", metavar="RUN_DIR",
+                   help="run folder of a background model trained on mutated inputs (the *-background presets) "
+                        "for the likelihood ratio of Ren et al. 2019")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="score a seeded random subset of this many images per set (default: all)")
+    p.add_argument("--reference-examples", type=int, default=2000,
+                   help="training images whose mean NLL is the typicality test's H_hat (default 2000)")
+    p.add_argument("--typicality-m", type=int, default=10, help="images per batch of the batch typicality test")
+    p.add_argument("--iwae-k", type=int, default=100, help="importance samples per image for a VAE's IWAE bound")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seeds the subsets, importance samples and binarization")
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+    p = sub.add_parser("score", help="outlier scores and per-pixel surprise maps of your own images",
+                       description="Convert each image to the run's format (16-bit /257, alpha over the "
+                                   "dataset's background colour, ITU-R 601-2 luma or RGB, centre crop then "
+                                   "Lanczos, Bernoulli binarization for binary models), print its scores and save "
+                                   "its surprise map. After `genlab ood RUN_DIR` the scores come with percentiles "
+                                   "among the test images and the 95%-TPR verdict.")
+    p.add_argument("run_dir", help="a run folder of a model with a likelihood")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... files of any size and mode")
+    p.add_argument("--out", default=None, help="folder for the surprise maps and scores.json "
+                                               "(default RUN_DIR/surprise)")
+    p.add_argument("--background", metavar="RUN_DIR", help="background run for the likelihood ratio "
+                                                           "(default: the one of RUN_DIR/ood.json)")
+    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
+                   help="colour under transparent pixels (auto: the border colour of the run's test images)")
+    p.add_argument("--iwae-k", type=int, default=None, help="importance samples for a VAE (default: ood.json's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                                                 "generative models of images.")
@@ -122,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_cmds(sub)
     _add_info_cmds(sub)
     _add_eval_tools(sub)
+    _add_ood(sub)
     return parser
 
 
@@ -258,9 +305,31 @@ def _compare(args) -> int:
     return 0
 
 
+def _ood(args) -> int:
+    from genlab.ood.run import OODOptions, ood_run
+
+    opts = OODOptions(ood=args.ood, background=args.background, max_examples=args.max_examples,
+                      reference_examples=args.reference_examples, typicality_m=args.typicality_m,
+                      batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed, device=args.device, data_root=args.data_root, use_ema=not args.no_ema)
+    ood_run(args.run_dir, opts)
+    print(f"wrote {Path(args.run_dir) / 'ood.json'}")
+    return 0
+
+
+def _score(args) -> int:
+    from genlab.ood.user import format_result, score_images
+
+    results = score_images(args.run_dir, args.images, args.out, args.background, args.alpha_over, args.iwae_k,
+                           args.seed, args.device, args.data_root, use_ema=not args.no_ema)
+    for r in results:
+        print(format_result(r))
+    return 0
+
+
 COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
-            "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare}
+            "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
+            "ood": _ood, "score": _score}
 
 
 def main(argv: list[str] | None = None) -> int:

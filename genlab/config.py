@@ -41,7 +41,7 @@ class DataConfig:
     # `folder` dataset only:
     path: str = ""  # folder of images (PNG/JPEG/...), directly inside or one subfolder per class
     image_size: int = 0  # centre-crop to a square, resize to this; 0 keeps the images' own (equal) size
-    channels: int = 3  # 1: grey (ITU-R 601-2 luma), 3: RGB
+    image_channels: int = 3  # 1: grey (ITU-R 601-2 luma), 3: RGB
     test_fraction: float = 0.1  # share of the images held out (seeded) as the test split
 
 

@@ -35,10 +35,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def cfg_at(root, **extra) -> DataConfig:
-    cfg = DataConfig(root=str(root))
-    for key, value in extra.items():  # folder-dataset fields not (yet) in DataConfig
-        setattr(cfg, key, value)
-    return cfg
+    return DataConfig(root=str(root), **extra)
 
 
 def pixel_stats(ds) -> tuple[float, float]:
@@ -424,7 +421,7 @@ def load_folder(root, **opts):
 
 
 def test_folder_dataset_mixed_modes(image_folder):
-    grey = load_folder(image_folder, channels=1, image_size=0, test_fraction=0.2)
+    grey = load_folder(image_folder, image_channels=1, image_size=0, test_fraction=0.2)
     assert (len(grey["train"]), len(grey["test"])) == (4, 1)
     images = torch.cat([grey["train"].images, grey["test"].images])
     labels = torch.cat([grey["train"].labels, grey["test"].labels])
@@ -437,7 +434,7 @@ def test_folder_dataset_mixed_modes(image_folder):
     assert images[0, 0, 0, 0] == 255 and abs(int(images[0, 0, 11, 0]) - luma_red) <= 1  # RGBA over white
     assert (images[1] == 100).all() and (images[2] == 255).all()  # 16-bit / 257, not clipped
     assert (images[3].int() - 200).abs().max() <= 2  # grey JPEG, lossy
-    rgb = load_folder(image_folder, channels=3, image_size=8, test_fraction=0.2)
+    rgb = load_folder(image_folder, image_channels=3, image_size=8, test_fraction=0.2)
     x = torch.cat([rgb["train"].images, rgb["test"].images])[order.argsort()]
     assert x.shape == (5, 3, 8, 8) and rgb["test"].spec.height == 8
     assert x[0, :, 7, 4].tolist() == [255, 0, 0] and x[0, :, 0, 4].tolist() == [255, 255, 255]
@@ -476,7 +473,7 @@ def test_folder_sizes_must_agree_without_image_size(tmp_path):
     root.mkdir()
     for i, size in enumerate([(10, 10), (10, 10), (12, 10)]):
         Image.fromarray(np.zeros(size[::-1], np.uint8)).save(root / f"{i}.png")
-    cfg = cfg_at(tmp_path, path=str(root), channels=1, test_fraction=0.34)
+    cfg = cfg_at(tmp_path, path=str(root), image_channels=1, test_fraction=0.34)
     errors = []
     for split in ("train", "test"):  # the odd image fails whichever split holds it
         try:
@@ -484,5 +481,5 @@ def test_folder_sizes_must_agree_without_image_size(tmp_path):
         except DatasetError as err:
             errors.append(str(err))
     assert len(errors) == 1 and "2.png is 12x10" in errors[0] and "image_size" in errors[0]
-    out = load_folder(root, channels=1, image_size=6, test_fraction=0.34)
+    out = load_folder(root, image_channels=1, image_size=6, test_fraction=0.34)
     assert out["train"].labels is None and out["train"].images.shape == (2, 1, 6, 6)

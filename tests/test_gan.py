@@ -17,7 +17,7 @@ from genlab.eval.adversarial import encode_all, evaluate_bigan_probe, linear_pro
 from genlab.models.adversarial.bigan import BiGAN
 from genlab.models.adversarial.cgan import CGAN
 from genlab.models.adversarial.dcgan import DCGAN
-from genlab.models.adversarial.layers import latent_noise, stages_for
+from genlab.nn.adversarial import latent_noise, stages_for
 from genlab.nn.spec import DataSpec
 from genlab.objectives.adversarial import (GAN, discriminator_loss, encoder_loss, generator_loss, interpolate,
                                            interpolation_weights)
@@ -146,7 +146,8 @@ def test_safetensors_round_trip(name, tmp_path):
     model.eval(), other.eval()
     batch = batch_for(DIGITS)
     z = model.sample_latent(4)
-    assert torch.equal(model.critic(model.fake_inputs(batch, z), batch), other.critic(other.fake_inputs(batch, z), batch))
+    ours = model.critic(model.fake_inputs(batch, z), batch)
+    assert torch.equal(ours, other.critic(other.fake_inputs(batch, z), batch))
 
 
 def test_upsampling_choices_and_labels_change_the_output():

@@ -25,8 +25,8 @@ def vae_binarized_mnist():
 def vae_frey_2d():
     """VAE with a 2-D latent on Frey faces, for the classic manifold figure (Kingma & Welling 2014, Fig. 4)."""
     return {"model": "vae", "data.name": "frey", "model.latent_dim": "2", "model.channels": "16,32",
-            "model.hidden": "256", "model.likelihood": "gaussian", "model.gaussian_sigma": "0.1",
-            "train.batch_size": "100", "train.steps": "2500", "optim.lr": "1e-3", "optim.schedule": "cosine",
+            "model.hidden": "256", "model.likelihood": "gaussian", "model.gaussian_sigma": "0.04",
+            "train.batch_size": "100", "train.steps": "3000", "optim.lr": "1e-3", "optim.schedule": "cosine",
             "train.ckpt_every": "500", "train.log_every": "50"}
 
 

@@ -7,7 +7,7 @@ deeper inside a class folder). Every image is brought to the same 8-bit form:
 * 16-bit grey (Pillow modes I;16*, I) is mapped to 8 bits by v / 257 rounded
   (65535 -> 255 exactly), not clipped as a plain Pillow conversion would do;
 * transparency (RGBA, LA, palette with transparency) is composited over white;
-* colour becomes grey with Pillow's ITU-R 601-2 luma when ``data.channels == 1``;
+* colour becomes grey with Pillow's ITU-R 601-2 luma when ``data.image_channels == 1``;
 * EXIF orientation is applied, then the image is centre-cropped to a square and
   resized with Lanczos to ``data.image_size`` (0 keeps the size the images
   have, which must then be the same for all).
@@ -41,10 +41,10 @@ SPLIT_SEED = 0
 
 def _options(cfg) -> tuple[str, int, int, float]:
     path = str(getattr(cfg, "path", ""))
-    size, channels = int(getattr(cfg, "image_size", 0)), int(getattr(cfg, "channels", 3))
+    size, channels = int(getattr(cfg, "image_size", 0)), int(getattr(cfg, "image_channels", 3))
     fraction = float(getattr(cfg, "test_fraction", 0.1))
     if channels not in (1, 3):
-        raise DatasetError(f"data.channels={channels}: the folder dataset makes grey (1) or RGB (3) images")
+        raise DatasetError(f"data.image_channels={channels}: the folder dataset makes grey (1) or RGB (3) images")
     if size < 0:
         raise DatasetError(f"data.image_size={size} must be >= 0 (0 keeps the images' own size)")
     if not 0.0 < fraction < 1.0:
@@ -146,7 +146,7 @@ class Folder(Dataset):
     info = DatasetInfo(
         name="folder",
         description="your images in data.path (PNG/JPEG/...), optional class subfolders; "
-                    "data.image_size, data.channels, data.test_fraction",
+                    "data.image_size, data.image_channels, data.test_fraction",
         shape=None, bits=8, classes=0,
         splits={"train": None, "test": None},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from tqdm import tqdm
 
 from genlab.data.base import ImageSet
 from genlab.eval.metric import metric
@@ -13,12 +14,13 @@ from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
 
 
-def _batches(data: ImageSet, opts, device):
+def _batches(data: ImageSet, opts, device, desc: str | None = None):
     n = len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
     # The binarized-MNIST test file is sorted by digit: a prefix would be biased, so subsets are random.
     g = torch.Generator().manual_seed(opts.seed)
     order = torch.arange(len(data)) if n == len(data) else torch.randperm(len(data), generator=g)[:n]
-    for start in range(0, n, opts.batch_size):
+    starts = range(0, n, opts.batch_size)
+    for start in (tqdm(starts, desc=desc, unit="batch", leave=False) if desc else starts):
         idx = order[start:start + opts.batch_size]
         yield {k: v.to(device) for k, v in data.batch(idx).items()}
     return n
@@ -59,8 +61,9 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
 def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
     g = torch.Generator(device=device).manual_seed(opts.seed)
     total, sq = 0.0, 0.0
-    for batch in _batches(data, opts, device):
-        ll = iwae_log_likelihood(model, batch["x"], opts.iwae_k, opts.iwae_chunk, g).double()
+    for batch in _batches(data, opts, device, desc=f"IWAE k={opts.iwae_k}"):
+        chunk = max(1, opts.iwae_decodes // batch["x"].shape[0])
+        ll = iwae_log_likelihood(model, batch["x"], opts.iwae_k, chunk, g).double()
         total += (-ll).sum().item()
         sq += ll.pow(2).sum().item()
     n = _count(data, opts)

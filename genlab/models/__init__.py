@@ -1,3 +1,4 @@
 """Every model module, imported so that its @MODELS.register runs."""
 
 from genlab.models.latent import autoencoder, vae  # noqa: F401
+from genlab.models.adversarial import bigan, cgan, dcgan  # noqa: F401

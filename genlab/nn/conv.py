@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -10,6 +11,40 @@ from torch import nn
 from genlab.nn.spec import DataSpec
 
 Upsample = Literal["nearest-conv", "transposed"]
+
+
+@dataclass
+class CodecConfig:
+    """The knobs shared by the convolutional autoencoder and VAE."""
+
+    latent_dim: int = 32  # 2 gives manifold plots
+    channels: tuple[int, ...] = (32, 64)  # conv widths; each stage halves the image
+    blocks: int = 1  # residual blocks per stage
+    hidden: int = 512  # dense layer between convolutions and latent
+    upsample: Upsample = "nearest-conv"  # or "transposed"
+    likelihood: str = "auto"  # auto | bernoulli | logistic | gaussian | categorical
+    gaussian_sigma: float = 0.1  # fixed std of the Gaussian likelihood, on the [0, 1] pixel scale
+
+    def validate(self):
+        from genlab.nn.distributions import LIKELIHOODS
+
+        if self.latent_dim < 1:
+            raise ValueError("latent_dim must be >= 1")
+        if not self.channels:
+            raise ValueError("channels needs at least one width")
+        if self.likelihood not in ("auto", *LIKELIHOODS):
+            raise ValueError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
+
+
+def build_codec(cfg: CodecConfig, data: DataSpec, code_dim: int):
+    """(likelihood head, encoder to ``code_dim`` numbers, decoder from ``cfg.latent_dim``)."""
+    from genlab.nn.distributions import make_head
+
+    head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
+    encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, code_dim)
+    decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,
+                          data.channels * head.params_per_subpixel, cfg.upsample)
+    return head, encoder, decoder
 
 
 class ResBlock(nn.Module):

@@ -1,1 +1,2 @@
 from genlab.objectives import latent  # noqa: F401
+from genlab.objectives import adversarial  # noqa: F401

@@ -187,7 +187,7 @@ class GAN:
     class Config:
         loss: Loss = "nonsaturating"  # minimax | nonsaturating | lsgan | hinge | wasserstein
         penalty: Penalty = "none"  # none | r1 (on reals) | wgan-gp (on interpolates)
-        penalty_weight: float = 10.0  # gamma of R1 / lambda of WGAN-GP (both papers: 10)
+        penalty_weight: float = 10.0  # gamma of R1 / lambda of WGAN-GP (WGAN-GP paper: 10)
 
         def validate(self):
             if self.penalty_weight < 0 or not math.isfinite(self.penalty_weight):
@@ -267,8 +267,9 @@ class GAN:
         loss = generator_loss(self.cfg.loss, fake)
         real = None
         real_in = model.real_inputs(batch)
-        # Data pairs matter in this phase only when they depend on a G-phase player (BiGAN's E(x)).
-        if any(t.requires_grad for t in real_in):
+        # D's view of data matters in this phase only when it holds more than the batch itself,
+        # i.e. the output of a G-phase player (BiGAN's E(x)); plain images cannot move G.
+        if any(t is not x for t in real_in):
             real = model.critic(real_in, batch)
             loss = loss + encoder_loss(self.cfg.loss, real)
         return {"loss": loss, **self._scores(real, fake)}

@@ -55,7 +55,7 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     save_grid(strips, out_dir / "interpolation.png", nrow=10)
     figs.append(("Interpolation between pairs of test images in latent space", "interpolation.png"))
     if model.cfg.latent_dim == 2:
-        save_grid(manifold_grid(model, 20, 20, device), out_dir / "manifold.png", nrow=20, scale=1)
+        save_grid(manifold_grid(model, 15, 15, device), out_dir / "manifold.png", nrow=15, scale=2)
         figs.append(("Decoded manifold over Gaussian quantiles of z (latent_dim=2)", "manifold.png"))
         figs.append(("Test-set latent means", _latent_scatter(model, test, device, out_dir / "latent_scatter.png")))
     return figs

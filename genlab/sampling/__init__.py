@@ -1,1 +1,2 @@
 from genlab.sampling import latent  # noqa: F401
+from genlab.sampling import adversarial  # noqa: F401

@@ -163,7 +163,8 @@ def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor, k: int = 3,
     if train.dtype == torch.uint8:
         train = train.float() / 255
     if samples.shape[1:] != train.shape[1:]:
-        raise ValueError(f"samples {tuple(samples.shape[1:])} and training images {tuple(train.shape[1:])} differ in shape")
+        raise ValueError(f"samples {tuple(samples.shape[1:])} and training images {tuple(train.shape[1:])} "
+                         "differ in shape")
     s = samples.flatten(1).double()
     best_d = torch.full((s.shape[0], 0), 0.0, dtype=torch.double)
     best_i = torch.zeros((s.shape[0], 0), dtype=torch.long)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from genlab.models.adversarial.layers import Prior, latent_noise
+from genlab.nn.adversarial import Prior, latent_noise
 from genlab.nn.spec import Phase
 from genlab.toy.mixtures import GaussianMixture, gaussian
 

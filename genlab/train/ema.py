@@ -7,16 +7,24 @@ from torch import nn
 
 
 class EMA:
-    """Shadow copies of a model's floating-point parameters and buffers."""
+    """Shadow copies of a model's floating-point parameters and buffers.
+
+    A model may restrict the average to some submodules with a class attribute
+    ``ema_modules`` (a GAN averages its generator only); the shadow then holds
+    just those entries, and ``merged`` fills the rest from the live weights.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        prefixes = getattr(model, "ema_modules", None)
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()
+                       if prefixes is None or k.split(".", 1)[0] in prefixes}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            s = self.shadow[k]
+        state = model.state_dict()
+        for k, s in self.shadow.items():
+            v = state[k]
             if s.dtype.is_floating_point:
                 s.lerp_(v.detach(), 1.0 - self.decay)
             else:
@@ -28,3 +36,8 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for k, v in state.items():
             self.shadow[k].copy_(v)
+
+
+def merged(live_state: dict[str, torch.Tensor], ema_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's weights with the averaged entries swapped in (for evaluation and sampling)."""
+    return {**live_state, **ema_state}

@@ -183,6 +183,7 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
     bar = tqdm(total=t.steps, initial=start, disable=not (info.is_main and t.progress), dynamic_ncols=True,
                desc=f"{cfg.model_name}/{cfg.data.name}")
     sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
     bad_streak, window_start, window_steps = 0, time.perf_counter(), 0
     began = time.perf_counter()
 
@@ -219,6 +220,9 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
                         for k, v in terms.items():
                             key = f"train/{k}" if len(phases) == 1 else f"train/{ph.name}/{k}"
                             sums[key] = sums.get(key, 0.0) + v.detach().float().mean() / len(micro)
+                    for k in terms:  # phases with `every` > 1 log the mean over the steps they ran
+                        key = f"train/{k}" if len(phases) == 1 else f"train/{ph.name}/{k}"
+                        counts[key] = counts.get(key, 0) + 1
                     distributed.average_gradients(params[ph.name], info)
                     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
                     grad_norm = torch.nn.utils.clip_grad_norm_(params[ph.name], max_norm)
@@ -235,8 +239,10 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
                         continue
                     bad_streak = 0
                     opt.step()
-                    key = "train/grad_norm" if len(phases) == 1 else f"train/{ph.name}/grad_norm"
+                    # The loop's own figures live under optim/, apart from the objective's terms.
+                    key = "optim/grad_norm" if len(phases) == 1 else f"optim/{ph.name}/grad_norm"
                     sums[key] = sums.get(key, 0.0) + grad_norm.detach()
+                    counts[key] = counts.get(key, 0) + 1
                 if ema is not None:
                     ema.update(model)
                 step += 1
@@ -244,14 +250,14 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
                 bar.update(1)
                 if step % t.log_every == 0 or step == end:
                     elapsed = time.perf_counter() - window_start
-                    values = {k: float(v) / window_steps for k, v in sums.items()}
-                    values.update({"lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped,
+                    values = {k: float(v) / counts[k] for k, v in sums.items()}
+                    values.update({"optim/lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped,
                                    "images_per_s": window_steps * t.batch_size / max(elapsed, 1e-9)})
                     log.write(step, values)
                     loss_key = next((k for k in values if k.endswith("/loss")), None)
                     if loss_key:
                         bar.set_postfix(loss=f"{values[loss_key]:.4g}")
-                    sums, window_start, window_steps = {}, time.perf_counter(), 0
+                    sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
                 if step % t.ckpt_every == 0 and step != end:
                     checkpoint(step)
                 if stop.stop:

@@ -17,6 +17,7 @@ from genlab.data.base import ImageSet
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.train.checkpoint import load_latest, write_text_atomic
+from genlab.train.ema import merged
 
 
 class RunError(RuntimeError):
@@ -87,7 +88,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
     spec = read_spec(run_dir)
     model = build_model(cfg, spec)
     ckpt = load_latest(run_dir)
-    weights = ckpt.get("ema") if use_ema and "ema" in ckpt else ckpt["model"]
+    weights = merged(ckpt["model"], ckpt["ema"]) if use_ema and "ema" in ckpt else ckpt["model"]
     model.load_state_dict(weights)
     model.to(device).eval()
     return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), ckpt["state"]["step"],

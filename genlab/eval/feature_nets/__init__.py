@@ -17,8 +17,9 @@ from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe, train_feature
 
 # A network's name, architecture and recipe never change once weights are shipped:
 # any change is a new version (…-v2) so that old metric values stay comparable.
-# No label smoothing: it caps the classifier's confidence (p(y|x) <= 0.91 with 0.1), and
-# with it the classifier score of real digits (5.4 instead of ~9.8 out of 10).
+# No label smoothing: it caps the classifier's confidence (p(y|x) ~ 0.91 with smoothing
+# 0.1), and with it the classifier score of real data: a smoothed MNIST net scored 5.4 on
+# 400 test digits where this recipe scores 8.6 (9.81 on all 10,000, of at most 10).
 _SMALL_LENET = LeNetConfig(in_channels=1, size=28, conv1=16, conv2=32, hidden=128, num_classes=10, dropout=0.3)
 
 SPECS: dict[str, FeatureNetSpec] = {

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from genlab.models.adversarial.layers import (ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
+from genlab.nn.adversarial import (ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -61,6 +61,7 @@ class JointDiscriminator(nn.Module):
 @MODELS.register("bigan")
 class BiGAN(nn.Module):
     family = "adversarial"
+    ema_modules = ("generator", "encoder")  # train.ema_decay averages what is used after training
     default_objective = "gan"
     sampler = "gan"
     evaluators = ("bigan-probe", "sample-quality", "memorization")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.models.adversarial.layers import ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
+from genlab.nn.adversarial import ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -39,6 +39,7 @@ from genlab.registry import MODELS
 @MODELS.register("cgan")
 class CGAN(nn.Module):
     family = "adversarial"
+    ema_modules = ("generator",)  # train.ema_decay averages the generator only
     default_objective = "gan"
     sampler = "gan"
     evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall + label accuracy; copies

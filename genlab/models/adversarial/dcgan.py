@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.models.adversarial.layers import ConvDiscriminator, ConvGenerator, DNorm, GNorm, Prior, Upsample, latent_noise
+from genlab.nn.adversarial import (ConvDiscriminator, ConvGenerator, DNorm, GNorm, Prior, Upsample,
+                                              latent_noise)
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -36,6 +37,7 @@ class DCGAN(nn.Module):
     """
 
     family = "adversarial"
+    ema_modules = ("generator",)  # train.ema_decay averages the generator only (D is never sampled from)
     default_objective = "gan"
     sampler = "gan"
     evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall; nearest-train copies

@@ -90,13 +90,13 @@ class GatedPixelCNN(nn.Module):
     default_objective = "nll"
     sampler = "autoregressive"
     evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 64}
+    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 32}
 
     @dataclass
     class Config:
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
         channels: int = 64  # p, feature maps of each stack (paper 384 on CIFAR-10)
-        layers: int = 10  # gated layers including the first (paper 20 on CIFAR-10)
+        layers: int = 8  # gated layers including the first (paper 20 on CIFAR-10)
         first_kernel: int = 7  # window width of the first layer (7 in the paper)
         kernel: int = 3  # window width of the later layers (3 in the paper)
         head_channels: int = 256  # ReLU + 1x1 output layer width (paper 1024)

@@ -86,7 +86,7 @@ class PixelTransformer(nn.Module):
     default_objective = "nll"
     sampler = "autoregressive"
     evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "optim.warmup_steps": 200, "train.batch_size": 32}
+    run_defaults = {"optim.lr": 5e-4, "optim.warmup_steps": 200, "train.batch_size": 16}
 
     @dataclass
     class Config:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.nn.conv import ConvDecoder, ConvEncoder, Upsample
-from genlab.nn.distributions import LIKELIHOODS, PixelDistribution, make_head
+from genlab.nn.conv import CodecConfig, build_codec
+from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -29,28 +29,13 @@ class Autoencoder(nn.Module):
     run_defaults = {"optim.lr": 1e-3}
 
     @dataclass
-    class Config:
-        latent_dim: int = 32
-        channels: tuple[int, ...] = (32, 64)
-        blocks: int = 1
-        hidden: int = 512
-        upsample: Upsample = "nearest-conv"
-        likelihood: str = "auto"
-        gaussian_sigma: float = 0.1
-
-        def validate(self):
-            if self.latent_dim < 1:
-                raise ValueError("latent_dim must be >= 1")
-            if self.likelihood not in ("auto", *LIKELIHOODS):
-                raise ValueError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
+    class Config(CodecConfig):
+        pass
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
         self.cfg, self.data = cfg, data
-        self.head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
-        self.encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, cfg.latent_dim)
-        self.decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,
-                                   data.channels * self.head.params_per_subpixel, cfg.upsample)
+        self.head, self.encoder, self.decoder = build_codec(cfg, data, code_dim=cfg.latent_dim)
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]

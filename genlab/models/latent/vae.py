@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.nn.conv import ConvDecoder, ConvEncoder, Upsample
-from genlab.nn.distributions import LIKELIHOODS, PixelDistribution, make_head
+from genlab.nn.conv import CodecConfig, build_codec
+from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -32,29 +32,13 @@ class VAE(nn.Module):
     run_defaults = {"optim.lr": 1e-3}
 
     @dataclass
-    class Config:
-        latent_dim: int = 32  # 2 gives manifold plots
-        channels: tuple[int, ...] = (32, 64)  # conv widths; each stage halves the image
-        blocks: int = 1  # residual blocks per stage
-        hidden: int = 512  # dense layer between convolutions and latent
-        upsample: Upsample = "nearest-conv"  # or "transposed"
-        likelihood: str = "auto"  # auto | bernoulli | logistic | gaussian | categorical
-        gaussian_sigma: float = 0.1  # fixed std of the Gaussian likelihood, on the [0, 1] pixel scale
+    class Config(CodecConfig):
         min_logvar: float = -12.0  # floor on the posterior log-variance, for stability
-
-        def validate(self):
-            if self.latent_dim < 1:
-                raise ValueError("latent_dim must be >= 1")
-            if self.likelihood not in ("auto", *LIKELIHOODS):
-                raise ValueError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
         self.cfg, self.data = cfg, data
-        self.head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
-        self.encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, 2 * cfg.latent_dim)
-        self.decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,
-                                   data.channels * self.head.params_per_subpixel, cfg.upsample)
+        self.head, self.encoder, self.decoder = build_codec(cfg, data, code_dim=2 * cfg.latent_dim)
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]

@@ -71,7 +71,9 @@ def latent_noise(prior: Prior, n: int, dim: int, device=None,
     if generators is not None and len(generators) != n:
         raise ValueError(f"asked for {n} latents with {len(generators)} generators; give one per sample")
     if prior == "normal":
-        return torch.randn(n, dim, device=device) if generators is None else randn_per_sample(generators, (dim,), device)
+        if generators is None:
+            return torch.randn(n, dim, device=device)
+        return randn_per_sample(generators, (dim,), device)
     if prior == "uniform":
         u = torch.rand(n, dim, device=device) if generators is None else rand_per_sample(generators, (dim,), device)
         return u * 2 - 1

@@ -1,0 +1,196 @@
+"""Bringing images from elsewhere into a model's format: size, channels, bits.
+
+Two sources: another dataset's test split (``convert_imageset``, for `genlab ood`)
+and the user's own files (``read_user_image``, for `genlab score`). Both go through
+one rule, ``to_model_levels``, stated here once:
+
+1. Depth. 16-bit grey (Pillow modes I;16*, I) becomes 8-bit by v / 257 rounded
+   (65535 -> 255 exactly); a 1-bit image becomes 0/255; 32-bit float is refused.
+   Palette, CMYK, YCbCr, LAB and HSV images are converted to RGB by Pillow.
+2. Transparency (RGBA, LA, PA, palette with a transparent index) is composited
+   over the dataset's background colour: black for MNIST-like data whose border
+   pixels are dark, white otherwise (``background_of``), so a transparent margin
+   looks like the training images' margin.
+3. Channels. A grey model gets the ITU-R 601-2 luma L = R*299/1000 + G*587/1000 +
+   B*114/1000 (Pillow's "L" conversion); a colour model gets grey replicated into R,
+   G and B.
+4. Size. The largest centred box with the model's aspect ratio is cropped, then
+   resized with Lanczos (Pillow) to the model's width x height. The crop comes first,
+   so no pixel outside it leaks into the result through the filter's support.
+5. Bits. An 8-bit model takes the levels 0..255 as they are. A binary model takes
+   one Bernoulli(k/255) draw per pixel from a seeded generator: the rule genlab uses
+   for its binarized MNIST test sets (``genlab.data.dynamic.binarize_once``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.data.base import ImageSet
+from genlab.data.dynamic import binarize_once
+from genlab.nn.spec import DataSpec
+
+
+class ImageReadError(ValueError):
+    """A user's image file cannot be read or converted; the message names the file in one line."""
+
+
+def background_of(data: ImageSet) -> str:
+    """"black" or "white": the median border pixel of (up to 1000 of) the set's images, on the 0..255 scale."""
+    images = data.images[:1000].float()
+    if data.transform == "binary":
+        images = images * 255
+    border = torch.cat([images[..., 0, :].flatten(), images[..., -1, :].flatten(),
+                        images[..., :, 0].flatten(), images[..., :, -1].flatten()])
+    return "black" if border.median().item() < 128 else "white"
+
+
+def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred (left, top, right, bottom) box of ``size`` with the aspect ratio of ``target`` (w, h)."""
+    w, h = size
+    tw, th = target
+    if w * th > h * tw:  # too wide: crop the sides
+        cw = max(1, round(h * tw / th))
+        left = (w - cw) // 2
+        return left, 0, left + cw, h
+    ch = max(1, round(w * th / tw))
+    top = (h - ch) // 2
+    return 0, top, w, top + ch
+
+
+def to_model_levels(im, spec: DataSpec, background: str = "black"):
+    """A Pillow image -> uint8 (C, H, W) levels 0..255 at the model's size and channels (steps 1-4 above).
+
+    Args:
+        im: an opened (loaded) Pillow image of any mode and size.
+        spec: the model's data spec (channels 1 or 3, height, width).
+        background: "black" or "white": what transparent pixels become.
+    Returns:
+        numpy uint8 (spec.channels, spec.height, spec.width), levels 0..255 (step 5 is the caller's).
+    """
+    from PIL import Image
+
+    if background not in ("black", "white"):
+        raise ValueError(f"background must be black or white, not {background!r}")
+    if spec.channels not in (1, 3):
+        raise ValueError(f"images convert to 1 (grey) or 3 (RGB) channels, not {spec.channels}")
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"mode {im.mode} values span {a.min()}..{a.max()}, outside the 16-bit range")
+        im = Image.fromarray(np.rint(a / 257.0).astype(np.uint8), mode="L")
+    elif im.mode == "F":
+        raise ValueError("32-bit float images are not supported: save it as an 8- or 16-bit PNG")
+    elif im.mode == "1":
+        im = im.convert("L")
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if (im.mode == "PA" or "transparency" in im.info) else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    if im.mode in ("RGBA", "LA", "RGBa", "La"):
+        fill = (0, 0, 0, 255) if background == "black" else (255, 255, 255, 255)
+        im = Image.alpha_composite(Image.new("RGBA", im.size, fill), im.convert("RGBA"))
+    im = im.convert("L" if spec.channels == 1 else "RGB")
+    target = (spec.width, spec.height)
+    if im.size != target:
+        box = _centre_box(im.size, target)
+        if box != (0, 0, *im.size):
+            im = im.crop(box)
+        im = im.resize(target, Image.Resampling.LANCZOS)
+    a = np.asarray(im, dtype=np.uint8)
+    return a[None].copy() if a.ndim == 2 else a.transpose(2, 0, 1).copy()
+
+
+def binarize_levels(levels: torch.Tensor, seed: int) -> torch.Tensor:
+    """uint8 0..255 -> uint8 0/1 by one Bernoulli(k/255) draw per pixel (step 5 for binary models)."""
+    return binarize_once(levels, seed)
+
+
+def describe_rule(spec: DataSpec, background: str, seed: int) -> str:
+    """One line stating the conversion to this model's format."""
+    colour = "grey (ITU-R 601-2 luma)" if spec.channels == 1 else "RGB (grey replicated)"
+    bits = ("8-bit levels" if spec.bits == 8 else
+            f"binarized by one Bernoulli(k/255) draw per pixel (seed {seed})")
+    return (f"16-bit /257, alpha over {background}, {colour}, centre crop to {spec.width}:{spec.height} then "
+            f"Lanczos to {spec.width}x{spec.height}, {bits}")
+
+
+def read_user_image(path: str | Path, spec: DataSpec, background: str = "black", seed: int = 0) -> torch.Tensor:
+    """One image file in the model's format.
+
+    Args:
+        path: a PNG, JPEG or any file Pillow reads.
+        spec: the model's data spec.
+        background: "black" or "white": what transparent pixels become.
+        seed: seed of the Bernoulli draw for binary models.
+    Returns:
+        uint8 (C, H, W): 0..255 levels for an 8-bit model, 0/1 for a binary one.
+    Raises:
+        ImageReadError: the file is missing, not an image, corrupt or of an unsupported kind;
+            the one-line message names the file.
+    """
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            levels = to_model_levels(ImageOps.exif_transpose(im), spec, background)
+    except Exception as err:  # any decoder failure: name the file, keep Pillow's reason, drop the traceback
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {reason}") from None
+    out = torch.from_numpy(levels)
+    return binarize_levels(out, seed) if spec.bits == 1 else out
+
+
+def convert_imageset(data: ImageSet, spec: DataSpec, background: str, seed: int) -> tuple[ImageSet, str]:
+    """Another dataset's split in a model's format (same size, channels and bits).
+
+    Args:
+        data: the source split (uint8 images, any of genlab's transforms).
+        spec: the model's data spec.
+        background: "black" or "white" (only used by images with transparency; datasets have none).
+        seed: seed of the Bernoulli draw when the model is binary and the source is not.
+    Returns:
+        (the converted ImageSet, with transform "scale" for 8-bit models and "binary" for binary ones,
+        a one-line note of what was done).
+    """
+    from PIL import Image
+
+    src = data.spec
+    if data.transform == "bernoulli":
+        levels = data.images  # 0..255 intensities, binarized below when the model is binary
+    elif data.transform == "binary":
+        levels = data.images * 255
+    else:
+        levels = data.images
+    steps = []
+    same_shape = (src.channels, src.height, src.width) == (spec.channels, spec.height, spec.width)
+    if not same_shape:
+        mode = "L" if src.channels == 1 else "RGB"
+        arrays = []
+        for img in levels.cpu().numpy():
+            pil = Image.fromarray(img[0] if src.channels == 1 else img.transpose(1, 2, 0), mode=mode)
+            arrays.append(to_model_levels(pil, spec, background))
+        levels = torch.from_numpy(np.stack(arrays))
+        colour = {(3, 1): "ITU-R 601-2 luma", (1, 3): "grey replicated to RGB"}.get((src.channels, spec.channels))
+        steps.append(f"{src.channels}x{src.height}x{src.width} -> {spec.channels}x{spec.height}x{spec.width}"
+                     + (f" by {colour}" if colour else "")
+                     + ("" if (src.height, src.width) == (spec.height, spec.width)
+                        else f", centre crop to {spec.width}:{spec.height} then Lanczos"))
+    if spec.bits == 1:
+        source_binary = data.transform == "binary"
+        images = (levels // 255).to(torch.uint8) if source_binary and same_shape else binarize_levels(levels, seed)
+        transform = "binary"
+        if not (source_binary and same_shape):
+            steps.append(f"binarized by one Bernoulli(k/255) draw per pixel (seed {seed})")
+    else:
+        images, transform = levels, "scale"
+        if data.transform == "binary":
+            steps.append("binary 0/1 pixels shown to an 8-bit model as levels 0/255")
+    note = f"{data.name}/{data.split}: " + ("; ".join(steps) if steps else "already in the model's format")
+    out = ImageSet(data.name, data.split, images.contiguous(), data.labels, spec, transform, note)
+    return out, note

@@ -1,0 +1,147 @@
+"""Per-image NLL and per-pixel surprise of a trained model, one entry per model family.
+
+``FAMILY_LIKELIHOODS`` maps ``model.family`` to a class that knows how that
+family gives a number per image:
+
+* "latent": a VAE's IWAE bound, -log p(x) <= -log (1/k) sum_i p(x, z_i)/q(z_i|x)
+  (Burda et al. 2016, arXiv:1509.00519), kind "bound"; an autoencoder has no
+  prior, so it gets its reconstruction NLL -log p(x | z = encoder(x)), kind
+  "proxy" (not a likelihood, labelled so everywhere).
+* "autoregressive": the exact chain-rule NLL from the objective's per-example
+  ``nll_nats`` term, kind "exact"; a class-conditional model is marginalized over
+  its classes with a uniform prior, log p(x) = logsumexp_y log p(x|y) - log K.
+
+A later family plugs in by registering a class with the same three members
+(``kind``, ``describe()``, ``nll(x, generator)``, ``pixel_nll(x)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from genlab.registry import Registry
+
+FAMILY_LIKELIHOODS: Registry[type] = Registry("likelihood family")
+
+
+@dataclass
+class LikelihoodOptions:
+    iwae_k: int = 100  # importance samples per image for a VAE's bound
+    iwae_chunk: int = 100  # importance samples per decoder pass (memory bound)
+
+
+class FamilyLikelihood:
+    """Interface: what a family's model says about each image, in nats."""
+
+    kind: str = "exact"  # "exact" | "bound" | "proxy"
+    pixel_map_name: str = "-log p(x_ij | x_<ij), exact"  # what pixel_nll returns, for captions
+
+    def __init__(self, model, objective, opts: LikelihoodOptions):
+        self.model, self.objective, self.opts = model, objective, opts
+
+    def describe(self) -> str:
+        """One line saying how the per-image NLL is computed."""
+        raise NotImplementedError
+
+    def nll(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, C, H, W) model input -> (B,) NLL in nats per image."""
+        raise NotImplementedError
+
+    def pixel_nll(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) model input -> (B, H, W) per-pixel NLL in nats, summed over channels."""
+        raise NotImplementedError
+
+
+@FAMILY_LIKELIHOODS.register("latent")
+class LatentLikelihood(FamilyLikelihood):
+    """VAE: the IWAE bound; autoencoder: reconstruction NLL at its code (a proxy, not a likelihood)."""
+
+    def __init__(self, model, objective, opts: LikelihoodOptions):
+        super().__init__(model, objective, opts)
+        if opts.iwae_k < 1 or opts.iwae_chunk < 1:
+            raise ValueError("iwae_k and iwae_chunk must be >= 1")
+        # A VAE's encoder returns the posterior (mu, logvar); an autoencoder's a code.
+        with torch.no_grad():
+            probe = model.encode(torch.zeros(1, model.data.channels, model.data.height, model.data.width,
+                                             device=next(model.parameters()).device))
+        self.variational = isinstance(probe, tuple)
+        self.kind = "bound" if self.variational else "proxy"
+        self.pixel_map_name = ("-log p(x_ij | z) at the posterior mean z = E[z|x] (a reconstruction "
+                               "term, not the image's NLL)" if self.variational else
+                               "-log p(x_ij | z) at the code z = encoder(x)")
+
+    def describe(self) -> str:
+        if self.variational:
+            return (f"IWAE upper bound on -log p(x) (Burda et al. 2016), k={self.opts.iwae_k} importance "
+                    "samples per image")
+        return "reconstruction NLL -log p(x | z = encoder(x)) of an autoencoder: not a likelihood (no prior)"
+
+    @torch.no_grad()
+    def nll(self, x, generator):
+        if self.variational:
+            from genlab.eval.latent import iwae_log_likelihood
+
+            return -iwae_log_likelihood(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator)
+        return self.pixel_nll(x).flatten(1).sum(1)
+
+    @torch.no_grad()
+    def pixel_nll(self, x):
+        code = self.model.encode(x)
+        z = code[0] if isinstance(code, tuple) else code
+        return -self.model.distribution(self.model.decode(z)).log_prob(x).sum(1)
+
+
+@FAMILY_LIKELIHOODS.register("autoregressive")
+class AutoregressiveLikelihood(FamilyLikelihood):
+    """Exact NLL from the objective's per-example "nll_nats"; per-pixel conditionals for the map."""
+
+    kind = "exact"
+
+    def __init__(self, model, objective, opts: LikelihoodOptions):
+        super().__init__(model, objective, opts)
+        self.classes = model.data.num_classes if getattr(model, "conditional", False) else 0
+        if getattr(model, "conditional", False) and self.classes < 1:
+            raise ValueError("a class-conditional model needs its data's number of classes to marginalize labels")
+
+    def describe(self) -> str:
+        text = "exact chain-rule NLL (objective term nll_nats)"
+        if self.classes:
+            text += f", marginalized over {self.classes} classes with a uniform prior"
+        return text
+
+    def _nll_given(self, x, y):
+        batch = {"x": x} if y is None else {"x": x, "y": y}
+        terms = self.objective(self.model, batch, "eval", 0)
+        if "nll_nats" not in terms:
+            raise ValueError(f"the run's objective returns {sorted(terms)}, not 'nll_nats': score autoregressive "
+                             "runs trained with the 'nll' objective (or 'nll-mutated')")
+        return terms["nll_nats"]
+
+    @torch.no_grad()
+    def nll(self, x, generator):
+        if not self.classes:
+            return self._nll_given(x, None)
+        per_class = torch.stack([self._nll_given(x, torch.full((x.shape[0],), k, dtype=torch.long,
+                                                                 device=x.device)) for k in range(self.classes)])
+        return -(torch.logsumexp(-per_class, dim=0) - math.log(self.classes))
+
+    @torch.no_grad()
+    def pixel_nll(self, x):
+        if self.classes:
+            raise ValueError("the per-pixel map of a class-conditional model depends on the class; "
+                             "score it with an unconditional run")
+        from genlab.eval.surprise import pixel_nll
+
+        return pixel_nll(self.model, x)
+
+
+def family_likelihood(model, objective, opts: LikelihoodOptions | None = None) -> FamilyLikelihood:
+    """The likelihood of ``model`` as its family defines it; an error naming the families that have one."""
+    family = getattr(model, "family", None)
+    if family not in FAMILY_LIKELIHOODS:
+        raise ValueError(f"{type(model).__name__} (family {family!r}) gives no per-image likelihood; OOD scores "
+                         f"need a model of family {', '.join(FAMILY_LIKELIHOODS.names())}")
+    return FAMILY_LIKELIHOODS.get(family)(model, objective, opts or LikelihoodOptions())

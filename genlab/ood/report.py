@@ -1,0 +1,195 @@
+"""The OOD report (RUN_DIR/ood_report.md and .html) and its figures, and the surprise-map figure of `genlab score`."""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from genlab.data.base import to_model_input  # noqa: E402
+from genlab.reports.images import grid_array  # noqa: E402
+
+EXTREMES = 8  # images shown at each end of a score's range
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def histograms(sets: dict, names: list[str], out: Path) -> Path:
+    """One panel per score: the distribution of the in-distribution scores and of each OOD set's."""
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.1 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        values = {key: s["scores"][name] for key, s in sets.items()}
+        lo = min(float(np.percentile(v, 0.5)) for v in values.values())
+        hi = max(float(np.percentile(v, 99.5)) for v in values.values())
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
+        for key, v in values.items():
+            ax.hist(np.clip(v, lo, hi), bins=bins, density=True, histtype="step", linewidth=1.4, label=key)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("bits/dim (higher = more outlying)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def extremes_figure(sets: dict, name: str, out: Path) -> Path:
+    """For each set, the EXTREMES images with the lowest score (most typical) and the highest (least typical)."""
+    fig, axes = plt.subplots(len(sets), 1, figsize=(9, 0.75 * len(sets) + 0.4), squeeze=False)
+    for ax, (key, s) in zip(axes[:, 0], sets.items()):
+        order = np.argsort(s["scores"][name], kind="stable")
+        k = min(EXTREMES, len(order) // 2) or 1
+        pick = torch.as_tensor(np.r_[order[:k], order[-k:]])
+        x = to_model_input(s["levels"][pick], s["transform"])
+        ax.imshow(grid_array(x, nrow=2 * k, scale=1), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(key, fontsize=7, rotation=0, ha="right", va="center")
+    axes[0, 0].set_title(f"{name}: {EXTREMES} most typical (lowest score, left) | {EXTREMES} least typical "
+                         "(highest score, right)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def save_surprise(image: torch.Tensor, pixel_map: torch.Tensor, path: str | Path, map_label: str,
+                  title: str) -> Path:
+    """The image as the model sees it beside its per-pixel surprise map (nats), with what the map is."""
+    image, pixel_map = image.detach().float().cpu(), pixel_map.detach().float().cpu()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3.6))
+    if image.shape[0] == 1:
+        a.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        a.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    a.set_title("input in the model's format", fontsize=8)
+    im = b.imshow(pixel_map.numpy(), cmap="magma", interpolation="nearest")
+    b.set_title(textwrap.fill(f"{map_label}; sum {pixel_map.sum().item():.1f} nats", 52), fontsize=7)
+    fig.colorbar(im, ax=b, fraction=0.046, pad=0.04, label="nats per pixel")
+    for ax in (a, b):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(textwrap.fill(title, 100), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    head = ["OOD data", "score", "AUROC", "AUPR (OOD +)", "AUPR-in", "FPR95", "n in / n OOD"]
+    rows, batch_rows = [], []
+    for name, o in result["ood"].items():
+        for score, m in o["metrics"].items():
+            rows.append([name, score, _fmt(m["auroc"]), _fmt(m["aupr"]), _fmt(m["aupr_in"]), _fmt(m["fpr95"]),
+                         f"{m['n_in']} / {m['n_ood']}"])
+        t = o.get("typicality_batches") or {}
+        if t:
+            batch_rows.append([name, f"typicality, batches of M={t['m']}", _fmt(t["auroc"]), _fmt(t["aupr"]),
+                               _fmt(t["aupr_in"]), _fmt(t["fpr95"]), f"{t['n_in']} / {t['n_ood']} batches"])
+    return head, rows, batch_rows
+
+
+def write_ood_report(run_dir: Path, result: dict, sets: dict) -> tuple[Path, Path]:
+    """RUN_DIR/ood_report.md and ood_report.html, figures under RUN_DIR/figures/ood/.
+
+    Args:
+        run_dir: the run folder.
+        result: the dict of ood.json.
+        sets: set name -> {"scores": {score: (N,)}, "levels": uint8 images, "transform": ...}.
+    """
+    run_dir = Path(run_dir)
+    fig_dir = run_dir / "figures" / "ood"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = list(result["scores"])
+    in_name = result["in_distribution"]["name"]
+    shown = {(f"{in_name} (in-distribution)" if key == "in-distribution" else f"{key} (OOD)"): s
+             for key, s in sets.items()}
+    figures = [("Score distributions: in-distribution test set vs each OOD set",
+                histograms(shown, names, fig_dir / "histograms.png"))]
+    for name in names:
+        figures.append((f"Most and least typical images by {name} ({result['scores'][name]['label']})",
+                        extremes_figure(shown, name, fig_dir / f"extremes_{name}.png")))
+    r, p = result["run"], result["protocol"]
+    title = f"Out-of-distribution detection: {r['model']} on {r['data']}"
+    facts = [("run", f"{r['dir']} (step {r['step']}, {r['weights']} weights)"),
+             ("likelihood", f"{r['likelihood']} [{r['likelihood_kind']}]"),
+             ("in-distribution", f"{result['in_distribution']['name']}/test, {result['in_distribution']['n']} of "
+                                 f"{result['in_distribution']['n_split']} images"),
+             ("subset", p["subset"]),
+             ("typicality reference", f"H_hat = {p['reference']['mean_bpd']:.4f} bits/dim: "
+                                      f"{p['reference']['protocol']}"),
+             ("complexity", "L(x) from " + ", ".join(p["compressors"]) + " of the image as the model sees it"),
+             ("transparency", f"composited over {p['background_colour']} (the border colour of the test images)"),
+             ("seed", str(p["seed"])), ("convention", p["convention"])]
+    if result.get("background"):
+        b = result["background"]
+        facts.insert(2, ("background model", f"{b['dir']} ({b['model']}, objective {b['objective']}, mutation "
+                                             f"rate {b.get('mutation_rate', '?')}, step {b['step']}) [{b['likelihood_kind']}]"))
+    for name, o in result["ood"].items():
+        facts.append((f"OOD {name}", f"{o['n']} of {o['n_split']} images; {o['note']}"))
+    head, rows, batch_rows = _tables(result)
+    score_lines = [f"- `{n}`: {s['label']} ({s['paper']})" for n, s in result["scores"].items()]
+
+    md = [f"# {title}", "", *[f"- **{k}**: {v}" for k, v in facts], "", "## Scores", "", *score_lines, "",
+          "## Detection metrics (per image)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    if batch_rows:
+        md += ["## Typicality test on batches (Nalisnick et al. 2019, arXiv:1906.02994)", "",
+               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        md += ["| " + " | ".join(row) + " |" for row in batch_rows] + [""]
+    md += ["## Mean score per set (bits/dim)", "", "| set | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+    summaries = {"in-distribution": result["in_distribution"]["summary"],
+                 **{k: o["summary"] for k, o in result["ood"].items()}}
+    for key, summ in summaries.items():
+        md.append(f"| {key} | " + " | ".join(f"{summ[n]['mean']:.3f} ± {summ[n]['std']:.3f}" for n in names) + " |")
+    md.append("")
+    for caption, path in figures:
+        rel = path.relative_to(run_dir).as_posix()
+        md += [f"## {caption}", "", f"![{caption}]({rel})", ""]
+    md_path = run_dir / "ood_report.md"
+    md_path.write_text("\n".join(md))
+
+    e = html.escape
+    h = [f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title>",
+         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}td.num{text-align:right;font-family:monospace}"
+         "img{max-width:100%}</style>", f"<h1>{e(title)}</h1><ul>"]
+    h += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in facts] + ["</ul><h2>Scores</h2><ul>"]
+    h += [f"<li><code>{e(n)}</code>: {e(s['label'])} ({e(s['paper'])})</li>" for n, s in result["scores"].items()]
+    h.append("</ul>")
+
+    def table(caption, body):
+        h.append(f"<h2>{e(caption)}</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in head) + "</tr>")
+        for row in body:
+            h.append("<tr>" + "".join(f"<td>{e(c)}</td>" if i < 2 else f"<td class='num'>{e(c)}</td>"
+                                      for i, c in enumerate(row)) + "</tr>")
+        h.append("</table>")
+
+    table("Detection metrics (per image)", rows)
+    if batch_rows:
+        table("Typicality test on batches (Nalisnick et al. 2019, arXiv:1906.02994)", batch_rows)
+    for caption, path in figures:
+        h.append(f"<h2>{e(caption)}</h2><img src='{e(path.relative_to(run_dir).as_posix())}' alt='{e(caption)}'>")
+    html_path = run_dir / "ood_report.html"
+    html_path.write_text("\n".join(h))
+    return md_path, html_path

@@ -1,0 +1,155 @@
+"""`genlab score RUN_DIR IMAGE...`: outlier scores and surprise maps of the user's own images.
+
+Each file is brought to the model's format (``genlab.ood.images.read_user_image``:
+16-bit /257, alpha over the dataset's background colour, ITU-R 601-2 luma or RGB,
+centre crop then Lanczos, Bernoulli binarization for binary models), scored like
+the test images of `genlab ood`, and drawn beside its per-pixel surprise map.
+
+When `genlab ood RUN_DIR` has been run, its ood.json and ood_scores.npz give the
+settings to reuse (background run, IWAE samples, compressors), the typicality
+reference H_hat, and the in-distribution test scores: each score then comes with
+its percentile among the test images and the verdict at the threshold that keeps
+95% of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.data import load_dataset
+from genlab.ood.images import ImageReadError, background_of, describe_rule, read_user_image
+from genlab.ood.run import IN_SET, read_ood_scores
+from genlab.ood.scorer import ScorerOptions, load_scorer
+from genlab.ood.scores import OOD_SCORES, Reference, available_scores, compute_scores
+from genlab.sampling.generators import sample_seed
+from genlab.train.checkpoint import write_text_atomic
+from genlab.train.distributed import resolve_device
+from genlab.train.run import read_config, read_spec
+
+
+def _out_names(paths: list[Path]) -> list[str]:
+    """A distinct file stem per image (two photo.png from different folders get photo, photo-2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        seen[p.stem] = seen.get(p.stem, 0) + 1
+        names.append(p.stem if seen[p.stem] == 1 else f"{p.stem}-{seen[p.stem]}")
+    return names
+
+
+def _test_background(run_dir: Path, data_root: str | None) -> str:
+    cfg = read_config(run_dir)
+    if data_root:
+        cfg.data.root = data_root
+    return background_of(load_dataset(cfg.data.name, "test", cfg.data))
+
+
+def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | Path | None = None,
+                 background: str | Path | None = None, alpha_over: str = "auto", iwae_k: int | None = None,
+                 seed: int = 0, device: str = "auto", data_root: str | None = None, use_ema: bool = True,
+                 log=print) -> list[dict]:
+    """Score image files with a run; save one surprise-map PNG per image and OUT_DIR/scores.json.
+
+    Args:
+        run_dir: a run folder of a model with a likelihood.
+        images: PNG/JPEG/... files of any size and mode.
+        out_dir: where the figures and scores.json go (default RUN_DIR/surprise).
+        background: run folder of a background model for the likelihood ratio (default: the one
+            RUN_DIR/ood.json used, if any).
+        alpha_over: "black", "white" or "auto" (the border colour of the run's test images).
+        iwae_k: importance samples for a VAE's bound (default: ood.json's, else 100).
+        seed: seeds the importance samples and, for binary models, the binarization.
+    Returns:
+        One dict per image: path, scores {name: {value, percentile, outlier}}, surprise figure path.
+    Raises:
+        ImageReadError: a file cannot be read (the message names it); nothing is scored then.
+    """
+    run_dir = Path(run_dir)
+    read_config(run_dir)  # a clear error when RUN_DIR is not a run folder
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise ValueError("give at least one image file")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ImageReadError(f"cannot read image {missing[0]}: no such file" +
+                             (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+    ood_path = run_dir / "ood.json"
+    prior = json.loads(ood_path.read_text()) if ood_path.exists() else None
+    if background is None and prior and prior.get("background"):
+        background = prior["background"]["dir"]
+    protocol = (prior or {}).get("protocol", {})
+    k = iwae_k or protocol.get("iwae_k") or 100
+    compressors = tuple(protocol.get("compressors") or ("png", "zlib"))
+    # Read every image before loading the model, so a bad file fails fast.
+    spec = read_spec(run_dir)
+    if alpha_over == "auto":
+        alpha_over = protocol.get("background_colour") or _test_background(run_dir, data_root)
+    rule = describe_rule(spec, alpha_over, seed)
+    levels = torch.stack([read_user_image(p, spec, alpha_over, sample_seed(seed, i)) for i, p in enumerate(paths)])
+    transform = "binary" if spec.bits == 1 else "scale"
+    dev = resolve_device(device)
+    scorer = load_scorer(run_dir, background, ScorerOptions(batch_size=64, iwae_k=k,
+                                                            compressors=compressors, seed=seed),
+                         dev, use_ema, data_root)
+    log(f"{scorer.run.cfg.model_name} on {scorer.run.cfg.data.name}: {scorer.lik.describe()}")
+    log(f"conversion: {rule}")
+    terms = scorer.terms(levels, transform, stream=0)
+    ref = None
+    if protocol.get("reference"):
+        r = protocol["reference"]
+        ref = Reference(r["mean_bpd"], r["n"], r["protocol"])
+    names = available_scores(scorer.background is not None, ref is not None)
+    scores = compute_scores(terms, ref, names)
+    in_scores = read_ood_scores(run_dir) if prior else {}
+    thresholds = {n: v.get("threshold_tpr95") for n, v in (prior or {}).get("in_distribution", {})
+                  .get("summary", {}).items()}
+    out_dir = Path(out_dir) if out_dir else run_dir / "surprise"
+    maps = scorer.pixel_nll(levels, transform)
+    from genlab.data.base import to_model_input
+    from genlab.ood.report import save_surprise
+
+    results = []
+    for i, (path, stem) in enumerate(zip(paths, _out_names(paths))):
+        entry = {"path": str(path), "scores": {}}
+        for n in names:
+            value = float(scores[n][i])
+            rec = {"value": value, "unit": "bits/dim"}
+            ref_scores = in_scores.get(f"{IN_SET}/{n}")
+            if ref_scores is not None:
+                rec["percentile"] = float(100.0 * np.mean(ref_scores < value))
+            if thresholds.get(n) is not None:
+                rec["outlier_at_tpr95"] = bool(value > thresholds[n])
+            entry["scores"][n] = rec
+        fig = save_surprise(to_model_input(levels[i], transform), maps[i], out_dir / f"{stem}_surprise.png",
+                            scorer.lik.pixel_map_name,
+                            f"{path.name}: {terms.bpd[i]:.3f} bits/dim [{scorer.lik.kind}] under "
+                            f"{scorer.run.cfg.model_name}/{scorer.run.cfg.data.name}")
+        entry["surprise_figure"] = str(fig)
+        results.append(entry)
+    summary = {"run": str(run_dir), "likelihood": scorer.lik.describe(), "likelihood_kind": scorer.lik.kind,
+               "background": None if scorer.background is None else str(scorer.background.run_dir),
+               "conversion": rule, "surprise_map": scorer.lik.pixel_map_name,
+               "scores": {n: OOD_SCORES.get(n).label for n in names},
+               "percentiles": ("% of the in-distribution test images of `genlab ood` with a lower score"
+                               if in_scores else "run `genlab ood RUN_DIR` for percentiles, thresholds and "
+                               "the typicality score"),
+               "images": results}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "scores.json", json.dumps(summary, indent=1) + "\n")
+    return results
+
+
+def format_result(entry: dict) -> str:
+    """One line per image: each score, its percentile among the test images and the 95%-TPR verdict."""
+    cells = []
+    for name, s in entry["scores"].items():
+        cell = f"{name}={s['value']:.4f}"
+        extra = [f"p{s['percentile']:.1f}"] if "percentile" in s else []
+        if "outlier_at_tpr95" in s:
+            extra.append("OUTLIER" if s["outlier_at_tpr95"] else "typical")
+        cells.append(cell + (f" ({', '.join(extra)})" if extra else ""))
+    return f"{entry['path']}: " + "  ".join(cells) + f"  surprise map: {entry['surprise_figure']}"
