@@ -104,3 +104,18 @@ def test_models_and_data_list(capsys):
 def test_data_check_on_the_shared_files(data_root, capsys):
     code, out, _ = _run(capsys, "data", "check", "mnist", "binarized-mnist", "frey", "--data-root", str(data_root))
     assert code == 0 and out.count(" ok ") == 3
+
+
+def test_gan_train_sample_report(tmp_path, capsys):
+    run = tmp_path / "cgan"
+    assert main(["train", "cgan", "--data", "digits", "--out", str(run), "--steps", "3", "--batch-size", "16",
+                 "--device", "cpu", "--set", "train.progress=false"]) == 0
+    code, _, _ = _run(capsys, "sample", str(run), "--n", "8", "--label", "7", "--device", "cpu",
+                      "--out", str(tmp_path / "sevens.png"))
+    assert code == 0 and (tmp_path / "sevens.png").exists()
+    code, _, err = _run(capsys, "sample", str(run), "--n", "8", "--label", "12", "--device", "cpu")
+    assert code == 2 and "out of range" in err
+    code, _, _ = _run(capsys, "report", str(run), "--device", "cpu")
+    assert code == 0
+    for fig in ("samples.png", "interpolation.png", "interpolation.gif", "nearest_train.png"):
+        assert (run / "figures" / fig).exists()

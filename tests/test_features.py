@@ -65,16 +65,18 @@ def test_dataset_to_network_mapping():
         spec_for_dataset("frey")
 
 
-def test_shipped_network_classifies_real_test_digits(data_root):
+@pytest.mark.parametrize("dataset, name, floor", [("mnist", "mnist-lenet-v1", 0.985),
+                                                  ("fashion-mnist", "fashion-mnist-lenet-v1", 0.90)])
+def test_shipped_network_classifies_real_test_images(data_root, dataset, name, floor):
     from genlab.config import DataConfig
     from genlab.data import load_dataset
 
-    test = load_dataset("mnist", "test", DataConfig(root=str(data_root)))
+    test = load_dataset(dataset, "test", DataConfig(root=str(data_root)))
     idx = torch.arange(0, len(test), 10)  # 1000 images
-    out = extract(load_feature_net("mnist-lenet-v1"), test.batch(idx)["x"])
+    out = extract(load_feature_net(name), test.batch(idx)["x"])
     assert out.features.shape == (1000, 128) and out.logits.shape == (1000, 10)
     assert (out.features >= 0).all()  # after ReLU
-    assert (out.logits.argmax(1) == test.labels[idx]).double().mean() > 0.985
+    assert (out.logits.argmax(1) == test.labels[idx]).double().mean() > floor
 
 
 # ----------------------------------------------------------------------------------------------

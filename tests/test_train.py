@@ -155,3 +155,19 @@ def test_checkpoints_hold_no_pickles(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["name"] == "vae" and config["train"]["steps"] == 2
     assert (tmp_path / "run" / "git.txt").read_text().strip()
+
+
+def test_two_optimizer_gan_run_resumes_exactly(tmp_path):
+    extra = ["data.name=digits", "train.steps=6", "train.batch_size=16", "train.ema_decay=0.9",
+             "train.progress=false", "train.device=cpu", "train.log_every=3"]
+    cfg = lambda: apply_overrides(RunConfig.create("dcgan"), extra)  # noqa: E731
+    train(cfg(), tmp_path / "full")
+    train(cfg(), tmp_path / "part", until_step=3)
+    train(None, tmp_path / "part", resume=True)
+    for name in ("model", "ema", "optim"):
+        _assert_same(_weights(tmp_path / "full", name), _weights(tmp_path / "part", name))
+    ema_keys = _weights(tmp_path / "full", "ema").keys()
+    assert ema_keys and all(k.startswith("generator.") for k in ema_keys)  # EMA of G only
+    assert {"D", "G"} <= {k.split("/")[0] for k in _weights(tmp_path / "full", "optim")}
+    row = json.loads((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "train/D/loss" in row and "train/G/loss" in row and "optim/D/grad_norm" in row

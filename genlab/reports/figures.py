@@ -80,3 +80,40 @@ def _latent_scatter(model, test, device, out: Path) -> str:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out.name
+
+
+@FIGURE_SETS.register("adversarial")
+def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
+    """Samples (a row per class for conditional models), latent walks (PNG and GIF), nearest training images."""
+    from genlab.eval.adversarial import encode_all
+    from genlab.sampling.adversarial import interpolations, save_gif, save_nearest_neighbour_figure, save_strip
+
+    model, figs = run.model, []
+    classes = model.data.num_classes if getattr(model, "conditional", False) else 0
+    if classes:
+        rows = torch.cat([draw(model, 10, seed=0, device=device, label=c) for c in range(classes)])
+        save_grid(rows, out_dir / "samples.png", nrow=10)
+        figs.append(("Samples, one row per class label (seed 0)", "samples.png"))
+    else:
+        save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")
+        figs.append(("Samples (seed 0)", "samples.png"))
+    label = 0 if classes else None
+    paths = interpolations(model, pairs=6, steps=10, seed=1, device=device, label=label).cpu()
+    save_strip(paths, out_dir / "interpolation.png")
+    save_gif(paths, out_dir / "interpolation.gif")
+    figs.append(("Latent interpolation between random z (animated: interpolation.gif)", "interpolation.png"))
+    train = run.dataset("train")
+    _, dist = save_nearest_neighbour_figure(draw(model, 8, seed=2, device=device), train.images,
+                                            out_dir / "nearest_train.png", k=5)
+    figs.append((f"Samples (left) and their 5 nearest training images in pixel space; median RMS distance "
+                 f"{dist[:, 0].median():.3f}", "nearest_train.png"))
+    if hasattr(model, "encoder"):
+        test = run.dataset("test")
+        x = test.batch(torch.arange(16), torch.Generator().manual_seed(0))["x"].to(device)
+        with torch.no_grad():
+            rec = model.generate(encode_all(model, x)) if hasattr(model, "generate") else None
+        if rec is not None:
+            save_grid(torch.stack([x.cpu(), rec.cpu().clamp(0, 1)], 1).flatten(0, 1), out_dir / "reconstructions.png",
+                      nrow=16)
+            figs.append(("Test images x (odd columns) and G(E(x)) (even columns)", "reconstructions.png"))
+    return figs

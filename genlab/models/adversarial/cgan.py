@@ -40,6 +40,7 @@ from genlab.registry import MODELS
 class CGAN(nn.Module):
     family = "adversarial"
     ema_modules = ("generator",)  # train.ema_decay averages the generator only
+    conditional = True  # `genlab sample --label K` draws class K
     default_objective = "gan"
     sampler = "gan"
     evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall + label accuracy; copies
