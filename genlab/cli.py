@@ -54,6 +54,10 @@ def _add_run_cmds(sub):
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image for the IWAE bound")
     p.add_argument("--max-examples", type=int, default=None, help="evaluate a random subset of this many images")
     p.add_argument("--n-samples", type=int, default=10000, help="generated samples for sample-quality metrics")
+    p.add_argument("--n-reference", type=int, default=10000, help="real images behind the reference statistics")
+    p.add_argument("--reference-split", default=None, help="split the samples are compared with (default: --split)")
+    p.add_argument("--inception-weights", default="",
+                   help="Inception-v3 weights file for standard FID (default: the dataset's own feature network)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -214,7 +218,8 @@ def _eval(args) -> int:
     from genlab.eval.run import evaluate_run
 
     opts = EvalOptions(batch_size=args.batch_size, max_examples=args.max_examples, split=args.split,
-                       iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples)
+                       iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples, n_reference=args.n_reference,
+                       reference_split=args.reference_split, inception_weights=args.inception_weights)
     evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
     names = list(run.model.evaluators) if not only else only
     for name in names:
         EVALUATORS.get(name)  # unknown names fail before any work
+    opts = dataclasses.replace(opts, data=run.cfg.data, figure_dir=str(run_dir))
     test = run.dataset(opts.split).to(dev)
     path = Path(run_dir) / "eval.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
@@ -36,6 +38,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
         log(f"evaluating {name} on {test.name}/{test.split} ...")
         with torch.no_grad():
             result = EVALUATORS.get(name)(run.model, run.objective, test, dev, opts)
+        if not result:
+            log(f"  {name}: nothing to report for this model or dataset (see the warning above)")
         for key, record in result.items():
             record["checkpoint_step"] = run.step
             record["weights"] = "ema" if run.used_ema else "raw"

@@ -28,7 +28,7 @@ class VAE(nn.Module):
     family = "latent"
     default_objective = "elbo"
     sampler = "latent"
-    evaluators = ("elbo", "iwae", "reconstruction")
+    evaluators = ("elbo", "iwae", "reconstruction", "sample-quality", "memorization")
     run_defaults = {"optim.lr": 1e-3}
 
     @dataclass
