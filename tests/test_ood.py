@@ -22,7 +22,7 @@ import genlab  # noqa: F401  (fills the registries)
 import genlab.eval.exact  # noqa: F401
 import genlab.models.autoregressive  # noqa: F401
 import genlab.objectives.autoregressive  # noqa: F401
-from genlab.config import RunConfig, apply_overrides
+from genlab.config import DataConfig, RunConfig, apply_overrides
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet, to_model_input
 from genlab.nn.spec import DataSpec
@@ -327,8 +327,6 @@ def pixelcnn_run(tmp_path_factory):
 
 
 def _digits_and_noise(n=16):
-    from genlab.config import DataConfig
-
     test = load_dataset("digits", "test", DataConfig(name="digits"))
     digits = test.images[:n]
     noise = torch.randint(0, 256, (n, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -414,7 +412,8 @@ def test_ood_command_writes_json_scores_and_report(vae_run, background_run, data
     arrays = read_ood_scores(vae_run)
     assert arrays["in-distribution/bpd"].shape == (60,)
     # The stored arrays give back the stored metrics.
-    assert auroc(arrays["in-distribution/bpd"], arrays["mnist/bpd"]) == result["ood"]["mnist"]["metrics"]["bpd"]["auroc"]
+    stored = result["ood"]["mnist"]["metrics"]["bpd"]["auroc"]
+    assert auroc(arrays["in-distribution/bpd"], arrays["mnist/bpd"]) == stored
     assert (vae_run / "ood_report.md").exists() and (vae_run / "ood_report.html").exists()
     assert (vae_run / "figures" / "ood" / "histograms.png").exists()
 
@@ -423,8 +422,8 @@ def test_score_command_on_user_images(vae_run, tmp_path, capsys):
     from genlab.cli import main
 
     good = tmp_path / "digit.png"
-    Image.fromarray(np.kron(load_dataset("digits", "test", __import__("genlab.config").config.DataConfig())
-                            .images[0, 0].numpy(), np.ones((4, 4), np.uint8)), "L").save(good)
+    digit = load_dataset("digits", "test", DataConfig()).images[0, 0].numpy()
+    Image.fromarray(np.kron(digit, np.ones((4, 4), np.uint8)), "L").save(good)  # 32x32, resized back to 8x8
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(noise)
     out = tmp_path / "maps"

@@ -2,3 +2,4 @@
 
 from genlab.models.latent import autoencoder, vae  # noqa: F401
 from genlab.models.adversarial import bigan, cgan, dcgan  # noqa: F401
+from genlab.models import autoregressive  # noqa: F401  (pixelcnn, gated-pixelcnn, pixel-transformer)

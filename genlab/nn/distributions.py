@@ -77,6 +77,33 @@ def to_levels(x: torch.Tensor) -> torch.Tensor:
     return (x * (LEVELS - 1)).round().long().clamp_(0, LEVELS - 1)
 
 
+HALF_BIN = 1.0 / (LEVELS - 1)  # half the bin width on the [-1, 1] scale
+
+
+def log1mexp(d: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(-d)) for d > 0, accurate for small and large d (Maechler 2012)."""
+    return torch.where(d < math.log(2), torch.log(-torch.expm1(-d)), torch.log1p(-torch.exp(-d)))
+
+
+def discretized_logistic_log_mass(y: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(bin of y) for a logistic(loc, exp(log_scale)) on [-1, 1] cut into 256 bins.
+
+    Args:
+        y: bin centres 2k/255 - 1 (broadcastable with loc).
+        loc, log_scale: logistic location and log scale on the [-1, 1] scale.
+    Returns:
+        log-mass in nats, same shape as the broadcast inputs.
+    """
+    inv_s = torch.exp(-log_scale)
+    a = (y - loc - HALF_BIN) * inv_s  # standardized lower edge
+    b = (y - loc + HALF_BIN) * inv_s  # standardized upper edge
+    width = (2 * HALF_BIN * inv_s).clamp_min(1e-30)  # b - a, always > 0
+    interior = F.logsigmoid(b) - F.softplus(a) + log1mexp(width)
+    first = F.logsigmoid(b)  # level 0 takes (-inf, upper edge)
+    last = F.logsigmoid(-a)  # level 255 takes (lower edge, +inf)
+    return torch.where(y < -1 + HALF_BIN, first, torch.where(y > 1 - HALF_BIN, last, interior))
+
+
 class _DiscretizedContinuous(PixelDistribution):
     """A continuous location-scale density on [-1, 1] integrated over 256 equal bins.
 
@@ -135,6 +162,10 @@ class _DiscretizedContinuous(PixelDistribution):
 
 
 class DiscretizedLogistic(_DiscretizedContinuous):
+    def log_prob(self, x):
+        # Exact in log space, also for bins far in the tails.
+        return discretized_logistic_log_mass(x * 2 - 1, self.loc, self.log_scale)
+
     def _cdf(self, t):
         return torch.sigmoid(t)
 

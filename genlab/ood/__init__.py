@@ -1,3 +1,13 @@
-"""Out-of-distribution detection with genlab's likelihood models."""
+"""Out-of-distribution detection with genlab's likelihood models.
+
+    likelihood.py   per-image NLL and per-pixel surprise, one entry per model family
+    background.py   the "*-mutated" objectives that train background models (Ren et al. 2019)
+    compress.py     lossless code lengths L(x) (Serra et al. 2020)
+    scores.py       the outlier scores, each with its paper
+    metrics.py      AUROC, AUPR, FPR at 95% TPR
+    images.py       other datasets and user images in a model's format
+    scorer.py       a run (and its background run) -> per-image terms
+    run.py          `genlab ood`        user.py   `genlab score`        report.py   figures and pages
+"""
 
 from genlab.ood import background  # noqa: F401  (registers the background-model objectives)

@@ -142,8 +142,9 @@ def write_ood_report(run_dir: Path, result: dict, sets: dict) -> tuple[Path, Pat
              ("seed", str(p["seed"])), ("convention", p["convention"])]
     if result.get("background"):
         b = result["background"]
-        facts.insert(2, ("background model", f"{b['dir']} ({b['model']}, objective {b['objective']}, mutation "
-                                             f"rate {b.get('mutation_rate', '?')}, step {b['step']}) [{b['likelihood_kind']}]"))
+        facts.insert(2, ("background model",
+                         f"{b['dir']} ({b['model']}, objective {b['objective']}, mutation rate "
+                         f"{b.get('mutation_rate', '?')}, step {b['step']}) [{b['likelihood_kind']}]"))
     for name, o in result["ood"].items():
         facts.append((f"OOD {name}", f"{o['n']} of {o['n_split']} images; {o['note']}"))
     head, rows, batch_rows = _tables(result)

@@ -30,7 +30,7 @@ from genlab.data.dynamic import binarize_once
 from genlab.ood.compress import COMPRESSORS
 from genlab.ood.images import background_of, convert_imageset
 from genlab.ood.metrics import detection_metrics, threshold_at_tpr
-from genlab.ood.scorer import OutlierScorer, ScorerOptions, load_scorer
+from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, batch_typicality, compute_scores
 from genlab.registry import DATASETS
 from genlab.sampling.generators import sample_seed
@@ -214,6 +214,3 @@ def read_ood_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {}
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-__all__ = ["IN_SET", "OODOptions", "OutlierScorer", "fixed_levels", "ood_run", "read_ood_scores", "subset"]

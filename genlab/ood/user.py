@@ -83,6 +83,9 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
         background = prior["background"]["dir"]
     protocol = (prior or {}).get("protocol", {})
     k = iwae_k or protocol.get("iwae_k") or 100
+    if prior and protocol.get("iwae_k") and k != protocol["iwae_k"]:
+        log(f"note: --iwae-k {k} differs from the k={protocol['iwae_k']} of ood.json; percentiles compare "
+            "bounds of different tightness")
     compressors = tuple(protocol.get("compressors") or ("png", "zlib"))
     # Read every image before loading the model, so a bad file fails fast.
     spec = read_spec(run_dir)
@@ -133,6 +136,7 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     summary = {"run": str(run_dir), "likelihood": scorer.lik.describe(), "likelihood_kind": scorer.lik.kind,
                "background": None if scorer.background is None else str(scorer.background.run_dir),
                "conversion": rule, "surprise_map": scorer.lik.pixel_map_name,
+               "iwae_k": k if scorer.lik.kind == "bound" else None, "seed": seed,
                "scores": {n: OOD_SCORES.get(n).label for n in names},
                "percentiles": ("% of the in-distribution test images of `genlab ood` with a lower score"
                                if in_scores else "run `genlab ood RUN_DIR` for percentiles, thresholds and "

@@ -32,13 +32,14 @@ LIKELIHOODS = ("auto", "bernoulli", "categorical", "logistic-mixture")
 def resolve_likelihood(name: str, data: DataSpec) -> str:
     """'auto' -> Bernoulli for binary data, 256-way categorical for 8-bit data; checks the pairing."""
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
+        raise ValueError(f"unknown model.likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
     if name == "auto":
         return "bernoulli" if data.bits == 1 else "categorical"
     if name == "bernoulli" and data.bits != 1:
-        raise ValueError("likelihood=bernoulli needs binary data; 8-bit data takes categorical or logistic-mixture")
+        raise ValueError("model.likelihood=bernoulli needs binary data; 8-bit data takes categorical or "
+                         "logistic-mixture")
     if name != "bernoulli" and data.bits != 8:
-        raise ValueError(f"likelihood={name} is for 8-bit data; binary data takes likelihood=bernoulli")
+        raise ValueError(f"model.likelihood={name} is for 8-bit data; binary data takes model.likelihood=bernoulli")
     return name
 
 
