@@ -358,10 +358,13 @@ def test_iwae_nll_is_a_bound_consistent_with_the_evaluator(vae_run):
     a = lik.nll(x, torch.Generator().manual_seed(0))
     b = -iwae_log_likelihood(run.model, x, 16, 5, torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
-    # The VAE's surprise map adds up to -log p(x | z) at the posterior mean, which the bound exceeds
-    # only by the KL-like remainder: both are finite and the map is per pixel.
+    # The VAE's surprise map is -log p(x_ij | z) at z = posterior mean: the model's forward pass with zero
+    # noise gives that z, and its distortion must equal the map's sum.
     m = lik.pixel_nll(x)
     assert m.shape == (4, 8, 8) and torch.isfinite(m).all()
+    out = run.model(x, noise=torch.zeros(4, run.model.cfg.latent_dim))
+    distortion = -run.model.distribution(out["raw"]).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(m.flatten(1).sum(1), distortion)
 
 
 def test_autoregressive_nll_is_exact_and_the_surprise_map_adds_up(pixelcnn_run):

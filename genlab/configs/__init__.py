@@ -37,4 +37,4 @@ def resolve_train_config(args) -> RunConfig:
     return apply_overrides(cfg, overrides + list(args.overrides))
 
 
-from genlab.configs import latent  # noqa: E402,F401  (registers the presets)
+from genlab.configs import autoregressive, latent  # noqa: E402,F401  (registers the presets)
