@@ -145,9 +145,9 @@ def _add_ood(sub):
 
     p = sub.add_parser("score", help="outlier scores and per-pixel surprise maps of your own images",
                        description="Convert each image to the run's format (16-bit /257, alpha over the "
-                                   "dataset's background colour, ITU-R 601-2 luma or RGB, centre crop then "
-                                   "Lanczos, Bernoulli binarization for binary models), print its scores and save "
-                                   "its surprise map. After `genlab ood RUN_DIR` the scores come with percentiles "
+                                   "dataset's background colour, ITU-R 601-2 luma or RGB, centre crop, box "
+                                   "shrink by whole factors then Lanczos, Bernoulli binarization for binary "
+                                   "models), print its scores and save its surprise map. After `genlab ood RUN_DIR` the scores come with percentiles "
                                    "among the test images and the 95%-TPR verdict.")
     p.add_argument("run_dir", help="a run folder of a model with a likelihood")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... files of any size and mode")

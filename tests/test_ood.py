@@ -246,6 +246,14 @@ def test_huge_image_is_centre_cropped_then_resized(tmp_path):
     np.testing.assert_array_equal(out, np.full((1, 28, 28), 124))  # nothing from outside the crop leaks in
 
 
+def test_an_image_enlarged_by_pixel_replication_comes_back_exactly(tmp_path):
+    rng = np.random.default_rng(2)
+    small = rng.integers(0, 256, (7, 7), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(np.kron(small, np.ones((10, 10), np.uint8))).save(path)  # 70x70, each pixel a 10x10 block
+    np.testing.assert_array_equal(_levels(path, DataSpec(1, 7, 7, 8))[0], small)
+
+
 def test_binary_models_get_bernoulli_levels(tmp_path):
     path = tmp_path / "bw.png"
     Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8), "L").save(path)
@@ -278,7 +286,7 @@ def test_convert_imageset_size_channels_and_bits():
     out, note = convert_imageset(src, GREY_2x2, "black", seed=0)
     assert out.transform == "scale" and out.images.shape == (2, 1, 2, 2)
     np.testing.assert_array_equal(out.images[:, 0].numpy(), [[[124, 124], [124, 124]], [[255, 255], [255, 255]]])
-    assert "luma" in note and "Lanczos" in note
+    assert "luma" in note and "Lanczos" in note and "centre crop" in note
     binary, note = convert_imageset(src, DataSpec(1, 2, 2, 1), "black", seed=0)
     assert binary.transform == "binary" and torch.equal(binary.images[1], torch.ones(1, 2, 2, dtype=torch.uint8))
     assert "Bernoulli" in note

@@ -249,3 +249,15 @@ class ConvDiscriminator(nn.Module):
                 raise ValueError("this discriminator is class-conditional: pass labels y")
             out = out + (self.embed(y) * phi).sum(1)
         return out  # (B,)
+
+
+def check_gan_knobs(cfg) -> None:
+    """The checks every GAN config shares: sizes, critic steps, init scale, D's learning-rate scale."""
+    if cfg.latent_dim < 1 or cfg.width < 1:
+        raise ValueError("latent_dim and width must be >= 1")
+    if cfg.n_critic < 1:
+        raise ValueError("n_critic must be >= 1 (discriminator steps per generator step)")
+    if cfg.init_std <= 0:
+        raise ValueError("init_std must be > 0")
+    if cfg.d_lr_scale <= 0:
+        raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")

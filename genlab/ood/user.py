@@ -2,8 +2,9 @@
 
 Each file is brought to the model's format (``genlab.ood.images.read_user_image``:
 16-bit /257, alpha over the dataset's background colour, ITU-R 601-2 luma or RGB,
-centre crop then Lanczos, Bernoulli binarization for binary models), scored like
-the test images of `genlab ood`, and drawn beside its per-pixel surprise map.
+centre crop, box shrink by whole factors then Lanczos, Bernoulli binarization for
+binary models), scored like the test images of `genlab ood`, and drawn beside its
+per-pixel surprise map.
 
 When `genlab ood RUN_DIR` has been run, its ood.json and ood_scores.npz give the
 settings to reuse (background run, IWAE samples, compressors), the typicality

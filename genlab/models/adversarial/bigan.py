@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from genlab.nn.adversarial import (ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
+from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -91,12 +91,7 @@ class BiGAN(nn.Module):
                 raise ValueError("d_dropout must be in [0, 1)")
             if self.encoder == "gaussian" and self.prior != "normal":
                 raise ValueError("encoder=gaussian (ALI) matches a normal prior: set prior=normal")
-            if self.n_critic < 1:
-                raise ValueError("n_critic must be >= 1")
-            if self.init_std <= 0:
-                raise ValueError("init_std must be > 0")
-            if self.d_lr_scale <= 0:
-                raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
+            check_gan_knobs(self)
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.nn.adversarial import ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
+from genlab.nn.adversarial import check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -59,14 +59,7 @@ class CGAN(nn.Module):
         init_std: float = 0.02  # weights ~ N(0, init_std)
 
         def validate(self):
-            if self.latent_dim < 1 or self.width < 1:
-                raise ValueError("latent_dim and width must be >= 1")
-            if self.n_critic < 1:
-                raise ValueError("n_critic must be >= 1 (discriminator steps per generator step)")
-            if self.init_std <= 0:
-                raise ValueError("init_std must be > 0")
-            if self.d_lr_scale <= 0:
-                raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
+            check_gan_knobs(self)
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
