@@ -187,6 +187,11 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
         md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
         md += [f"- {n}" for n in notes] + ([""] if notes else [])
+        md += ["### Protocols", ""]  # what each number was computed on, so no cell is read out of context
+        for lab in labels:
+            for name, record in sorted(evals[lab].items()):
+                md.append(f"- {lab} / `{name}`: {record.get('protocol', '(not stated)')}")
+        md.append("")
     else:
         md += ["No run has an eval.json yet: run `genlab eval RUN_DIR`.", ""]
     md += ["## Samples", ""]
