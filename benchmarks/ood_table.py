@@ -50,11 +50,11 @@ def _trained_steps(run_dir: Path) -> int | None:
 
 
 def _wall_minutes(run_dir: Path) -> float | None:
-    """Training wall time from the files' times: the run header to the newest checkpoint."""
+    """Training wall time from the files' times: command.txt (written at the start) to the newest checkpoint."""
     ckpts = sorted((run_dir / "checkpoints").glob("step_*"))
-    if not ckpts or not (run_dir / "config.json").exists():
+    if not ckpts or not (run_dir / "command.txt").exists():
         return None
-    return (ckpts[-1].stat().st_mtime - (run_dir / "config.json").stat().st_mtime) / 60
+    return (ckpts[-1].stat().st_mtime - (run_dir / "command.txt").stat().st_mtime) / 60
 
 
 def ensure_run(preset: str, runs: Path, train: bool, log) -> tuple[Path, str]:

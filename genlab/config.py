@@ -124,6 +124,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         d = {k: dict(v) for k, v in d.items()}
+        if "channels" in d.get("data", {}):  # run folders written before the field was renamed
+            d["data"]["image_channels"] = d["data"].pop("channels")
         cfg = cls.create(d["model"].pop("name"), d["objective"].pop("name"))
         for name in SECTIONS:
             target = cfg.section(name)

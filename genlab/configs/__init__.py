@@ -38,3 +38,4 @@ def resolve_train_config(args) -> RunConfig:
 
 
 from genlab.configs import autoregressive, latent  # noqa: E402,F401  (registers the presets)
+from genlab.configs import ood  # noqa: E402,F401  (registers the OOD presets)
