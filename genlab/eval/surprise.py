@@ -40,8 +40,10 @@ def pixel_nll(model, images: torch.Tensor, labels: torch.Tensor | None = None) -
 
 
 def save_surprise_figure(image: torch.Tensor, nll_map: torch.Tensor, path: str | Path,
-                         title: str | None = None) -> Path:
-    """Image beside its per-pixel NLL heat map (nats), with the total in the caption."""
+                         title: str | None = None, map_label: str = "-log p per pixel") -> Path:
+    """Image beside its per-pixel NLL heat map (nats), with what the map is and its total in the caption."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,13 +57,13 @@ def save_surprise_figure(image: torch.Tensor, nll_map: torch.Tensor, path: str |
         a.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
     a.set_title("image", fontsize=9)
     im = b.imshow(nll_map.numpy(), cmap="magma", interpolation="nearest")
-    b.set_title(f"-log p per pixel (total {nll_map.sum().item():.1f} nats)", fontsize=9)
+    b.set_title(textwrap.fill(f"{map_label} (total {nll_map.sum().item():.1f} nats)", 52), fontsize=8)
     fig.colorbar(im, ax=b, fraction=0.046, pad=0.04, label="nats")
     for ax in (a, b):
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.fill(title, 100), fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

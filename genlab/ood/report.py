@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genlab.data.base import to_model_input  # noqa: E402
+from genlab.eval.surprise import save_surprise_figure  # noqa: E402
 from genlab.reports.images import grid_array  # noqa: E402
 
 EXTREMES = 8  # images shown at each end of a score's range
@@ -72,26 +73,7 @@ def extremes_figure(sets: dict, name: str, out: Path) -> Path:
 def save_surprise(image: torch.Tensor, pixel_map: torch.Tensor, path: str | Path, map_label: str,
                   title: str) -> Path:
     """The image as the model sees it beside its per-pixel surprise map (nats), with what the map is."""
-    image, pixel_map = image.detach().float().cpu(), pixel_map.detach().float().cpu()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3.6))
-    if image.shape[0] == 1:
-        a.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    else:
-        a.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-    a.set_title("input in the model's format", fontsize=8)
-    im = b.imshow(pixel_map.numpy(), cmap="magma", interpolation="nearest")
-    b.set_title(textwrap.fill(f"{map_label}; sum {pixel_map.sum().item():.1f} nats", 52), fontsize=7)
-    fig.colorbar(im, ax=b, fraction=0.046, pad=0.04, label="nats per pixel")
-    for ax in (a, b):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(textwrap.fill(title, 100), fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_surprise_figure(image, pixel_map, path, title=title, map_label=map_label)
 
 
 def _tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
