@@ -23,7 +23,6 @@ def _batches(data: ImageSet, opts, device, desc: str | None = None):
     for start in (tqdm(starts, desc=desc, unit="batch", leave=False) if desc else starts):
         idx = order[start:start + opts.batch_size]
         yield {k: v.to(device) for k, v in data.batch(idx).items()}
-    return n
 
 
 def _protocol(data: ImageSet, n: int, extra: str = "") -> str:

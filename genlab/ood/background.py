@@ -55,42 +55,34 @@ def _check_rate(rate: float) -> None:
                          "for an unperturbed model use the plain objective")
 
 
-@OBJECTIVES.register("elbo-mutated")
-class MutatedELBO(ELBO):
-    """The negative ELBO of a VAE trained on mutated inputs: a background model (Ren et al. 2019).
+def _trained_on_mutations(base, name: str, what: str):
+    """``base`` objective measured on mutated inputs while training: a background model (Ren et al. 2019).
 
-    Terms as ``elbo``; during training they are measured on the mutated batch.
+    One wrapper serves every likelihood objective: the mutation is a property of the
+    training data, not of the model family. In evaluation mode the terms are those of
+    ``base`` on the clean batch.
     """
 
     @dataclass
-    class Config(ELBO.Config):
+    class Config(base.Config):
         mutation_rate: float = 0.2  # mu: share of sub-pixels redrawn uniformly (paper's range 0.1-0.3)
 
         def validate(self):
-            super().validate()
+            parent = getattr(base.Config, "validate", None)
+            if parent is not None:
+                parent(self)
             _check_rate(self.mutation_rate)
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         if model.training:
             batch = {**batch, "x": mutate(batch["x"], self.cfg.mutation_rate, self.data.bits)}
-        return super().__call__(model, batch, phase, step)
+        return base.__call__(self, model, batch, phase, step)
+
+    cls = type(f"Mutated{base.__name__}", (base,), {"Config": Config, "__call__": __call__,
+                                                   "__doc__": f"{what} of a model trained on mutated inputs "
+                                                              "(Ren et al. 2019, arXiv:1906.02845)."})
+    return OBJECTIVES.register(name)(cls)
 
 
-@OBJECTIVES.register("nll-mutated")
-class MutatedNLL(NLL):
-    """The exact NLL of an autoregressive model trained on mutated inputs: a background model (Ren et al. 2019).
-
-    Terms as ``nll``; during training they are measured on the mutated batch.
-    """
-
-    @dataclass
-    class Config(NLL.Config):
-        mutation_rate: float = 0.2  # mu: share of sub-pixels redrawn uniformly (paper's range 0.1-0.3)
-
-        def validate(self):
-            _check_rate(self.mutation_rate)
-
-    def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
-        if model.training:
-            batch = {**batch, "x": mutate(batch["x"], self.cfg.mutation_rate, self.data.bits)}
-        return super().__call__(model, batch, phase, step)
+MutatedELBO = _trained_on_mutations(ELBO, "elbo-mutated", "The negative ELBO of a VAE")
+MutatedNLL = _trained_on_mutations(NLL, "nll-mutated", "The exact NLL of an autoregressive model")

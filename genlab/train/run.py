@@ -107,7 +107,3 @@ def read_metrics(run_dir: Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue  # a line cut by a crash mid-write
     return rows
-
-
-def torch_device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
