@@ -30,6 +30,7 @@ from genlab.data.base import ImageSet
 from genlab.eval.features import FeatureNet, extract
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
+from genlab.reports.images import save_figure  # noqa: E402
 
 QUERY_CHUNK = 1024
 REFERENCE_CHUNK = 8192  # a block of distances is QUERY_CHUNK x REFERENCE_CHUNK float32 = 32 MiB
@@ -172,11 +173,7 @@ def neighbour_figure(samples: torch.Tensor, train_x: torch.Tensor, neighbours: d
                 ax.set_ylabel("sample" if nb is None else f"NN {space}", fontsize=7)
     fig.suptitle("samples closest to the training set and their nearest training images (distance above)", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _to_hwc(img: torch.Tensor):

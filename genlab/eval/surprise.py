@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from genlab.objectives.autoregressive import log_prob_per_subpixel
+from genlab.reports.images import save_figure  # noqa: E402
 
 
 @torch.no_grad()
@@ -65,8 +66,4 @@ def save_surprise_figure(image: torch.Tensor, nll_map: torch.Tensor, path: str |
     if title:
         fig.suptitle(textwrap.fill(title, 100), fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -30,12 +30,11 @@ coefficients (C(C-1)/2, M) in the order (1,0), (2,0), (2,1), ...].
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 
-from genlab.nn.distributions import (HALF_BIN, LEVELS, PixelDistribution, discretized_logistic_log_mass,
+from genlab.nn.distributions import (HALF_BIN, PixelDistribution, discretized_logistic_log_mass,
                                      to_levels)
 from genlab.sampling.generators import categorical_per_sample, rand_per_sample
 

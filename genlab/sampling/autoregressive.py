@@ -23,6 +23,7 @@ import torch
 
 from genlab.registry import FIGURE_SETS, SAMPLERS
 from genlab.sampling.generators import make_generators
+from genlab.reports.images import save_figure  # noqa: E402
 
 
 class _Naive:
@@ -161,11 +162,7 @@ def save_completion_figure(images: torch.Tensor, completions: torch.Tensor, rows
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def _pick(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:

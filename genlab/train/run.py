@@ -8,7 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from genlab.config import RunConfig
