@@ -103,7 +103,7 @@ def test_n_critic_sets_the_generator_phase_period():
 # Networks: shapes, ranges, determinism, per-sample independence, save/load
 
 
-@pytest.mark.parametrize("name, spec", cases())
+@pytest.mark.parametrize("name, spec", list(cases()))
 def test_shapes_and_ranges(name, spec):
     model = tiny(name, spec)
     batch = batch_for(spec, 5)
