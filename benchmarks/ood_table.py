@@ -35,47 +35,20 @@ import genlab.eval.exact  # noqa: F401
 import genlab.models.autoregressive  # noqa: F401  (pixelcnn, in case the package does not import it yet)
 import genlab.objectives.autoregressive  # noqa: F401
 from genlab.ood.run import OODOptions, ood_run
-from genlab.train.checkpoint import load_latest
+from runs_common import ensure_trained, trained_steps, wall_minutes
 
 
 def _preset(model: str, data: str, background: bool) -> str:
     return f"ood-{model}-{data}" + ("-background" if background else "")
 
 
-def _trained_steps(run_dir: Path) -> int | None:
-    try:
-        return int(load_latest(run_dir)["state"]["step"])
-    except Exception:  # no run or no readable checkpoint yet
-        return None
-
-
-def _wall_minutes(run_dir: Path) -> float | None:
-    """Training wall time from the files' times: command.txt (written at the start) to the newest checkpoint."""
-    ckpts = sorted((run_dir / "checkpoints").glob("step_*"))
-    if not ckpts or not (run_dir / "command.txt").exists():
-        return None
-    return (ckpts[-1].stat().st_mtime - (run_dir / "command.txt").stat().st_mtime) / 60
-
-
 def ensure_run(preset: str, runs: Path, train: bool, log) -> tuple[Path, str]:
     """The preset's run folder, trained (or resumed) to its full length when ``train``."""
-    from genlab.cli import main
     from genlab.configs import PRESETS
 
     out = runs / preset
-    target = int(PRESETS.get(preset)()["train.steps"])
-    command = f"genlab train --preset {preset} --out {out}"
-    done = _trained_steps(out)
-    if done is not None and done >= target:
-        return out, command
-    if not train:
-        raise SystemExit(f"{out} is not trained ({done or 0}/{target} steps): run `{command}` or drop --no-train")
-    log(f"training {preset} ({target} steps) ...")
-    argv = ["train", "--resume", str(out)] if done is not None else ["train", "--preset", preset, "--out", str(out),
-                                                                        "--set", "train.progress=false"]
-    if main(argv) != 0:
-        raise SystemExit(f"training {preset} failed")
-    return out, command
+    ensure_trained(out, ["--preset", preset], int(PRESETS.get(preset)()["train.steps"]), train, log)
+    return out, f"genlab train --preset {preset} --out {out}"
 
 
 def main() -> int:
@@ -102,7 +75,7 @@ def main() -> int:
             for c, d in ((cmd_run, run), (cmd_bg, bg)):
                 if c not in commands:
                     commands.append(c)
-                    timings.append((d.name, _trained_steps(d), _wall_minutes(d)))
+                    timings.append((d.name, trained_steps(d), wall_minutes(d)))
             opts = OODOptions(ood=[ood_data], background=str(bg), max_examples=args.max_examples,
                               reference_examples=args.reference_examples, iwae_k=args.iwae_k, seed=args.seed,
                               device=args.device)

@@ -483,3 +483,21 @@ def test_folder_sizes_must_agree_without_image_size(tmp_path):
     assert len(errors) == 1 and "2.png is 12x10" in errors[0] and "image_size" in errors[0]
     out = load_folder(root, image_channels=1, image_size=6, test_fraction=0.34)
     assert out["train"].labels is None and out["train"].images.shape == (2, 1, 6, 6)
+
+
+def test_folder_resize_crops_before_filtering(tmp_path):
+    """A wide image: the centred square is uniform grey, the bands outside it black; none of the black may
+    leak into the resized square's edge pixels (Lanczos reads neighbours, so crop first, then resize)."""
+    from PIL import Image
+
+    from genlab.data.folder import read_image
+
+    a = np.zeros((30, 50), np.uint8)
+    a[:, 10:40] = 180  # centred 30x30 square
+    Image.fromarray(a).save(tmp_path / "wide.png")
+    x = read_image(tmp_path / "wide.png", channels=1, size=7)
+    assert x.shape == (1, 7, 7) and (x == 180).all()
+    tall = np.zeros((41, 21), np.uint8)
+    tall[10:31, :] = 90  # odd leftover: the square starts at row (41 - 21) // 2 = 10
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    assert (read_image(tmp_path / "tall.png", channels=1, size=5) == 90).all()

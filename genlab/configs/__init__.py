@@ -37,5 +37,5 @@ def resolve_train_config(args) -> RunConfig:
     return apply_overrides(cfg, overrides + list(args.overrides))
 
 
-from genlab.configs import autoregressive, latent  # noqa: E402,F401  (registers the presets)
+from genlab.configs import adversarial, autoregressive, latent  # noqa: E402,F401  (registers the presets)
 from genlab.configs import ood  # noqa: E402,F401  (registers the OOD presets)

@@ -106,6 +106,18 @@ def _to_8bit(im, channels: int):
     return im if im.mode == target else im.convert(target)
 
 
+def _centre_square(im):
+    """The largest centred square of the image, cut out before resizing.
+
+    Cropping first (rather than resizing with a crop box, as ``ImageOps.fit`` does) keeps the Lanczos filter from
+    reading pixels outside the square, so the border that the square drops cannot bleed into the edge pixels.
+    """
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return im.crop((left, top, left + side, top + side))
+
+
 def read_image(path: Path, channels: int, size: int = 0, expect: tuple[int, int] | None = None) -> np.ndarray:
     """One image as uint8 (channels, H, W).
 
@@ -122,7 +134,7 @@ def read_image(path: Path, channels: int, size: int = 0, expect: tuple[int, int]
             im.load()
             im = _to_8bit(ImageOps.exif_transpose(im), channels)
             if size and im.size != (size, size):
-                im = ImageOps.fit(im, (size, size), method=Image.Resampling.LANCZOS)
+                im = _centre_square(im).resize((size, size), Image.Resampling.LANCZOS)
             a = np.asarray(im, dtype=np.uint8)
     except Exception as err:  # any decoder failure: name the file, hide Pillow's traceback
         raise DatasetError(f"cannot read image {path}: {describe(err)}\n  remove the file or re-save it as PNG/JPEG",

@@ -1,0 +1,171 @@
+"""FID of DCGAN for each GAN objective, and transposed vs upsample-then-convolve generators, over seeds.
+
+For each dataset (MNIST, Fashion-MNIST), the script trains the `dcgan-<data>`
+preset (Radford et al. 2016 optimiser, minibatch 64, a CPU budget of 2,500
+steps) once per seed for
+
+  * each objective (minimax, non-saturating, LSGAN, hinge) with the paper's
+    transposed-convolution generator, and
+  * the non-saturating objective with a nearest-neighbour upsample + 3x3
+    convolution generator (the comparison the lecture asks for),
+
+evaluates every run with `genlab eval RUN --only sample-quality` (FID, KID,
+precision/recall in the dataset's shipped feature network, generated samples
+against the official test split), and prints one row per configuration: mean
+and sample standard deviation over the seeds, the per-seed FIDs, and the
+command. It also saves one figure of samples per dataset (seed 0 of each
+configuration, the same latent draws in every panel).
+
+Runs that exist are reused (a partial run is resumed), so the script can be
+re-run after an interruption or with the runs trained elsewhere:
+
+    python benchmarks/gan_fid_table.py [--runs runs/gan-fid] [--data mnist fashion-mnist]
+        [--seeds 0 1 2] [--n-samples 10000] [--figures docs/figures] [--no-train]
+
+The run folders are named <data>-<loss>-<upsample>-s<seed>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import genlab  # noqa: F401  (fills the registries)
+from genlab.configs import PRESETS
+from runs_common import ensure_trained, wall_minutes
+
+LOSSES = ("minimax", "nonsaturating", "lsgan", "hinge")
+UPSAMPLING_COMPARED = ("nonsaturating", "nearest-conv")  # transposed is the baseline, already among LOSSES
+METRICS = ("fid", "kid", "precision", "recall")
+
+
+def configurations() -> list[tuple[str, str]]:
+    """(loss, upsample) pairs of the table, in row order."""
+    return [(loss, "transposed") for loss in LOSSES] + [UPSAMPLING_COMPARED]
+
+
+def train_argv(data: str, loss: str, upsample: str, seed: str) -> list[str]:
+    return ["--preset", f"dcgan-{data}", "--set", f"loss={loss}", "--set", f"upsample={upsample}", "--seed", seed]
+
+
+def eval_argv(run: Path, n_samples: int) -> list[str]:
+    return ["eval", str(run), "--only", "sample-quality", "--n-samples", str(n_samples), "--n-reference",
+            str(n_samples)]
+
+
+def ensure_evaluated(run: Path, n_samples: int, target_step: int, train: bool) -> dict:
+    """Sample-quality metrics of the run's final checkpoint with n_samples each side (evaluating if needed)."""
+    from genlab.cli import main
+
+    path = run / "eval.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        fid = next((m for k, m in found["metrics"].items() if k.startswith("fid_")), None)
+        if fid and fid["n_generated"] == n_samples and fid["checkpoint_step"] >= target_step:
+            return found
+    if not train:
+        raise SystemExit(f"{run} has no matching eval.json: run `genlab {' '.join(eval_argv(run, n_samples))}`")
+    if main(eval_argv(run, n_samples)) != 0:
+        raise SystemExit(f"evaluating {run} failed")
+    return json.loads(path.read_text())
+
+
+def metric(found: dict, name: str) -> float:
+    (value,) = [m["value"] for k, m in found["metrics"].items() if k.startswith(name + "_")]
+    return value
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{mean:.2f} ± {sd:.2f}"
+
+
+def sample_figure(data: str, runs: dict[tuple[str, str], Path], fids: dict[tuple[str, str], float], out: Path,
+                  n: int = 64) -> Path:
+    """One panel of n samples per configuration (same sample seed everywhere), titled with its FID."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genlab.reports.images import grid_array, save_figure
+    from genlab.sampling.api import draw
+    from genlab.train.run import load_run
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.0))
+    for ax, (key, run_dir) in zip(axes, runs.items()):
+        model = load_run(run_dir, "cpu").model
+        ax.imshow(grid_array(draw(model, n, seed=0, device="cpu"), nrow=8), cmap="gray", vmin=0, vmax=1)
+        loss, upsample = key
+        ax.set_title(f"{loss}, {upsample}\nFID {fids[key]:.1f} (seed 0)", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"DCGAN on {data}: samples of each objective and generator upsampling", fontsize=10)
+    return save_figure(fig, out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="runs/gan-fid", help="folder of the run folders (default runs/gan-fid)")
+    parser.add_argument("--data", nargs="+", default=["mnist", "fashion-mnist"], choices=["mnist", "fashion-mnist"])
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="training seeds (at least 3 for a spread)")
+    parser.add_argument("--n-samples", type=int, default=10000, help="generated and real images for the metrics")
+    parser.add_argument("--figures", default=None, help="folder for the sample figures (default: the runs folder)")
+    parser.add_argument("--no-train", action="store_true", help="fail instead of training or evaluating missing runs")
+    args = parser.parse_args()
+    runs_root = Path(args.runs)
+    figures = Path(args.figures or runs_root)
+    train = not args.no_train
+
+    rows, minutes, summary = [], [], {}
+    for data in args.data:
+        target = int(PRESETS.get(f"dcgan-{data}")()["train.steps"])
+        first_seed_runs, first_seed_fids = {}, {}
+        for loss, upsample in configurations():
+            per_seed = {m: [] for m in METRICS}
+            for seed in args.seeds:
+                run = runs_root / f"{data}-{loss}-{upsample}-s{seed}"
+                ensure_trained(run, train_argv(data, loss, upsample, seed), target, train)
+                found = ensure_evaluated(run, args.n_samples, target, train)
+                for m in METRICS:
+                    per_seed[m].append(metric(found, m))
+                if (w := wall_minutes(run)) is not None:
+                    minutes.append(w)
+                if seed == args.seeds[0]:
+                    first_seed_runs[(loss, upsample)], first_seed_fids[(loss, upsample)] = run, per_seed["fid"][-1]
+            command = (f"for s in {' '.join(args.seeds)}; do genlab train "
+                       f"{' '.join(train_argv(data, loss, upsample, '$s'))} --out {runs_root}/{data}-{loss}-{upsample}-s$s"
+                       f" && genlab {' '.join(eval_argv(Path(f'{runs_root}/{data}-{loss}-{upsample}-s$s'), args.n_samples))}"
+                       f"; done")
+            rows.append((data, loss, upsample, per_seed, command))
+            summary[f"{data}/{loss}/{upsample}"] = {"seeds": args.seeds, **per_seed, "command": command}
+        figure = sample_figure(data, first_seed_runs, first_seed_fids, figures / f"dcgan_{data}_samples.png")
+        print(f"wrote {figure}")
+
+    feature_net = {"mnist": "mnist-lenet-v1", "fashion-mnist": "fashion-mnist-lenet-v1"}
+    print(f"\nDCGAN, {target} steps of minibatch 64, {len(args.seeds)} seeds; metrics of {args.n_samples} samples "
+          f"against the {args.n_samples} official test images in the dataset's feature network "
+          f"({', '.join(f'{d}: {feature_net[d]}' for d in args.data)}); mean ± sample std over seeds.\n")
+    head = ("data", "loss", "G upsampling", "FID", "KID", "precision", "recall", "FID per seed")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for data, loss, upsample, per_seed, _ in rows:
+        print(f"| {data} | {loss} | {upsample} | {spread(per_seed['fid'])} | {spread(per_seed['kid'])} | "
+              f"{spread(per_seed['precision'])} | {spread(per_seed['recall'])} | "
+              f"{', '.join(f'{v:.2f}' for v in per_seed['fid'])} |")
+    if minutes:
+        print(f"\nTraining wall time per run (file times): {min(minutes):.1f} to {max(minutes):.1f} min")
+    print(f"\nCommands (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"python {sys.version.split()[0]}):")
+    for *_, command in rows:
+        print(f"  {command}")
+    (runs_root / "gan_fid_table.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""What the benchmark scripts share about run folders: how far a run trained, how long it took, training it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def trained_steps(run_dir: Path) -> int | None:
+    """Step of the newest readable checkpoint, or None when there is no run (or no checkpoint) yet."""
+    from genlab.train.checkpoint import load_latest
+
+    try:
+        return int(load_latest(run_dir)["state"]["step"])
+    except Exception:  # no run or no readable checkpoint yet
+        return None
+
+
+def wall_minutes(run_dir: Path) -> float | None:
+    """Training wall time from the files' times: command.txt (written at the start) to the newest checkpoint.
+
+    A run that was resumed counts the pause too; the benchmarks that print it say it is file-time based.
+    """
+    ckpts = sorted((run_dir / "checkpoints").glob("step_*"))
+    if not ckpts or not (run_dir / "command.txt").exists():
+        return None
+    return (ckpts[-1].stat().st_mtime - (run_dir / "command.txt").stat().st_mtime) / 60
+
+
+def ensure_trained(out: Path, train_argv: Sequence[str], target_steps: int, train: bool,
+                   log: Callable[[str], None] = print) -> None:
+    """Train ``genlab train *train_argv --out out`` to ``target_steps``, resuming a partial run, unless done.
+
+    With ``train`` false a missing or partial run is an error that names the command to run.
+    """
+    from genlab.cli import main
+
+    done = trained_steps(out)
+    if done is not None and done >= target_steps:
+        return
+    command = " ".join(["genlab", "train", *train_argv, "--out", str(out)])
+    if not train:
+        raise SystemExit(f"{out} is not trained ({done or 0}/{target_steps} steps): run `{command}` or drop --no-train")
+    log(f"training {out.name} ({target_steps} steps) ...")
+    argv = ["train", "--resume", str(out)] if done is not None else \
+        ["train", *train_argv, "--out", str(out), "--set", "train.progress=false"]
+    if main(argv) != 0:
+        raise SystemExit(f"`{command}` failed")
