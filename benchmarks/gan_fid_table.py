@@ -41,6 +41,9 @@ from runs_common import ensure_trained, wall_minutes
 LOSSES = ("minimax", "nonsaturating", "lsgan", "hinge")
 UPSAMPLING_COMPARED = ("nonsaturating", "nearest-conv")  # transposed is the baseline, already among LOSSES
 METRICS = ("fid", "kid", "precision", "recall")
+# Logged by the `gan` objective at the generator step: sigma(D(G(z))) and the norm of G's gradient. sigma(D) is
+# D's probability that a sample is real only for the two cross-entropy games (minimax, non-saturating).
+END_OF_TRAINING = ("train/G/p_fake", "optim/G/grad_norm")
 
 
 def configurations() -> list[tuple[str, str]]:
@@ -79,10 +82,19 @@ def metric(found: dict, name: str) -> float:
     return value
 
 
-def spread(values: list[float]) -> str:
+def end_of_training(run: Path) -> dict[str, float]:
+    """The generator-step statistics of the last logged step."""
+    from genlab.train.run import read_metrics
+
+    last = [row for row in read_metrics(run) if END_OF_TRAINING[0] in row][-1]
+    return {key: last[key] for key in END_OF_TRAINING}
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    """mean ± sample standard deviation (nan for a single seed)."""
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{mean:.2f} ± {sd:.2f}"
+    return f"{mean:{fmt}} ± {sd:{fmt}}"
 
 
 def sample_figure(data: str, runs: dict[tuple[str, str], Path], fids: dict[tuple[str, str], float], out: Path,
@@ -126,13 +138,15 @@ def main() -> int:
         target = int(PRESETS.get(f"dcgan-{data}")()["train.steps"])
         first_seed_runs, first_seed_fids = {}, {}
         for loss, upsample in configurations():
-            per_seed = {m: [] for m in METRICS}
+            per_seed = {m: [] for m in METRICS + END_OF_TRAINING}
             for seed in args.seeds:
                 run = runs_root / f"{data}-{loss}-{upsample}-s{seed}"
                 ensure_trained(run, train_argv(data, loss, upsample, seed), target, train)
                 found = ensure_evaluated(run, args.n_samples, target, train)
                 for m in METRICS:
                     per_seed[m].append(metric(found, m))
+                for key, value in end_of_training(run).items():
+                    per_seed[key].append(value)
                 if (w := wall_minutes(run)) is not None:
                     minutes.append(w)
                 if seed == args.seeds[0]:
@@ -154,9 +168,16 @@ def main() -> int:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for data, loss, upsample, per_seed, _ in rows:
-        print(f"| {data} | {loss} | {upsample} | {spread(per_seed['fid'])} | {spread(per_seed['kid'])} | "
-              f"{spread(per_seed['precision'])} | {spread(per_seed['recall'])} | "
+        print(f"| {data} | {loss} | {upsample} | {spread(per_seed['fid'])} | {spread(per_seed['kid'], '.3f')} | "
+              f"{spread(per_seed['precision'], '.3f')} | {spread(per_seed['recall'], '.3f')} | "
               f"{', '.join(f'{v:.2f}' for v in per_seed['fid'])} |")
+    print("\nEnd of training (last logged generator step, mean ± std over seeds); sigma(D(G(z))) is a probability "
+          "for the cross-entropy games only:\n")
+    print("| data | loss | G upsampling | sigma(D(G(z))) | generator gradient norm |")
+    print("|---|---|---|---|---|")
+    for data, loss, upsample, per_seed, _ in rows:
+        p_fake, grad = (per_seed[k] for k in END_OF_TRAINING)
+        print(f"| {data} | {loss} | {upsample} | {spread(p_fake, '.2g')} | {spread(grad, '.3g')} |")
     if minutes:
         print(f"\nTraining wall time per run (file times): {min(minutes):.1f} to {max(minutes):.1f} min")
     print(f"\nCommands (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
