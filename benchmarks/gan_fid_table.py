@@ -34,6 +34,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
 import genlab  # noqa: F401  (fills the registries)
 from genlab.configs import PRESETS
 from runs_common import ensure_trained, wall_minutes
@@ -90,6 +92,35 @@ def end_of_training(run: Path) -> dict[str, float]:
     return {key: last[key] for key in END_OF_TRAINING}
 
 
+def period2_energy(images: torch.Tensor) -> float:
+    """Mean share of an image's spectral energy (constant term left out) at the period-2 frequencies.
+
+    Those are the row stripes (H/2, 0), column stripes (0, W/2) and checkerboard (H/2, W/2) that a stride-2
+    transposed convolution leaves when its kernel overlaps unevenly (Odena, Dumoulin & Olah 2016, "Deconvolution
+    and Checkerboard Artifacts", Distill); upsample-then-convolve should bring the share to that of real images.
+    """
+    power = torch.fft.fft2(images.double()).abs().square()
+    h, w = images.shape[-2:]
+    period2 = power[..., h // 2, 0] + power[..., 0, w // 2] + power[..., h // 2, w // 2]
+    varying = power.sum((-2, -1)) - power[..., 0, 0]
+    return (period2 / varying.clamp_min(1e-12)).mean().item()
+
+
+def sample_period2_energy(run: Path, n: int = 2000) -> float:
+    from genlab.sampling.api import draw
+    from genlab.train.run import load_run
+
+    return period2_energy(draw(load_run(run, "cpu").model, n, seed=0, device="cpu"))
+
+
+def reference_period2_energy(run: Path) -> float:
+    from genlab.data import load_dataset
+    from genlab.data.base import scale
+    from genlab.train.run import read_config
+
+    return period2_energy(scale(load_dataset(read_config(run).data.name, "test", read_config(run).data).images))
+
+
 def spread(values: list[float], fmt: str = ".2f") -> str:
     """mean ± sample standard deviation (nan for a single seed)."""
     mean = statistics.fmean(values)
@@ -137,8 +168,9 @@ def main() -> int:
     for data in args.data:
         target = int(PRESETS.get(f"dcgan-{data}")()["train.steps"])
         first_seed_runs, first_seed_fids = {}, {}
+        test_period2 = None
         for loss, upsample in configurations():
-            per_seed = {m: [] for m in METRICS + END_OF_TRAINING}
+            per_seed = {m: [] for m in METRICS + END_OF_TRAINING + ("period2",)}
             for seed in args.seeds:
                 run = runs_root / f"{data}-{loss}-{upsample}-s{seed}"
                 ensure_trained(run, train_argv(data, loss, upsample, seed), target, train)
@@ -147,15 +179,18 @@ def main() -> int:
                     per_seed[m].append(metric(found, m))
                 for key, value in end_of_training(run).items():
                     per_seed[key].append(value)
+                per_seed["period2"].append(sample_period2_energy(run))
                 if (w := wall_minutes(run)) is not None:
                     minutes.append(w)
+                if test_period2 is None:
+                    test_period2 = reference_period2_energy(run)
                 if seed == args.seeds[0]:
                     first_seed_runs[(loss, upsample)], first_seed_fids[(loss, upsample)] = run, per_seed["fid"][-1]
             command = (f"for s in {' '.join(args.seeds)}; do genlab train "
                        f"{' '.join(train_argv(data, loss, upsample, '$s'))} --out {runs_root}/{data}-{loss}-{upsample}-s$s"
                        f" && genlab {' '.join(eval_argv(Path(f'{runs_root}/{data}-{loss}-{upsample}-s$s'), args.n_samples))}"
                        f"; done")
-            rows.append((data, loss, upsample, per_seed, command))
+            rows.append((data, loss, upsample, per_seed, command, test_period2))
             summary[f"{data}/{loss}/{upsample}"] = {"seeds": args.seeds, **per_seed, "command": command}
         figure = sample_figure(data, first_seed_runs, first_seed_fids, figures / f"dcgan_{data}_samples.png")
         print(f"wrote {figure}")
@@ -167,22 +202,25 @@ def main() -> int:
     head = ("data", "loss", "G upsampling", "FID", "KID", "precision", "recall", "FID per seed")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for data, loss, upsample, per_seed, _ in rows:
+    for data, loss, upsample, per_seed, *_ in rows:
         print(f"| {data} | {loss} | {upsample} | {spread(per_seed['fid'])} | {spread(per_seed['kid'], '.3f')} | "
               f"{spread(per_seed['precision'], '.3f')} | {spread(per_seed['recall'], '.3f')} | "
               f"{', '.join(f'{v:.2f}' for v in per_seed['fid'])} |")
-    print("\nEnd of training (last logged generator step, mean ± std over seeds); sigma(D(G(z))) is a probability "
-          "for the cross-entropy games only:\n")
-    print("| data | loss | G upsampling | sigma(D(G(z))) | generator gradient norm |")
-    print("|---|---|---|---|---|")
-    for data, loss, upsample, per_seed, _ in rows:
+    print("\nDiagnostics (mean ± std over seeds): sigma(D(G(z))) and the generator's gradient norm at the last logged "
+          "generator step (sigma(D) is a probability for the cross-entropy games only); period-2 energy = share of "
+          "the spectral energy of 2,000 samples (seed 0) at the stripe/checkerboard frequencies, test images in "
+          "brackets:\n")
+    print("| data | loss | G upsampling | sigma(D(G(z))) | generator gradient norm | period-2 energy (test) |")
+    print("|---|---|---|---|---|---|")
+    for data, loss, upsample, per_seed, _, test_period2 in rows:
         p_fake, grad = (per_seed[k] for k in END_OF_TRAINING)
-        print(f"| {data} | {loss} | {upsample} | {spread(p_fake, '.2g')} | {spread(grad, '.3g')} |")
+        print(f"| {data} | {loss} | {upsample} | {spread(p_fake, '.2g')} | {spread(grad, '.3g')} | "
+              f"{spread(per_seed['period2'], '.2e')} ({test_period2:.2e}) |")
     if minutes:
         print(f"\nTraining wall time per run (file times): {min(minutes):.1f} to {max(minutes):.1f} min")
     print(f"\nCommands (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"python {sys.version.split()[0]}):")
-    for *_, command in rows:
+    for *_, command, _ in rows:
         print(f"  {command}")
     (runs_root / "gan_fid_table.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0
