@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -88,8 +89,8 @@ def end_of_training(run: Path) -> dict[str, float]:
     """The generator-step statistics of the last logged step."""
     from genlab.train.run import read_metrics
 
-    last = [row for row in read_metrics(run) if END_OF_TRAINING[0] in row][-1]
-    return {key: last[key] for key in END_OF_TRAINING}
+    last = [row for row in read_metrics(run) if "optim/G/grad_norm" in row][-1]
+    return {key: last.get(key, math.nan) for key in END_OF_TRAINING}  # p_fake is logged for cross-entropy games
 
 
 def period2_energy(images: torch.Tensor) -> float:
@@ -207,14 +208,14 @@ def main() -> int:
               f"{spread(per_seed['precision'], '.3f')} | {spread(per_seed['recall'], '.3f')} | "
               f"{', '.join(f'{v:.2f}' for v in per_seed['fid'])} |")
     print("\nDiagnostics (mean ± std over seeds): sigma(D(G(z))) and the generator's gradient norm at the last logged "
-          "generator step (sigma(D) is a probability for the cross-entropy games only); period-2 energy = share of "
+          "generator step (logged for the cross-entropy games only, where sigma(D) is a probability); period-2 energy = share of "
           "the spectral energy of 2,000 samples (seed 0) at the stripe/checkerboard frequencies, test images in "
           "brackets:\n")
     print("| data | loss | G upsampling | sigma(D(G(z))) | generator gradient norm | period-2 energy (test) |")
     print("|---|---|---|---|---|---|")
     for data, loss, upsample, per_seed, _, test_period2 in rows:
         p_fake, grad = (per_seed[k] for k in END_OF_TRAINING)
-        print(f"| {data} | {loss} | {upsample} | {spread(p_fake, '.2g')} | {spread(grad, '.3g')} | "
+        print(f"| {data} | {loss} | {upsample} | {'-' if math.isnan(p_fake[0]) else spread(p_fake, '.2g')} | {spread(grad, '.3g')} | "
               f"{spread(per_seed['period2'], '.2e')} ({test_period2:.2e}) |")
     if minutes:
         print(f"\nTraining wall time per run (file times): {min(minutes):.1f} to {max(minutes):.1f} min")
