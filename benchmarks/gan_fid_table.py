@@ -141,7 +141,7 @@ def sample_figure(data: str, runs: dict[tuple[str, str], Path], fids: dict[tuple
     from genlab.sampling.api import draw
     from genlab.train.run import load_run
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.0))
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.2), layout="constrained")
     for ax, (key, run_dir) in zip(axes, runs.items()):
         model = load_run(run_dir, "cpu").model
         ax.imshow(grid_array(draw(model, n, seed=0, device="cpu"), nrow=8), cmap="gray", vmin=0, vmax=1)
