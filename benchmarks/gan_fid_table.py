@@ -54,6 +54,10 @@ def configurations() -> list[tuple[str, str]]:
     return [(loss, "transposed") for loss in LOSSES] + [UPSAMPLING_COMPARED]
 
 
+def run_name(data: str, loss: str, upsample: str, seed: str) -> str:
+    return f"{data}-{loss}-{upsample}-s{seed}"
+
+
 def train_argv(data: str, loss: str, upsample: str, seed: str) -> list[str]:
     return ["--preset", f"dcgan-{data}", "--set", f"loss={loss}", "--set", f"upsample={upsample}", "--seed", seed]
 
@@ -173,7 +177,7 @@ def main() -> int:
         for loss, upsample in configurations():
             per_seed = {m: [] for m in METRICS + END_OF_TRAINING + ("period2",)}
             for seed in args.seeds:
-                run = runs_root / f"{data}-{loss}-{upsample}-s{seed}"
+                run = runs_root / run_name(data, loss, upsample, seed)
                 ensure_trained(run, train_argv(data, loss, upsample, seed), target, train)
                 found = ensure_evaluated(run, args.n_samples, target, train)
                 for m in METRICS:
@@ -187,10 +191,9 @@ def main() -> int:
                     test_period2 = reference_period2_energy(run)
                 if seed == args.seeds[0]:
                     first_seed_runs[(loss, upsample)], first_seed_fids[(loss, upsample)] = run, per_seed["fid"][-1]
-            command = (f"for s in {' '.join(args.seeds)}; do genlab train "
-                       f"{' '.join(train_argv(data, loss, upsample, '$s'))} --out {runs_root}/{data}-{loss}-{upsample}-s$s"
-                       f" && genlab {' '.join(eval_argv(Path(f'{runs_root}/{data}-{loss}-{upsample}-s$s'), args.n_samples))}"
-                       f"; done")
+            each = runs_root / run_name(data, loss, upsample, "$s")  # one shell loop over the seeds
+            command = (f"for s in {' '.join(args.seeds)}; do genlab train {' '.join(train_argv(data, loss, upsample, '$s'))}"
+                       f" --out {each} && genlab {' '.join(eval_argv(each, args.n_samples))}; done")
             rows.append((data, loss, upsample, per_seed, command, test_period2))
             summary[f"{data}/{loss}/{upsample}"] = {"seeds": args.seeds, **per_seed, "command": command}
         figure = sample_figure(data, first_seed_runs, first_seed_fids, figures / f"dcgan_{data}_samples.png")
