@@ -33,6 +33,7 @@ from genlab.toy.experiments import (RingConfig, discriminator_optimality, satura
                                     train_ring_gan)
 from genlab.toy.mixtures import ring  # noqa: E402
 from genlab.toy.theory import optimal_discriminator  # noqa: E402
+from genlab.reports.images import save_figure  # noqa: E402
 
 RING_CONFIGS = [
     RingConfig("minimax"),
@@ -93,8 +94,7 @@ def part_optimal(out: Path, quick: bool) -> list[dict]:
         ax.set_title(title)
         ax.set_xlim(-4, 4), ax.set_ylim(-4, 4)
     fig.colorbar(im, ax=axes[1:], shrink=0.8)
-    fig.savefig(out / "optimal_discriminator.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / "optimal_discriminator.png", dpi=120, bbox_inches="tight")
     return rows
 
 
@@ -115,8 +115,7 @@ def part_saturation(out: Path, quick: bool) -> list[dict]:
     ax.set_ylabel("generator gradient norm")
     ax.legend(fontsize=8)
     ax.set_title("Saturation of the minimax generator loss")
-    fig.savefig(out / "saturation.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / "saturation.png", dpi=120, bbox_inches="tight")
     return rows
 
 
@@ -147,8 +146,7 @@ def part_ring(out: Path, quick: bool, g_updates: int, seeds: list[int]) -> list[
         ax.scatter(data.means[:, 0], data.means[:, 1], c="r", marker="x", s=20)
         ax.set_xlim(-3, 3), ax.set_ylim(-3, 3), ax.set_aspect("equal")
         ax.set_title(name, fontsize=8)
-    fig.savefig(out / "ring_samples.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / "ring_samples.png", dpi=120, bbox_inches="tight")
     return rows
 
 

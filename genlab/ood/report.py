@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from genlab.data.base import to_model_input  # noqa: E402
 from genlab.eval.surprise import save_surprise_figure  # noqa: E402
-from genlab.reports.images import grid_array  # noqa: E402
+from genlab.reports.images import grid_array, save_figure, save_panels  # noqa: E402
 
 EXTREMES = 8  # images shown at each end of a score's range
 
@@ -38,15 +38,7 @@ def histograms(sets: dict, names: list[str], out: Path) -> Path:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("bits/dim (higher = more outlying)", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_panels(fig, axes, len(names), out)
 
 
 def extremes_figure(sets: dict, name: str, out: Path) -> Path:
@@ -64,9 +56,7 @@ def extremes_figure(sets: dict, name: str, out: Path) -> Path:
     axes[0, 0].set_title(f"{name}: {EXTREMES} most typical (lowest score, left) | {EXTREMES} least typical "
                          "(highest score, right)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=130)
 
 
 def save_surprise(image: torch.Tensor, pixel_map: torch.Tensor, path: str | Path, map_label: str,

@@ -19,6 +19,7 @@ import math
 import os
 from pathlib import Path
 
+from genlab.reports.images import save_panels
 from genlab.train.run import read_metrics
 
 KIND_MARK = {"exact": " (exact)", "bound": " (bound)", "estimate": " (estimate)"}
@@ -129,16 +130,7 @@ def curves_figure(histories: dict[str, list[dict]], out: Path) -> Path | None:
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_panels(fig, axes, len(keys), out)
 
 
 def _data_uri(path: Path) -> str:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from genlab.registry import FIGURE_SETS  # noqa: E402
-from genlab.reports.images import save_grid  # noqa: E402
+from genlab.reports.images import save_figure, save_grid  # noqa: E402
 from genlab.sampling.api import draw  # noqa: E402
 from genlab.sampling.latent import interpolate, latent_means, manifold_grid, reconstruct  # noqa: E402
 from genlab.train.run import read_metrics  # noqa: E402
@@ -31,9 +31,7 @@ def loss_curves(run_dir: Path, out: Path) -> Path | None:
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @FIGURE_SETS.register("latent")
@@ -77,9 +75,7 @@ def _latent_scatter(model, test, device, out: Path) -> str:
     ax.set_ylabel("z2")
     ax.set_title(f"posterior means of {n} {test.name} test images", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out.name
+    return save_figure(fig, out).name
 
 
 @FIGURE_SETS.register("adversarial")

@@ -39,12 +39,23 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     return path
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_options) -> Path:
     """Write a matplotlib figure (creating its folder) and free it; returns the path."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, **savefig_options)
     plt.close(fig)
     return path
+
+
+def save_panels(fig, axes, used: int, path: str | Path) -> Path:
+    """Save a grid of panels: blank the unused ones, put the first panel's legend once below all of them."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))  # leave the legend its strip
+    return save_figure(fig, path)
