@@ -12,6 +12,13 @@ HELP_DATA_ROOT = "folder holding the datasets (default: $GENLAB_DATA, else ~/.ca
 HELP_DEVICE = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 
 
+def _add_run_loading(p):
+    """The options of every command that loads a trained run: where to run it, which weights, where the data is."""
+    p.add_argument("--device", default="auto", help=HELP_DEVICE)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train a model (or resume a run)",
                        description="Train MODEL on a dataset into a run folder, or resume an interrupted run. "
@@ -39,9 +46,7 @@ def _add_run_cmds(sub):
     p.add_argument("--seed", type=int, default=0, help="sample i of seed s is the same image whatever --batch-size")
     p.add_argument("--label", type=int, default=None, help="class to draw, for class-conditional models")
     p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
-    p.add_argument("--device", default="auto", help=HELP_DEVICE)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
-    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    _add_run_loading(p)
 
     p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
                        description="Run the model's evaluators (likelihoods, bounds, sample metrics) on the test "
@@ -59,9 +64,7 @@ def _add_run_cmds(sub):
                    help="Inception-v3 weights file for standard FID (default: the dataset's own feature network)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help=HELP_DEVICE)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
-    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    _add_run_loading(p)
 
     p = sub.add_parser("complete", help="complete the lower half of test images (autoregressive models)",
                        description="Keep the top rows of random test images and sample the rest several times "
@@ -73,9 +76,7 @@ def _add_run_cmds(sub):
     p.add_argument("--completions", type=int, default=4, help="completions per image (default 4)")
     p.add_argument("--split", default="test", help="split the images come from (default test)")
     p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the completions")
-    p.add_argument("--device", default="auto", help=HELP_DEVICE)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
-    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    _add_run_loading(p)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with figures")
     p.add_argument("run_dir")
@@ -138,9 +139,7 @@ def _add_ood(sub):
     p.add_argument("--iwae-k", type=int, default=100, help="importance samples per image for a VAE's IWAE bound")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0, help="seeds the subsets, importance samples and binarization")
-    p.add_argument("--device", default="auto", help=HELP_DEVICE)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
-    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    _add_run_loading(p)
 
     p = sub.add_parser("score", help="outlier scores and per-pixel surprise maps of your own images",
                        description="Convert each image to the run's format (16-bit /257, alpha over the "
@@ -158,9 +157,7 @@ def _add_ood(sub):
                    help="colour under transparent pixels (auto: the border colour of the run's test images)")
     p.add_argument("--iwae-k", type=int, default=None, help="importance samples for a VAE (default: ood.json's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help=HELP_DEVICE)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
-    p.add_argument("--data-root", help=HELP_DATA_ROOT)
+    _add_run_loading(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
