@@ -111,19 +111,22 @@ def period2_energy(images: torch.Tensor) -> float:
     return (period2 / varying.clamp_min(1e-12)).mean().item()
 
 
-def sample_period2_energy(run: Path, n: int = 2000) -> float:
+def samples_of(run: Path, n: int = 2000) -> torch.Tensor:
+    """Samples 0..n-1 of seed 0: the period-2 energy uses them all, the figure the first 64 (the same images)."""
     from genlab.sampling.api import draw
     from genlab.train.run import load_run
 
-    return period2_energy(draw(load_run(run, "cpu").model, n, seed=0, device="cpu"))
+    return draw(load_run(run, "cpu").model, n, seed=0, device="cpu")
 
 
 def reference_period2_energy(run: Path) -> float:
+    """Period-2 energy of the test images of the run's dataset."""
     from genlab.data import load_dataset
     from genlab.data.base import scale
     from genlab.train.run import read_config
 
-    return period2_energy(scale(load_dataset(read_config(run).data.name, "test", read_config(run).data).images))
+    data = read_config(run).data
+    return period2_energy(scale(load_dataset(data.name, "test", data).images))
 
 
 def spread(values: list[float], fmt: str = ".2f") -> str:
@@ -133,22 +136,19 @@ def spread(values: list[float], fmt: str = ".2f") -> str:
     return f"{mean:{fmt}} ± {sd:{fmt}}"
 
 
-def sample_figure(data: str, runs: dict[tuple[str, str], Path], fids: dict[tuple[str, str], float], out: Path,
-                  n: int = 64) -> Path:
-    """One panel of n samples per configuration (same sample seed everywhere), titled with its FID."""
+def sample_figure(data: str, samples: dict[tuple[str, str], torch.Tensor], fids: dict[tuple[str, str], float],
+                  out: Path) -> Path:
+    """One panel of samples per configuration (same sample seed everywhere), titled with its FID."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from genlab.reports.images import grid_array, save_figure
-    from genlab.sampling.api import draw
-    from genlab.train.run import load_run
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.2), layout="constrained")
-    for ax, (key, run_dir) in zip(axes, runs.items()):
-        model = load_run(run_dir, "cpu").model
-        ax.imshow(grid_array(draw(model, n, seed=0, device="cpu"), nrow=8), cmap="gray", vmin=0, vmax=1)
+    fig, axes = plt.subplots(1, len(samples), figsize=(2.6 * len(samples), 3.2), layout="constrained")
+    for ax, (key, images) in zip(axes, samples.items()):
+        ax.imshow(grid_array(images, nrow=8), cmap="gray", vmin=0, vmax=1)
         loss, upsample = key
         ax.set_title(f"{loss}, {upsample}\nFID {fids[key]:.1f} (seed 0)", fontsize=9)
         ax.axis("off")
@@ -172,7 +172,7 @@ def main() -> int:
     rows, minutes, summary = [], [], {}
     for data in args.data:
         target = int(PRESETS.get(f"dcgan-{data}")()["train.steps"])
-        first_seed_runs, first_seed_fids = {}, {}
+        first_seed_samples, first_seed_fids = {}, {}
         test_period2 = None
         for loss, upsample in configurations():
             per_seed = {m: [] for m in METRICS + END_OF_TRAINING + ("period2",)}
@@ -184,19 +184,21 @@ def main() -> int:
                     per_seed[m].append(metric(found, m))
                 for key, value in end_of_training(run).items():
                     per_seed[key].append(value)
-                per_seed["period2"].append(sample_period2_energy(run))
+                samples = samples_of(run)
+                per_seed["period2"].append(period2_energy(samples))
                 if (w := wall_minutes(run)) is not None:
                     minutes.append(w)
                 if test_period2 is None:
                     test_period2 = reference_period2_energy(run)
                 if seed == args.seeds[0]:
-                    first_seed_runs[(loss, upsample)], first_seed_fids[(loss, upsample)] = run, per_seed["fid"][-1]
+                    first_seed_samples[(loss, upsample)] = samples[:64]
+                    first_seed_fids[(loss, upsample)] = per_seed["fid"][-1]
             each = runs_root / run_name(data, loss, upsample, "$s")  # one shell loop over the seeds
             command = (f"for s in {' '.join(args.seeds)}; do genlab train {' '.join(train_argv(data, loss, upsample, '$s'))}"
                        f" --out {each} && genlab {' '.join(eval_argv(each, args.n_samples))}; done")
             rows.append((data, loss, upsample, per_seed, command, test_period2))
             summary[f"{data}/{loss}/{upsample}"] = {"seeds": args.seeds, **per_seed, "command": command}
-        figure = sample_figure(data, first_seed_runs, first_seed_fids, figures / f"dcgan_{data}_samples.png")
+        figure = sample_figure(data, first_seed_samples, first_seed_fids, figures / f"dcgan_{data}_samples.png")
         print(f"wrote {figure}")
 
     feature_net = {"mnist": "mnist-lenet-v1", "fashion-mnist": "fashion-mnist-lenet-v1"}
