@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from genlab.eval.adversarial import encode_all, evaluate_bigan_probe, linear_probe_accuracy, reconstruction_errors
+from genlab.eval.adversarial import (class_agreement, encode_all, evaluate_bigan_probe, linear_probe_accuracy,
+                                    reconstruct_all, reconstruction_errors)
 from genlab.models.adversarial.bigan import BiGAN
 from genlab.models.adversarial.cgan import CGAN
 from genlab.models.adversarial.dcgan import DCGAN
@@ -165,8 +166,13 @@ def test_upsampling_choices_and_labels_change_the_output():
 def test_uniform_prior_and_bounded_encoder():
     z = latent_noise("uniform", 1000, 3)
     assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.9 and z.max() > 0.9
-    model = tiny("bigan", GREY)
-    assert model.encode(torch.rand(3, 1, 28, 28) * 50).abs().max() <= 1  # tanh code in the prior's support
+    x = torch.rand(3, 1, 28, 28) * 50
+    bounded = tiny("bigan", GREY, prior="uniform")
+    assert bounded.encode(x).abs().max() <= 1  # tanh code in the prior's support
+    default = tiny("bigan", GREY)  # normal prior: the code is the encoder's linear output, no squashing
+    assert default.cfg.prior == "normal"
+    with torch.no_grad():
+        assert torch.equal(default.encode(x), default.encoder(x))
 
 
 @pytest.mark.parametrize("name, loss, penalty", [("dcgan", "nonsaturating", "none"), ("cgan", "hinge", "none"),
@@ -496,6 +502,50 @@ def test_bigan_probe_evaluator_reports_its_metrics():
     assert self_err.shape == (40,)
     # the evaluator's subset is a permutation of all 40 images, so the means agree
     assert out["recon_mse"]["value"] == pytest.approx(self_err.mean().item(), rel=1e-5)
+
+
+def test_class_agreement_matches_hand_counts():
+    classes_x = torch.tensor([0, 1, 2, 3])
+    classes_recon = torch.tensor([0, 1, 0, 0])
+    # same image: positions 0 and 1 agree; next image (1, 2, 3, 0): only position 3 agrees
+    assert class_agreement(classes_x, classes_recon) == (0.5, 0.25)
+    with pytest.raises(ValueError, match="same length"):
+        class_agreement(classes_x, classes_recon[:3])
+
+
+class _PixelIdentity(torch.nn.Module):
+    """E(x) = the pixels, G(z) = the image again: a perfect inverse pair, for the probe's exact values."""
+
+    def __init__(self, cfg=None, data=None):
+        super().__init__()
+        self.cfg, self.data = cfg, data
+        self.unused = torch.nn.Linear(1, 1)
+
+    def encode(self, x):
+        return x.flatten(1)
+
+    def generate(self, z):
+        return z.view(-1, 1, 28, 28)
+
+
+def test_bigan_probe_on_a_perfect_inverse_has_exact_values():
+    from genlab.data.base import ImageSet
+    from genlab.eval.features import extract, load_feature_net
+    from genlab.eval.options import EvalOptions
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(60, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    data = ImageSet("mnist", "test", images, torch.arange(60) % 10, DataSpec(1, 28, 28, 256, 10), "scale")
+    out = evaluate_bigan_probe(_PixelIdentity(), None, data, "cpu", EvalOptions(batch_size=16))
+    assert out["recon_mse"]["value"] == 0.0
+    assert out["recon_class_agreement_mnist-lenet-v1"]["value"] == 1.0
+    assert out["probe_accuracy"]["value"] == out["probe_accuracy_pixels"]["value"]  # E(x) is the pixels
+    # the chance reference: the classifier's classes of each image against those of the next image
+    x = data.batch(torch.randperm(60, generator=torch.Generator().manual_seed(0)))["x"]
+    classes = extract(load_feature_net("mnist-lenet-v1"), x).logits.argmax(1)
+    expected_other = (classes == classes.roll(-1)).double().mean().item()
+    assert out["recon_class_agreement_other_image_mnist-lenet-v1"]["value"] == pytest.approx(expected_other)
+    assert torch.equal(reconstruct_all(_PixelIdentity(), x), x)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ features; Dumoulin et al. 2017 (arXiv:1606.00704) show reconstructions
 G(E(x)). A BiGAN's reconstructions are semantic rather than pixel-exact (the
 game has no reconstruction loss), so the reconstruction error is reported next
 to the error of a "reconstruction" of a different test image, the level that
-ignoring x entirely would reach. The probe accuracy is reported next to the
-same probe on a randomly initialised encoder of the same architecture and on
-raw pixels.
+ignoring x entirely would reach. For the same reason the semantic test is
+classifier agreement: the dataset's shipped classifier (mnist-lenet-v1,
+fashion-mnist-lenet-v1) labels x and G(E(x)), and the fraction of equal
+labels is reported next to the agreement between G(E(x)) and a different test
+image (chance level). The probe accuracy is reported next to the same probe on
+a randomly initialised encoder of the same architecture and on raw pixels.
 
 Protocol (``bigan-probe``): ``n`` test images in a seeded random order
 (n = opts.max_examples, or the whole split); the first half fits a
@@ -39,12 +42,23 @@ def encode_all(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tens
 
 
 @torch.no_grad()
-def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruct_all(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G(E(x)) for (N, C, H, W) images in [0, 1] -> (N, C, H, W) in [0, 1] on CPU, networks in eval mode."""
+    recon = []
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            recon.append(model.generate(model.encode(images[start:start + batch_size])).float().cpu())
+    return torch.cat(recon).clamp(0, 1)
+
+
+def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256,
+                          recon: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image mean squared error of G(E(x)) against x and against the next image x'.
 
     Args:
         model: a model with ``encode`` and ``generate``.
         images: (N, C, H, W) in [0, 1], N >= 2.
+        recon: G(E(images)) when already computed (``reconstruct_all``).
 
     Returns:
         (mse_self (N,), mse_other (N,)): error of G(E(x_i)) against x_i, and against
@@ -52,16 +66,25 @@ def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256) ->
     """
     if images.shape[0] < 2:
         raise ValueError("the reconstruction probe needs at least 2 images")
-    recon = []
-    with eval_mode(model):
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size]
-            recon.append(model.generate(model.encode(x)).float().cpu())
-    recon = torch.cat(recon)
+    if recon is None:
+        recon = reconstruct_all(model, images, batch_size)
     x = images.float().cpu()
     mse_self = (recon - x).pow(2).flatten(1).mean(1)
     mse_other = (recon - x.roll(-1, dims=0)).pow(2).flatten(1).mean(1)
     return mse_self, mse_other
+
+
+def class_agreement(classes_x: torch.Tensor, classes_recon: torch.Tensor) -> tuple[float, float]:
+    """Fraction of i with class(G(E(x_i))) == class(x_i), and with class(G(E(x_i))) == class(x_{i+1 mod N}).
+
+    The second number is the agreement an encoder that ignored x would reach: chance level for
+    the class frequencies of the evaluated images.
+    """
+    if classes_x.shape != classes_recon.shape or classes_x.ndim != 1 or classes_x.numel() < 2:
+        raise ValueError("class_agreement takes two label vectors of the same length N >= 2")
+    same = (classes_recon == classes_x).double().mean().item()
+    other = (classes_recon == classes_x.roll(-1, dims=0)).double().mean().item()
+    return same, other
 
 
 def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -98,7 +121,8 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
     half = n // 2
     where = f"{data.name}/{data.split}, {n} images (seeded order, seed {opts.seed})"
 
-    mse_self, mse_other = reconstruction_errors(model, x, opts.batch_size)
+    recon = reconstruct_all(model, x, opts.batch_size)
+    mse_self, mse_other = reconstruction_errors(model, x, recon=recon)
     recon_proto = f"{where}; mean over images of the per-sub-pixel squared error, [0, 1] scale"
 
     feats = encode_all(model, x, opts.batch_size).numpy()
@@ -114,7 +138,7 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
 
     probe_proto = (f"{where}; logistic regression (standardised features, L2, C=1) fit on the first {half}, "
                    f"accuracy on the other {n - half}")
-    return {
+    records = {
         "recon_mse": metric(mse_self.mean().item(), "mse per sub-pixel", "estimate",
                             recon_proto + "; G(E(x)) against x"),
         "recon_mse_other_image": metric(mse_other.mean().item(), "mse per sub-pixel", "estimate",
@@ -123,4 +147,27 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
         "probe_accuracy_random_encoder": metric(probe(random_feats), "fraction", "estimate",
                                                 probe_proto + f"; features of an untrained encoder (seed {opts.seed})"),
         "probe_accuracy_pixels": metric(probe(pixels), "fraction", "estimate", probe_proto + "; raw pixels"),
+    }
+    records.update(_classifier_agreement(x, recon, data.name, where, device, opts))
+    return records
+
+
+def _classifier_agreement(x: torch.Tensor, recon: torch.Tensor, data_name: str, where: str, device, opts) -> dict:
+    """Agreement of the dataset's shipped classifier on x and G(E(x)); nothing for datasets without one."""
+    from genlab.eval.feature_nets import feature_net_name_for
+    from genlab.eval.features import extract, load_feature_net
+
+    name = feature_net_name_for(data_name)
+    if name is None:
+        return {}
+    net = load_feature_net(name, getattr(opts, "feature_weights_dir", None), device)
+    classes_x = extract(net, x.float()).logits.argmax(1)
+    classes_recon = extract(net, recon).logits.argmax(1)
+    same, other = class_agreement(classes_x, classes_recon)
+    proto = (f"{where}; fraction of images whose {name} class (test accuracy {net.test_accuracy} % on real "
+             f"{net.dataset}) is the same for G(E(x))")
+    return {
+        f"recon_class_agreement_{name}": metric(same, "fraction", "estimate", proto + " and x", feature_net=name),
+        f"recon_class_agreement_other_image_{name}": metric(
+            other, "fraction", "estimate", proto + " and a different test image (chance reference)", feature_net=name),
     }

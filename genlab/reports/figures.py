@@ -81,7 +81,7 @@ def _latent_scatter(model, test, device, out: Path) -> str:
 @FIGURE_SETS.register("adversarial")
 def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     """Samples (a row per class for conditional models), latent walks (PNG and GIF), nearest training images."""
-    from genlab.eval.adversarial import encode_all
+    from genlab.eval.adversarial import reconstruct_all
     from genlab.sampling.adversarial import interpolations, save_gif, save_nearest_neighbour_figure, save_strip
 
     model, figs = run.model, []
@@ -106,10 +106,7 @@ def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     if hasattr(model, "encoder"):
         test = run.dataset("test")
         x = test.batch(torch.arange(16), torch.Generator().manual_seed(0))["x"].to(device)
-        with torch.no_grad():
-            rec = model.generate(encode_all(model, x)) if hasattr(model, "generate") else None
-        if rec is not None:
-            save_grid(torch.stack([x.cpu(), rec.cpu().clamp(0, 1)], 1).flatten(0, 1), out_dir / "reconstructions.png",
-                      nrow=16)
-            figs.append(("Test images x (odd columns) and G(E(x)) (even columns)", "reconstructions.png"))
+        rec = reconstruct_all(model, x)
+        save_grid(torch.stack([x.cpu(), rec], 1).flatten(0, 1), out_dir / "reconstructions.png", nrow=16)
+        figs.append(("Test images x (odd columns) and G(E(x)) (even columns)", "reconstructions.png"))
     return figs
