@@ -7,6 +7,7 @@ tests/test_gan_toy.py.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -491,8 +492,8 @@ def test_bigan_probe_evaluator_reports_its_metrics():
     data = ImageSet("toy", "test", images, labels, DataSpec(1, 8, 8, 8, 4), "scale")
     model = tiny("bigan", DataSpec(1, 8, 8, 8, 4))
     out = evaluate_bigan_probe(model, None, data, "cpu", EvalOptions(batch_size=16))
-    assert set(out) == {"recon_mse", "recon_mse_other_image", "probe_accuracy", "probe_accuracy_random_encoder",
-                        "probe_accuracy_pixels"}
+    assert set(out) == {"recon_mse", "recon_mse_other_image", "code_std", "probe_accuracy",
+                        "probe_accuracy_random_encoder", "probe_accuracy_pixels"}
     for rec in out.values():
         assert rec["kind"] == "estimate" and "40 images" in rec["protocol"]
     assert 0 <= out["probe_accuracy"]["value"] <= 1 and out["recon_mse"]["value"] > 0
@@ -516,13 +517,16 @@ def test_class_agreement_matches_hand_counts():
 class _PixelIdentity(torch.nn.Module):
     """E(x) = the pixels, G(z) = the image again: a perfect inverse pair, for the probe's exact values."""
 
-    def __init__(self, cfg=None, data=None):
+    def __init__(self, cfg=None, data=None, collapsed: bool = False):
         super().__init__()
-        self.cfg, self.data = cfg, data
+        self.cfg, self.data, self.collapsed = cfg, data, collapsed
         self.unused = torch.nn.Linear(1, 1)
 
+    def sample_latent(self, n, device=None, generators=None):
+        return torch.cat([torch.randn(1, 784, generator=g) for g in generators])
+
     def encode(self, x):
-        return x.flatten(1)
+        return torch.zeros_like(x.flatten(1)) if self.collapsed else x.flatten(1)
 
     def generate(self, z):
         return z.view(-1, 1, 28, 28)
@@ -546,6 +550,12 @@ def test_bigan_probe_on_a_perfect_inverse_has_exact_values():
     expected_other = (classes == classes.roll(-1)).double().mean().item()
     assert out["recon_class_agreement_other_image_mnist-lenet-v1"]["value"] == pytest.approx(expected_other)
     assert torch.equal(reconstruct_all(_PixelIdentity(), x), x)
+    assert out["code_std"]["value"] == pytest.approx(x.flatten(1).std(0).mean().item(), rel=1e-5)
+    prior_std = float(re.search(r"the prior's is ([0-9.]+)", out["code_std"]["protocol"]).group(1))
+    assert prior_std == pytest.approx(1.0, abs=0.01)  # 10,000 N(0, 1) draws of the stub's prior
+
+    collapsed = evaluate_bigan_probe(_PixelIdentity(collapsed=True), None, data, "cpu", EvalOptions(batch_size=16))
+    assert collapsed["code_std"]["value"] == 0.0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ fashion-mnist-lenet-v1) labels x and G(E(x)), and the fraction of equal
 labels is reported next to the agreement between G(E(x)) and a different test
 image (chance level). The probe accuracy is reported next to the same probe on
 a randomly initialised encoder of the same architecture and on raw pixels.
+The spread of the codes (``code_std``, next to the prior's) catches the
+classic failure in which the encoder maps every image to one code.
 
 Protocol (``bigan-probe``): ``n`` test images in a seeded random order
 (n = opts.max_examples, or the whole split); the first half fits a
@@ -29,6 +31,9 @@ from genlab.data.base import ImageSet
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 from genlab.sampling.adversarial import eval_mode
+from genlab.sampling.generators import make_generators
+
+PRIOR_DRAWS = 10000  # prior draws behind the reference spread of the code_std metric
 
 
 @torch.no_grad()
@@ -126,6 +131,7 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
     recon_proto = f"{where}; mean over images of the per-sub-pixel squared error, [0, 1] scale"
 
     feats = encode_all(model, x, opts.batch_size).numpy()
+    prior_std = model.sample_latent(PRIOR_DRAWS, "cpu", make_generators(opts.seed, PRIOR_DRAWS, "cpu")).std(0).mean().item()
     with torch.random.fork_rng(devices=[]):  # a seeded untrained encoder, leaving the global RNG as it was
         torch.manual_seed(opts.seed)
         random_model = type(model)(model.cfg, model.data).to(device)
@@ -143,6 +149,10 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
                             recon_proto + "; G(E(x)) against x"),
         "recon_mse_other_image": metric(mse_other.mean().item(), "mse per sub-pixel", "estimate",
                                         recon_proto + "; G(E(x)) against a different test image (reference)"),
+        # A collapsed encoder (one code for every image) is the classic BiGAN failure; it shows here first.
+        "code_std": metric(float(feats.std(axis=0, ddof=1).mean()), "", "estimate",
+                           f"{where}; standard deviation of E(x) over the images, mean over the {feats.shape[1]} "
+                           f"latent dimensions; the prior's is {prior_std:.3f} ({PRIOR_DRAWS} draws), a collapsed encoder's ~0"),
         "probe_accuracy": metric(probe(feats), "fraction", "estimate", probe_proto + "; features E(x)"),
         "probe_accuracy_random_encoder": metric(probe(random_feats), "fraction", "estimate",
                                                 probe_proto + f"; features of an untrained encoder (seed {opts.seed})"),

@@ -105,7 +105,7 @@ def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
                  f"{dist[:, 0].median():.3f}", "nearest_train.png"))
     if hasattr(model, "encoder"):
         test = run.dataset("test")
-        x = test.batch(torch.arange(16), torch.Generator().manual_seed(0))["x"].to(device)
+        x = test.batch(torch.arange(32), torch.Generator().manual_seed(0))["x"].to(device)
         rec = reconstruct_all(model, x)
         save_grid(torch.stack([x.cpu(), rec], 1).flatten(0, 1), out_dir / "reconstructions.png", nrow=16)
         figs.append(("Test images x (odd columns) and G(E(x)) (even columns)", "reconstructions.png"))
