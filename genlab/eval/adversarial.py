@@ -31,39 +31,39 @@ from genlab.data.base import ImageSet
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 from genlab.sampling.adversarial import eval_mode
-from genlab.sampling.generators import make_generators
 
 PRIOR_DRAWS = 10000  # prior draws behind the reference spread of the code_std metric
 
 
 @torch.no_grad()
+def _in_batches(model, fn, inputs: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """fn over ``inputs`` in batches on ``device`` with the model in eval mode; float32 results on CPU."""
+    with eval_mode(model):
+        return torch.cat([fn(inputs[start:start + batch_size].to(device)).float().cpu()
+                          for start in range(0, inputs.shape[0], batch_size)])
+
+
 def encode_all(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """E(x) for (N, C, H, W) images in [0, 1] -> (N, latent_dim) on CPU, encoder in eval mode."""
-    out = []
-    with eval_mode(model):
-        for start in range(0, images.shape[0], batch_size):
-            out.append(model.encode(images[start:start + batch_size]).float().cpu())
-    return torch.cat(out)
+    return _in_batches(model, model.encode, images, batch_size, images.device)
 
 
-@torch.no_grad()
+def generate_all(model, codes: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+    """G(z) for codes (N, latent_dim) -> images (N, C, H, W) in [0, 1] on CPU, generator in eval mode."""
+    return _in_batches(model, model.generate, codes, batch_size, device).clamp(0, 1)
+
+
 def reconstruct_all(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """G(E(x)) for (N, C, H, W) images in [0, 1] -> (N, C, H, W) in [0, 1] on CPU, networks in eval mode."""
-    recon = []
-    with eval_mode(model):
-        for start in range(0, images.shape[0], batch_size):
-            recon.append(model.generate(model.encode(images[start:start + batch_size])).float().cpu())
-    return torch.cat(recon).clamp(0, 1)
+    """G(E(x)) for (N, C, H, W) images in [0, 1] -> (N, C, H, W) in [0, 1] on CPU."""
+    return generate_all(model, encode_all(model, images, batch_size), images.device, batch_size)
 
 
-def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256,
-                          recon: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruction_errors(recon: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image mean squared error of G(E(x)) against x and against the next image x'.
 
     Args:
-        model: a model with ``encode`` and ``generate``.
+        recon: G(E(images)) (``reconstruct_all``), (N, C, H, W) in [0, 1].
         images: (N, C, H, W) in [0, 1], N >= 2.
-        recon: G(E(images)) when already computed (``reconstruct_all``).
 
     Returns:
         (mse_self (N,), mse_other (N,)): error of G(E(x_i)) against x_i, and against
@@ -71,8 +71,6 @@ def reconstruction_errors(model, images: torch.Tensor, batch_size: int = 256,
     """
     if images.shape[0] < 2:
         raise ValueError("the reconstruction probe needs at least 2 images")
-    if recon is None:
-        recon = reconstruct_all(model, images, batch_size)
     x = images.float().cpu()
     mse_self = (recon - x).pow(2).flatten(1).mean(1)
     mse_other = (recon - x.roll(-1, dims=0)).pow(2).flatten(1).mean(1)
@@ -126,15 +124,16 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
     half = n // 2
     where = f"{data.name}/{data.split}, {n} images (seeded order, seed {opts.seed})"
 
-    recon = reconstruct_all(model, x, opts.batch_size)
-    mse_self, mse_other = reconstruction_errors(model, x, recon=recon)
+    codes = encode_all(model, x, opts.batch_size)  # the probe's features, and decoded for the reconstructions
+    recon = generate_all(model, codes, device, opts.batch_size)
+    mse_self, mse_other = reconstruction_errors(recon, x)
     recon_proto = f"{where}; mean over images of the per-sub-pixel squared error, [0, 1] scale"
 
-    feats = encode_all(model, x, opts.batch_size).numpy()
-    prior_std = model.sample_latent(PRIOR_DRAWS, "cpu", make_generators(opts.seed, PRIOR_DRAWS, "cpu")).std(0).mean().item()
-    with torch.random.fork_rng(devices=[]):  # a seeded untrained encoder, leaving the global RNG as it was
+    feats = codes.numpy()
+    with torch.random.fork_rng(devices=[]):  # a seeded untrained encoder and prior draws; global RNG left as it was
         torch.manual_seed(opts.seed)
         random_model = type(model)(model.cfg, model.data).to(device)
+        prior_std = model.sample_latent(PRIOR_DRAWS).std(0).mean().item()
     random_feats = encode_all(random_model, x, opts.batch_size).numpy()
     pixels = x.flatten(1).cpu().numpy()
     yy = y.numpy()
@@ -164,13 +163,12 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
 
 def _classifier_agreement(x: torch.Tensor, recon: torch.Tensor, data_name: str, where: str, device, opts) -> dict:
     """Agreement of the dataset's shipped classifier on x and G(E(x)); nothing for datasets without one."""
-    from genlab.eval.feature_nets import feature_net_name_for
-    from genlab.eval.features import extract, load_feature_net
+    from genlab.eval.features import domain_feature_net, extract
 
-    name = feature_net_name_for(data_name)
-    if name is None:
+    net = domain_feature_net(data_name, opts, device)
+    if net is None:
         return {}
-    net = load_feature_net(name, getattr(opts, "feature_weights_dir", None), device)
+    name = net.name
     classes_x = extract(net, x.float()).logits.argmax(1)
     classes_recon = extract(net, recon).logits.argmax(1)
     same, other = class_agreement(classes_x, classes_recon)

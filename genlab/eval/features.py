@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig
+from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST_NAME = "manifest.json"
@@ -153,6 +153,15 @@ def save_feature_net(net: LeNet, spec: FeatureNetSpec, out_dir: str | Path, test
     manifest[spec.name] = entry
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+def domain_feature_net(data_name: str, opts, device="cpu") -> FeatureNet | None:
+    """The dataset's shipped domain network, loaded and checked; None when the dataset has none.
+
+    ``opts.feature_weights_dir`` (when set) replaces the shipped weights folder.
+    """
+    name = feature_net_name_for(data_name)
+    return load_feature_net(name, getattr(opts, "feature_weights_dir", None), device) if name else None
 
 
 def load_feature_net(name: str, weights_dir: str | Path | None = None, device="cpu") -> FeatureNet:

@@ -193,16 +193,14 @@ def evaluate_memorization(model, objective, test: ImageSet, device, opts) -> dic
     """
     from genlab.config import DataConfig
     from genlab.data import load_dataset
-    from genlab.eval.feature_nets import feature_net_name_for
-    from genlab.eval.features import load_feature_net
+    from genlab.eval.features import domain_feature_net
     from genlab.eval.sample_metrics import draw_samples
 
     n = int(getattr(opts, "n_samples", 10000))
     seed = int(getattr(opts, "seed", 0))
     batch_size = int(getattr(opts, "batch_size", 500))
     train = load_dataset(test.name, "train", getattr(opts, "data", None) or DataConfig(name=test.name))
-    net_name = feature_net_name_for(test.name)
-    net = load_feature_net(net_name, getattr(opts, "feature_weights_dir", None), device) if net_name else None
+    net = domain_feature_net(test.name, opts, device)
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     samples, _ = draw_samples(model, n, seed, device, batch_size, num_classes)
     figure_dir = getattr(opts, "figure_dir", None)

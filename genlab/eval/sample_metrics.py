@@ -40,8 +40,7 @@ from safetensors.torch import load_file, save_file
 from torchmetrics.image.kid import poly_mmd
 
 from genlab.data.base import ImageSet
-from genlab.eval.feature_nets import feature_net_name_for
-from genlab.eval.features import FeatureNet, FeatureNetError, extract, load_feature_net, load_inception
+from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 from genlab.sampling.generators import make_generators
@@ -432,12 +431,12 @@ def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes:
 def feature_nets_for(data: ImageSet, opts, device) -> tuple[list[FeatureNet], list[str]]:
     """The feature networks that judge samples of ``data``, and the reasons for any skipped."""
     nets, skipped = [], []
-    name = feature_net_name_for(data.name)
-    if name is None:
+    net = domain_feature_net(data.name, opts, device)
+    if net is None:
         skipped.append(f"dataset {data.name!r} has no domain feature network (these exist for mnist, "
                        "fashion-mnist and the binarized MNISTs); give inception_weights for Inception-v3 features")
     else:
-        nets.append(load_feature_net(name, getattr(opts, "feature_weights_dir", None), device))
+        nets.append(net)
     inception = getattr(opts, "inception_weights", "") or os.environ.get("GENLAB_INCEPTION", "")
     if inception:
         nets.append(load_inception(inception, device))
