@@ -34,6 +34,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -52,6 +53,16 @@ END_OF_TRAINING = ("train/G/p_fake", "optim/G/grad_norm")
 def configurations() -> list[tuple[str, str]]:
     """(loss, upsample) pairs of the table, in row order."""
     return [(loss, "transposed") for loss in LOSSES] + [UPSAMPLING_COMPARED]
+
+
+class Row(NamedTuple):
+    """One configuration of the table, over its seeds."""
+    data: str
+    loss: str
+    upsample: str
+    per_seed: dict[str, list[float]]
+    command: str
+    test_period2: float
 
 
 def run_name(data: str, loss: str, upsample: str, seed: str) -> str:
@@ -196,7 +207,7 @@ def main() -> int:
             each = runs_root / run_name(data, loss, upsample, "$s")  # one shell loop over the seeds
             command = (f"for s in {' '.join(args.seeds)}; do genlab train {' '.join(train_argv(data, loss, upsample, '$s'))}"
                        f" --out {each} && genlab {' '.join(eval_argv(each, args.n_samples))}; done")
-            rows.append((data, loss, upsample, per_seed, command, test_period2))
+            rows.append(Row(data, loss, upsample, per_seed, command, test_period2))
             summary[f"{data}/{loss}/{upsample}"] = {"seeds": args.seeds, **per_seed, "command": command}
         figure = sample_figure(data, first_seed_samples, first_seed_fids, figures / f"dcgan_{data}_samples.png")
         print(f"wrote {figure}")
@@ -226,8 +237,8 @@ def main() -> int:
         print(f"\nTraining wall time per run (file times): {min(minutes):.1f} to {max(minutes):.1f} min")
     print(f"\nCommands (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"python {sys.version.split()[0]}):")
-    for *_, command, _ in rows:
-        print(f"  {command}")
+    for row in rows:
+        print(f"  {row.command}")
     (runs_root / "gan_fid_table.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
