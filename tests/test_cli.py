@@ -28,6 +28,12 @@ def trained_run(tmp_path_factory):
     return run
 
 
+def test_eval_only_rejects_an_evaluator_of_another_family(trained_run, capsys):
+    code, _, err = _run(capsys, "eval", str(trained_run), "--only", "bigan-probe", "--device", "cpu")
+    assert code == 2
+    assert "'bigan-probe' does not apply to a VAE run" in err and "elbo" in err and "Traceback" not in err
+
+
 def test_train_sample_eval_report(trained_run, capsys, tmp_path):
     code, out, _ = _run(capsys, "sample", str(trained_run), "--n", "16", "--out", str(tmp_path / "s.png"),
                         "--device", "cpu")

@@ -24,9 +24,13 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
     """
     dev = resolve_device(device)
     run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
-    names = list(run.model.evaluators) if not only else only
-    for name in names:
-        EVALUATORS.get(name)  # unknown names fail before any work
+    own = list(run.model.evaluators)
+    names = own if not only else only
+    for name in names:  # unknown or inapplicable names fail before any work
+        EVALUATORS.get(name)
+        if name not in own:
+            raise ValueError(f"evaluator {name!r} does not apply to a {type(run.model).__name__} run; "
+                             f"its evaluators: {', '.join(own)}")
     opts = dataclasses.replace(opts, data=run.cfg.data, figure_dir=str(run_dir))
     test = run.dataset(opts.split).to(dev)
     path = Path(run_dir) / "eval.json"
