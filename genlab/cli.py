@@ -78,6 +78,15 @@ def _add_run_cmds(sub):
     p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the completions")
     _add_run_loading(p)
 
+    p = sub.add_parser("export", help="write a self-contained model folder (weights, config, model card)",
+                       description="Write FOLDER with model.safetensors (the EMA weights when the run kept them), "
+                                   "config.json, data.json, eval.json and a README.md model card (eval table, "
+                                   "the command that made the run); `genlab.load(FOLDER)` or any command taking "
+                                   "RUN_DIR reads it on another machine.")
+    p.add_argument("run_dir", help="a run folder written by `genlab train`")
+    p.add_argument("folder", help="new (or empty) folder to write")
+    p.add_argument("--no-ema", action="store_true", help="export the raw weights even if the run kept an EMA")
+
     p = sub.add_parser("report", help="write RUN_DIR/report.md and report.html with figures")
     p.add_argument("run_dir")
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -173,23 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from genlab.config import ConfigError
+    from genlab.api import train_run
     from genlab.configs import resolve_train_config
-    from genlab.train.loop import train
 
-    if args.resume:
-        if args.model or args.out or args.overrides or args.preset:
-            raise ConfigError("--resume takes the run's own configuration: give only --resume RUN_DIR "
-                              "(and optionally --steps, --until-step)")
-        result = train(None, args.resume, resume=True, until_step=args.until_step, total_steps=args.steps)
-    else:
-        cfg = resolve_train_config(args)
-        if args.dry_run:
-            print(cfg.to_json())
-            return 0
-        if not args.out:
-            raise ConfigError("give a run folder with --out RUN_DIR")
-        result = train(cfg, args.out, until_step=args.until_step)
+    if args.dry_run and not args.resume:
+        print(resolve_train_config(args.model, preset=args.preset, data=args.data, steps=args.steps, seed=args.seed,
+                                   device=args.device, batch_size=args.batch_size, data_root=args.data_root,
+                                   overrides=args.overrides).to_json())
+        return 0
+    result = train_run(args.model, out=args.out, resume=args.resume, preset=args.preset, data=args.data,
+                       steps=args.steps, until_step=args.until_step, seed=args.seed, device=args.device,
+                       batch_size=args.batch_size, data_root=args.data_root, overrides=args.overrides)
     state = "interrupted at" if result.interrupted else "stopped at"
     print(f"{state} step {result.step} after {result.seconds:.1f} s ({result.skipped_steps} skipped steps); "
           f"run folder {result.run_dir}")
@@ -200,12 +203,21 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
-    from genlab.sampling.api import sample_run
+    from genlab.api import load
+    from genlab.reports.images import save_grid
 
     out = args.out or str(Path(args.run_dir) / "samples.png")
-    path = sample_run(args.run_dir, args.n, out, seed=args.seed, device=args.device, label=args.label,
-                      use_ema=not args.no_ema, batch_size=args.batch_size, data_root=args.data_root)
+    run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root)
+    path = save_grid(run.sample(args.n, seed=args.seed, label=args.label, batch_size=args.batch_size), out)
     print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def _export(args) -> int:
+    from genlab.api import load
+
+    run = load(args.run_dir, "cpu", use_ema=not args.no_ema)
+    print(f"wrote {run.export(args.folder)} (load it with genlab.load)")
     return 0
 
 
@@ -327,7 +339,7 @@ def _score(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "report": _report, "complete": _complete,
+COMMANDS = {"train": _train, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
             "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
             "ood": _ood, "score": _score}

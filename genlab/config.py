@@ -221,13 +221,30 @@ def _set_field(target, section: str, key: str, value) -> None:
     setattr(target, key, _coerce(value, types[key], f"{section}.{key}"))
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``key=value`` strings in order; raise ConfigError on any bad one."""
-    all_keys = _all_keys(cfg)
-    for item in overrides:
-        if "=" not in item:
+def override_pairs(overrides) -> list[tuple[str, object]]:
+    """``key=value`` strings, a {key: value} dict, or a mix in a list -> (key, value) pairs in order.
+
+    Dict values may be typed (``{"latent_dim": 2, "optim.lr": 1e-3}``); strings are parsed as on the command line.
+    """
+    items = overrides.items() if isinstance(overrides, dict) else overrides
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2:
+            pairs.append((str(item[0]), item[1]))
+        elif isinstance(item, str) and "=" in item:
+            key, text = item.split("=", 1)
+            pairs.append((key, text))
+        elif isinstance(item, dict):
+            pairs += list(item.items())
+        else:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=3e-4)")
-        key, text = item.split("=", 1)
+    return pairs
+
+
+def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
+    """Apply overrides in order (``key=value`` strings or a {key: value} dict); raise ConfigError on any bad one."""
+    all_keys = _all_keys(cfg)
+    for key, text in override_pairs(overrides):
         key = key.strip()
         if "." in key:
             section, name = key.split(".", 1)

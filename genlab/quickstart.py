@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from genlab.configs import resolve_train_config
@@ -15,9 +14,7 @@ from genlab.train.loop import train
 
 def quickstart(out: str | Path, steps: int = 2000, device: str = "auto") -> Path:
     out = Path(out)
-    args = argparse.Namespace(model=None, preset="vae-digits", data=None, steps=steps, seed=0, device=device,
-                              batch_size=None, data_root=None, overrides=[])
-    cfg = resolve_train_config(args)
+    cfg = resolve_train_config(preset="vae-digits", steps=steps, seed=0, device=device)
     if (out / "checkpoints" / "latest").exists():
         print(f"{out} already holds a run: continuing it")
         result = train(None, out, resume=True, total_steps=steps)

@@ -2,16 +2,41 @@
 
 Every pluggable piece of genlab (models, objectives, samplers, evaluators,
 datasets, metrics) is looked up by a string name in one of these dicts. A
-module registers itself with ``@MODELS.register("vae")``; ``genlab.models``
-imports every model module so that the registries are full once ``genlab`` is
-imported. Unknown names give an error listing what exists.
+module registers itself with ``@MODELS.register("vae")``. The first lookup in
+any registry imports ``PLUGIN_MODULES`` (which import every family), so the
+registries are full whenever they are read, while ``import genlab`` itself
+stays fast. Unknown names give an error listing what exists.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
+
+# The one list of what registers something. Imported by name on the first lookup, not at import time, so that
+# `import genlab` loads neither torch nor the families; this is the only place a low layer names higher ones.
+PLUGIN_MODULES = (
+    "genlab.data", "genlab.models", "genlab.objectives", "genlab.sampling", "genlab.eval",
+    "genlab.eval.latent", "genlab.eval.adversarial", "genlab.eval.sample_metrics", "genlab.eval.memorization",
+    "genlab.eval.exact", "genlab.reports", "genlab.reports.figures", "genlab.ood",
+)
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every registering module once (a nested lookup during that import sees what exists so far)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    try:
+        for name in PLUGIN_MODULES:
+            importlib.import_module(name)
+    except BaseException:
+        _loaded = False  # a failed import must not leave the registries silently half full
+        raise
 
 
 class Registry(Generic[T]):
@@ -31,6 +56,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -38,15 +64,19 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        load_plugins()
         return iter(sorted(self._entries))
 
     def items(self):
+        load_plugins()
         return sorted(self._entries.items())
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._entries)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from genlab.configs import PRESETS, resolve_train_config
@@ -13,9 +11,8 @@ from genlab.train.loop import train
 
 @pytest.mark.parametrize("name", PRESETS.names())
 def test_preset_smoke_run(name, data_root, tmp_path):
-    args = argparse.Namespace(model=None, preset=name, data=None, steps=2, seed=0, device="cpu", batch_size=8,
-                              data_root=str(data_root), overrides=["train.progress=false"])
-    cfg = resolve_train_config(args)
+    cfg = resolve_train_config(preset=name, steps=2, seed=0, device="cpu", batch_size=8, data_root=str(data_root),
+                               overrides=["train.progress=false"])
     result = train(cfg, tmp_path / "run")
     assert result.step == 2
     assert load_latest(tmp_path / "run")["state"]["step"] == 2

@@ -13,7 +13,7 @@ from genlab.eval.options import EvalOptions
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
-from genlab.train.run import load_run
+from genlab.train.run import LoadedRun, load_run
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", only: list[str] | None = None,
@@ -23,7 +23,13 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
     Returns the dict written: {"metrics": {name: record}, "run": {...}}.
     """
     dev = resolve_device(device)
-    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    return evaluate_loaded(load_run(run_dir, dev, use_ema=use_ema, data_root=data_root), opts, dev, only, log)
+
+
+def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: list[str] | None = None,
+                    log=print) -> dict:
+    """``evaluate_run`` for a run already loaded on ``dev``; writes RUN_DIR/eval.json the same way."""
+    run_dir = run.run_dir
     own = list(run.model.evaluators)
     names = own if not only else only
     for name in names:  # unknown or inapplicable names fail before any work

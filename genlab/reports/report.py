@@ -9,7 +9,7 @@ from pathlib import Path
 from genlab.registry import FIGURE_SETS
 from genlab.reports.figures import loss_curves
 from genlab.train.distributed import resolve_device
-from genlab.train.run import load_run, read_metrics
+from genlab.train.run import LoadedRun, load_run, read_metrics
 
 
 def metrics_table(eval_json: dict) -> list[list[str]]:
@@ -22,9 +22,14 @@ def metrics_table(eval_json: dict) -> list[list[str]]:
 
 
 def write_report(run_dir: str | Path, device: str = "auto", data_root: str | None = None) -> tuple[Path, Path]:
-    run_dir = Path(run_dir)
+    """RUN_DIR/report.md and report.html: facts, eval.json's table, the family's figures, the config."""
     dev = resolve_device(device)
-    run = load_run(run_dir, dev, data_root=data_root)
+    return report_loaded(load_run(run_dir, dev, data_root=data_root), dev)
+
+
+def report_loaded(run: LoadedRun, dev) -> tuple[Path, Path]:
+    """``write_report`` for a run already loaded on ``dev``."""
+    run_dir = run.run_dir
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures: list[tuple[str, str]] = []

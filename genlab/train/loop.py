@@ -118,7 +118,7 @@ class MetricLog:
 
 
 def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, until_step: int | None = None,
-          total_steps: int | None = None) -> TrainResult:
+          total_steps: int | None = None, command: str | None = None) -> TrainResult:
     """Train (or resume) the run in ``run_dir``.
 
     Args:
@@ -128,6 +128,7 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
         until_step: stop after this step with a checkpoint even if the run is longer
             (for time-limited jobs); the run can be resumed later.
         total_steps: when resuming, extend or shorten the run to this many steps.
+        command: what made the run, for RUN_DIR/command.txt (default: this process's command line).
     """
     run_dir = Path(run_dir)
     if resume:
@@ -141,12 +142,12 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
     t = cfg.train
     info, device = distributed.setup(t.device)
     try:
-        return _train(cfg, run_dir, resume, until_step, info, device)
+        return _train(cfg, run_dir, resume, until_step, info, device, command)
     finally:
         distributed.teardown(info)
 
 
-def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
+def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
     train_set = load_dataset(cfg.data.name, "train", cfg.data)
     spec = train_set.spec
@@ -159,7 +160,7 @@ def _train(cfg, run_dir, resume, until_step, info, device) -> TrainResult:
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     start, skipped = 0, 0
     if info.is_main and not resume:
-        write_run_header(run_dir, cfg, spec, train_set)
+        write_run_header(run_dir, cfg, spec, train_set, command)
     if resume:
         ckpt = load_latest(run_dir, device)
         model.load_state_dict(ckpt["model"])

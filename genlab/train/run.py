@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors.torch import load_file
 from torch import nn
 
 from genlab.config import RunConfig
@@ -15,7 +16,7 @@ from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
-from genlab.train.checkpoint import load_latest, write_text_atomic
+from genlab.train.checkpoint import CheckpointError, load_latest, sha256, write_text_atomic
 from genlab.train.ema import merged
 
 
@@ -44,10 +45,11 @@ def git_revision() -> str:
         return "unknown (git not available)"
 
 
-def write_run_header(run_dir: Path, cfg: RunConfig, spec: DataSpec, train_set: ImageSet) -> None:
+def write_run_header(run_dir: Path, cfg: RunConfig, spec: DataSpec, train_set: ImageSet,
+                     command: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", cfg.to_json() + "\n")
-    write_text_atomic(run_dir / "command.txt", " ".join(sys.argv) + "\n")
+    write_text_atomic(run_dir / "command.txt", (command or " ".join(sys.argv)) + "\n")
     write_text_atomic(run_dir / "git.txt", git_revision() + "\n")
     info = {"spec": spec.to_dict(), "dataset": train_set.name, "train_examples": len(train_set), "note": train_set.note}
     write_text_atomic(run_dir / "data.json", json.dumps(info, indent=1) + "\n")
@@ -78,20 +80,46 @@ class LoadedRun:
         return load_dataset(self.cfg.data.name, split, self.cfg.data)
 
 
+# An exported model folder (`genlab export`) holds the run's config.json and data.json, the weights the run
+# was loaded with in one safetensors file, and export.json recording their step, kind (EMA or raw) and sha256.
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_INFO = "export.json"
+
+
+def is_export(folder: str | Path) -> bool:
+    return (Path(folder) / EXPORT_INFO).exists()
+
+
+def _export_weights(folder: Path, use_ema: bool) -> tuple[dict, int, bool]:
+    info = json.loads((folder / EXPORT_INFO).read_text())
+    path = folder / EXPORT_WEIGHTS
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing: export the run again with `genlab export`")
+    if sha256(path) != info["sha256"]:
+        raise CheckpointError(f"{path} is corrupt: its sha256 differs from the one in {folder / EXPORT_INFO}")
+    if info["weights"] == "ema" and not use_ema:
+        raise RunError(f"{folder} holds the EMA weights only; export the run with use_ema=False for the raw ones")
+    return load_file(str(path)), info["step"], info["weights"] == "ema"
+
+
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None) -> LoadedRun:
-    """Rebuild a trained model from its run folder (EMA weights when the run kept them)."""
+    """Rebuild a trained model from its run folder or exported folder (EMA weights when the run kept them)."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     if data_root:
         cfg.data.root = data_root
     spec = read_spec(run_dir)
     model = build_model(cfg, spec)
-    ckpt = load_latest(run_dir)
-    weights = merged(ckpt["model"], ckpt["ema"]) if use_ema and "ema" in ckpt else ckpt["model"]
+    if is_export(run_dir):
+        weights, step, used_ema = _export_weights(run_dir, use_ema)
+    else:
+        ckpt = load_latest(run_dir)
+        used_ema = use_ema and "ema" in ckpt
+        weights = merged(ckpt["model"], ckpt["ema"]) if used_ema else ckpt["model"]
+        step = ckpt["state"]["step"]
     model.load_state_dict(weights)
     model.to(device).eval()
-    return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), ckpt["state"]["step"],
-                     use_ema and "ema" in ckpt)
+    return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
