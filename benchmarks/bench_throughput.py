@@ -77,7 +77,7 @@ def main():
           f"batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats")
     print(f"{'model':20s} {'data':18s} {'genlab img/s':>12s} {'bare img/s':>11s} {'overhead':>9s}")
     for name in args.models or MODELS.names():
-        family = MODELS.get(name).family
+        family = MODELS.get(name).card.family
         cfg = apply_overrides(RunConfig.create(name), [
             f"data.name={DATA_FOR[family]}", f"data.root={args.data_root}", f"train.steps={args.steps}",
             f"train.batch_size={args.batch_size}", f"train.device={args.device}", "train.progress=false",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.card import conditioning
 from genlab.config import ConfigError, RunConfig, override_pairs
 from genlab.configs import resolve_train_config
 from genlab.eval.options import EvalOptions
@@ -53,16 +54,12 @@ class Capabilities:
 
 
 def capabilities(model) -> Capabilities:
-    """Read a model's capabilities from its class attributes (the one place in the API that does)."""
-    family = getattr(model, "family", "?")
-    samples = getattr(model, "sampler", None) is not None
-    # Autoregressive models give the exact chain-rule NLL; a VAE (a latent model with a prior) an IWAE bound;
-    # an autoencoder (no prior) and the GANs give no likelihood.
-    likelihood = {"autoregressive": "exact", "latent": "bound" if samples else None}.get(family)
-    conditional = bool(getattr(model, "conditional", False))
-    return Capabilities(family, samples, likelihood, encodes=hasattr(model, "encode"),
+    """Read a model's capabilities from its card (the one place in the API that does)."""
+    card = model.card
+    likelihood = None if card.likelihood == "none" else card.likelihood
+    return Capabilities(card.family, bool(card.samplers), likelihood, encodes=card.encoder != "none",
                         decodes=hasattr(model, "decode") or hasattr(model, "generate"),
-                        num_classes=model.data.num_classes if conditional else 0)
+                        num_classes=conditioning(model).num_classes)
 
 
 @dataclass
@@ -170,7 +167,7 @@ class Run:
         """
         if self.caps.likelihood is None:
             raise CapabilityError(f"{self.name} gives no likelihood; models that do: "
-                                  + ", ".join(n for n, c in MODELS.items() if c.family == "autoregressive")
+                                  + ", ".join(n for n, c in MODELS.items() if c.card.likelihood == "exact")
                                   + " (exact), vae (bound)")
         x = self._images(x)
         y = self._labels(label, x.shape[0])

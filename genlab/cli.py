@@ -261,7 +261,7 @@ def _models(args) -> int:
         return 0
     for name, cls in MODELS.items():
         doc = (cls.__doc__ or (sys.modules[cls.__module__].__doc__) or "").strip().splitlines()
-        print(f"{name:20s} {cls.family:15s} objective={cls.default_objective:15s} {doc[0] if doc else ''}")
+        print(f"{name:20s} {cls.card.family:15s} objective={cls.card.default_objective:15s} {doc[0] if doc else ''}")
     return 0
 
 

@@ -92,7 +92,7 @@ class RunConfig:
     @classmethod
     def create(cls, model_name: str, objective_name: str | None = None) -> "RunConfig":
         model_cls = MODELS.get(model_name)
-        objective_name = objective_name or model_cls.default_objective
+        objective_name = objective_name or model_cls.card.default_objective
         objective_cls = OBJECTIVES.get(objective_name)
         cfg = cls(
             model_name=model_name,
@@ -101,7 +101,7 @@ class RunConfig:
             objective=objective_cls.Config(),
         )
         # A model may carry its paper's optimizer and training defaults.
-        apply_overrides(cfg, [f"{k}={v}" for k, v in getattr(model_cls, "run_defaults", {}).items()])
+        apply_overrides(cfg, [f"{k}={v}" for k, v in model_cls.card.run_defaults.items()])
         return cfg
 
     def section(self, name: str):

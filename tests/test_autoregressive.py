@@ -389,7 +389,8 @@ def test_forward_and_training_leave_masked_weights_alone(name, tmp_path):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_models_pass_the_shared_model_tester(name, spec, likelihood, tmp_path):
     model = tiny(name, spec, likelihood, dtype=torch.float32)
-    assert (model.family, model.default_objective, model.sampler) == ("autoregressive", "nll", "autoregressive")
+    card = model.card
+    assert (card.family, card.default_objective, card.sampler_names) == ("autoregressive", "nll", ("autoregressive",))
     check_model(model, NLL(NLL.Config(), spec), {"x": random_images(spec, 4, dtype=torch.float32)}, tmp_path)
 
 

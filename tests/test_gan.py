@@ -69,11 +69,11 @@ def cases():
 def test_registered():
     for name in MODEL_CLASSES:
         cls = MODELS.get(name)
-        assert cls.family == "adversarial" and cls.default_objective == "gan" and cls.sampler == "gan"
+        assert cls.card.family == "adversarial" and cls.card.default_objective == "gan" and cls.card.sampler_names == ("gan",)
     assert OBJECTIVES.get("gan") is GAN
     assert SAMPLERS.get("gan") is sample_gan
     assert EVALUATORS.get("bigan-probe") is evaluate_bigan_probe
-    assert "bigan-probe" in BiGAN.evaluators
+    assert "bigan-probe" in BiGAN.card.evaluators
 
 
 @pytest.mark.parametrize("spec, expected", [(GREY, (2, 7, 7)), (COLOUR, (3, 4, 4)), (DIGITS, (1, 4, 4)),

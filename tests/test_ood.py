@@ -22,6 +22,7 @@ import genlab  # noqa: F401  (fills the registries)
 import genlab.eval.exact  # noqa: F401
 import genlab.models.autoregressive  # noqa: F401
 import genlab.objectives.autoregressive  # noqa: F401
+from genlab.card import ModelCard
 from genlab.config import DataConfig, RunConfig, apply_overrides
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet, to_model_input
@@ -398,7 +399,7 @@ def test_autoencoder_score_is_labelled_a_proxy_and_unknown_families_are_refused(
     torch.testing.assert_close(lik.nll(x, torch.Generator()), lik.pixel_nll(x).flatten(1).sum(1))
 
     class Adversarial(torch.nn.Module):
-        family = "adversarial"
+        card = ModelCard(family="adversarial", default_objective="gan")
 
     with pytest.raises(ValueError, match="no per-image likelihood"):
         family_likelihood(Adversarial(), None)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy import linalg
 
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec
 from genlab.data.base import ImageSet
 from genlab.eval import sample_metrics as sm
 from genlab.eval.feature_nets import LeNet, LeNetConfig
@@ -221,11 +222,13 @@ def test_reference_stats_are_cached_by_a_key_of_everything_they_depend_on(tmp_pa
 class _Toy(torch.nn.Module):
     """A 'model' whose sampler draws smooth random images, one generator per sample."""
 
-    sampler = "test-sample-quality-toy"
+    card = ModelCard(family="adversarial", default_objective="gan", samplers=(SamplerSpec("test-sample-quality-toy"),),
+                     conditioning=ConditioningSpec(class_label="yes"))
 
     def __init__(self, num_classes: int = 0):
         super().__init__()
         self.num_classes = num_classes
+        self.data = DataSpec(1, 28, 28, 8, num_classes)  # conditioning(model) reads the classes here
         self.seen_labels = []
 
 

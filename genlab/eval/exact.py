@@ -1,7 +1,9 @@
-"""Exact test log-likelihood of autoregressive models.
+"""Test log-likelihood of models whose objective returns a per-example NLL.
 
 An autoregressive model's -log p(x) is a sum of exact conditional terms, so the
-test NLL is exact (kind "exact"), unlike the ELBO/IWAE bounds of latent models.
+test NLL is exact, unlike the ELBO/IWAE bounds of latent models. The kind written
+with each number is the model card's likelihood kind, and a class-conditional
+model's number is labelled as -log p(x | y), not -log p(x).
 Reported as nats per image and bits per dimension, nll / (D ln 2) with D the
 number of sub-pixels (van den Oord et al. 2016, arXiv:1601.06759, Section 5.1).
 """
@@ -12,6 +14,7 @@ import math
 
 import torch
 
+from genlab.card import likelihood_of
 from genlab.data.base import ImageSet
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
@@ -35,9 +38,12 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
         test: the split to score; images are sent to ``device`` batch by batch.
         opts: needs ``batch_size``; optional ``max_examples`` (None: all) and ``seed``.
     Returns:
-        {"nll": nats/image, "bpd": bits/dim}, each a ``metric`` record of kind "exact"
-        with the standard error of the mean over images.
+        {"nll": nats/image, "bpd": bits/dim}, each a ``metric`` record of the card's likelihood
+        kind (and ``of``: "p(x)" or "p(x | y)") with the standard error of the mean over images.
     """
+    kind, of = model.card.likelihood, likelihood_of(model)
+    if kind == "none":
+        raise ValueError(f"{type(model).__name__} gives no likelihood: exact-nll does not apply to it")
     batch_size = getattr(opts, "batch_size", 256)
     max_examples = getattr(opts, "max_examples", None)
     seed = getattr(opts, "seed", 0)
@@ -70,9 +76,12 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
     stderr = math.sqrt(max(total_sq / n - mean**2, 0.0) / max(n - 1, 1))
     dims = test.spec.dims
     subset = "all images" if n == n_all else f"random subset of {n} of {n_all} (seed {seed})"
-    protocol = f"{test.name}/{test.split}, {n} images ({subset}); {_describe_pixels(test)}; exact chain-rule NLL"
+    what = {"exact": "exact chain-rule NLL", "bound": "upper bound on the NLL", "estimate": "estimated NLL"}[kind]
+    if of != "p(x)":
+        what += f" -log {of} (given each image's label)"
+    protocol = f"{test.name}/{test.split}, {n} images ({subset}); {_describe_pixels(test)}; {what}"
     return {
-        "nll": metric(mean, "nats/image", "exact", protocol, n=n, stderr=stderr),
-        "bpd": metric(mean / (dims * math.log(2)), "bits/dim", "exact", protocol, n=n,
-                      stderr=stderr / (dims * math.log(2))),
+        "nll": metric(mean, "nats/image", kind, protocol, n=n, stderr=stderr, of=of),
+        "bpd": metric(mean / (dims * math.log(2)), "bits/dim", kind, protocol, n=n,
+                      stderr=stderr / (dims * math.log(2)), of=of),
     }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.card import conditioning
 from genlab.data.base import ImageSet
 from genlab.eval.features import FeatureNet, extract
 from genlab.eval.metric import metric
@@ -201,9 +202,9 @@ def evaluate_memorization(model, objective, test: ImageSet, device, opts) -> dic
     batch_size = int(getattr(opts, "batch_size", 500))
     train = load_dataset(test.name, "train", getattr(opts, "data", None) or DataConfig(name=test.name))
     net = domain_feature_net(test.name, opts, device)
-    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    num_classes = conditioning(model).num_classes
     samples, _ = draw_samples(model, n, seed, device, batch_size, num_classes)
     figure_dir = getattr(opts, "figure_dir", None)
-    note = f"model {type(model).__name__}, sampler {getattr(model, 'sampler', '?')}, seed {seed}"
+    note = f"model {type(model).__name__}, sampler {model.card.sampler().name}, seed {seed}"
     return memorization(samples, train, test, net, seed=seed, samples_note=note,
                         figure=Path(figure_dir) / "memorization.png" if figure_dir else None)

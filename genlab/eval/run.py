@@ -30,7 +30,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
                     log=print) -> dict:
     """``evaluate_run`` for a run already loaded on ``dev``; writes RUN_DIR/eval.json the same way."""
     run_dir = run.run_dir
-    own = list(run.model.evaluators)
+    own = list(run.model.card.evaluators)
     names = own if not only else only
     for name in names:  # unknown or inapplicable names fail before any work
         EVALUATORS.get(name)

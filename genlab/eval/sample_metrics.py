@@ -39,6 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torchmetrics.image.kid import poly_mmd
 
+from genlab.card import conditioning
 from genlab.data.base import ImageSet
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
@@ -449,7 +450,7 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     """FID/KID/precision-recall/density-coverage (+ classifier score) of model samples.
 
     Draws ``opts.n_samples`` (10000) samples with seed ``opts.seed`` (0) in batches of
-    ``opts.batch_size`` (500) through ``SAMPLERS[model.sampler]``, and compares them with
+    ``opts.batch_size`` (500) through the first sampler on the model's card, and compares them with
     up to ``opts.n_reference`` (10000) images of ``test`` (the split the evaluation runs
     on; ``opts.reference_split`` = "train" loads that split instead, with ``opts.data``)
     in the dataset's feature network, plus Inception-v3 when ``opts.inception_weights``
@@ -468,9 +469,9 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
         warnings.warn(f"sample-quality: skipped domain-network metrics: {reason}")
     if not nets:
         return {}
-    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    num_classes = conditioning(model).num_classes
     images, labels = draw_samples(model, n, seed, device, batch_size, num_classes)
-    note = f"model {type(model).__name__}, sampler {getattr(model, 'sampler', '?')}, seed {seed}"
+    note = f"model {type(model).__name__}, sampler {model.card.sampler().name}, seed {seed}"
     if num_classes:
         note += f", label i mod {num_classes}"
     reference = test

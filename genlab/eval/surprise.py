@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.card import conditioning
 from genlab.objectives.autoregressive import log_prob_per_subpixel
 from genlab.reports.images import save_figure  # noqa: E402
 
@@ -28,9 +29,10 @@ def pixel_nll(model, images: torch.Tensor, labels: torch.Tensor | None = None) -
     """
     single = images.dim() == 3
     x = images.unsqueeze(0) if single else images
-    if getattr(model, "conditional", False) and labels is None:
+    conditional = conditioning(model).class_conditional
+    if conditional and labels is None:
         raise ValueError("this model is class-conditional: pass labels")
-    y = labels if getattr(model, "conditional", False) else None
+    y = labels if conditional else None
     was_training = model.training
     model.eval()
     try:

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.card import conditioning
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
 
 
 def labels_for(model, batch: dict):
     """The batch's labels when the model is class-conditional, else None."""
-    if not getattr(model, "conditional", False):
+    if not conditioning(model).class_conditional:
         return None
     if "y" not in batch:
         raise ValueError(f"{type(model).__name__} is class-conditional but the batch has no labels: "

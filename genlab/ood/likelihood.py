@@ -1,6 +1,6 @@
 """Per-image NLL and per-pixel surprise of a trained model, one entry per model family.
 
-``FAMILY_LIKELIHOODS`` maps ``model.family`` to a class that knows how that
+``FAMILY_LIKELIHOODS`` maps the model card's ``family`` to a class that knows how that
 family gives a number per image:
 
 * "latent": a VAE's IWAE bound, -log p(x) <= -log (1/k) sum_i p(x, z_i)/q(z_i|x)
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.card import conditioning
 from genlab.registry import Registry
+from genlab.sampling.latent import latent_means
 
 FAMILY_LIKELIHOODS: Registry[type] = Registry("likelihood family")
 
@@ -64,10 +66,7 @@ class LatentLikelihood(FamilyLikelihood):
         if opts.iwae_k < 1 or opts.iwae_chunk < 1:
             raise ValueError("iwae_k and iwae_chunk must be >= 1")
         # A VAE's encoder returns the posterior (mu, logvar); an autoencoder's a code.
-        with torch.no_grad():
-            probe = model.encode(torch.zeros(1, model.data.channels, model.data.height, model.data.width,
-                                             device=next(model.parameters()).device))
-        self.variational = isinstance(probe, tuple)
+        self.variational = model.card.encoder == "posterior"
         self.kind = "bound" if self.variational else "proxy"
         self.pixel_map_name = ("-log p(x_ij | z) at the posterior mean z = E[z|x] (a reconstruction "
                                "term, not the image's NLL)" if self.variational else
@@ -89,9 +88,7 @@ class LatentLikelihood(FamilyLikelihood):
 
     @torch.no_grad()
     def pixel_nll(self, x):
-        code = self.model.encode(x)
-        z = code[0] if isinstance(code, tuple) else code
-        return -self.model.distribution(self.model.decode(z)).log_prob(x).sum(1)
+        return -self.model.distribution(self.model.decode(latent_means(self.model, x))).log_prob(x).sum(1)
 
 
 @FAMILY_LIKELIHOODS.register("autoregressive")
@@ -102,9 +99,7 @@ class AutoregressiveLikelihood(FamilyLikelihood):
 
     def __init__(self, model, objective, opts: LikelihoodOptions):
         super().__init__(model, objective, opts)
-        self.classes = model.data.num_classes if getattr(model, "conditional", False) else 0
-        if getattr(model, "conditional", False) and self.classes < 1:
-            raise ValueError("a class-conditional model needs its data's number of classes to marginalize labels")
+        self.classes = conditioning(model).num_classes
 
     def describe(self) -> str:
         text = "exact chain-rule NLL (objective term nll_nats)"
@@ -140,7 +135,7 @@ class AutoregressiveLikelihood(FamilyLikelihood):
 
 def family_likelihood(model, objective, opts: LikelihoodOptions | None = None) -> FamilyLikelihood:
     """The likelihood of ``model`` as its family defines it; an error naming the families that have one."""
-    family = getattr(model, "family", None)
+    family = model.card.family
     if family not in FAMILY_LIKELIHOODS:
         raise ValueError(f"{type(model).__name__} (family {family!r}) gives no per-image likelihood; OOD scores "
                          f"need a model of family {', '.join(FAMILY_LIKELIHOODS.names())}")

@@ -26,7 +26,7 @@ class ScorerOptions:
 
 
 def describe_run(run: LoadedRun, lik: FamilyLikelihood) -> dict:
-    info = {"dir": str(run.run_dir), "model": run.cfg.model_name, "family": run.model.family,
+    info = {"dir": str(run.run_dir), "model": run.cfg.model_name, "family": run.model.card.family,
             "objective": run.cfg.objective_name, "data": run.cfg.data.name, "step": run.step,
             "weights": "ema" if run.used_ema else "raw", "likelihood_kind": lik.kind,
             "likelihood": lik.describe()}

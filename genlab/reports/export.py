@@ -41,7 +41,7 @@ def model_card(run: LoadedRun, folder: Path) -> str:
     shape = f"{spec.channels}x{spec.height}x{spec.width}, {spec.bits}-bit"
     classes = f", {spec.num_classes} classes" if spec.num_classes else ""
     lines = [f"# {title}", "",
-             f"A genlab `{cfg.model_name}` model (family {getattr(model, 'family', '?')}, objective "
+             f"A genlab `{cfg.model_name}` model (family {model.card.family}, objective "
              f"`{cfg.objective_name}`) trained for {run.step} steps on `{cfg.data.name}` "
              f"({shape}{classes}; {data.get('train_examples', '?')} training images). "
              f"Weights: {'EMA' if run.used_ema else 'raw'}, in `{EXPORT_WEIGHTS}`.", "",

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from genlab.card import conditioning
 from genlab.registry import FIGURE_SETS  # noqa: E402
 from genlab.reports.images import save_figure, save_grid  # noqa: E402
 from genlab.sampling.api import draw  # noqa: E402
@@ -42,7 +43,7 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     g = torch.Generator().manual_seed(0)
     pick = torch.randperm(len(test), generator=g)[:32]
     x = test.batch(pick, torch.Generator().manual_seed(1))["x"].to(device)
-    if model.sampler is not None:
+    if model.card.samplers:
         save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")
         figs.append(("Samples (decoder means, z ~ N(0, I), seed 0)", "samples.png"))
     rec = reconstruct(model, x)
@@ -85,7 +86,7 @@ def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     from genlab.sampling.adversarial import interpolations, save_gif, save_nearest_neighbour_figure, save_strip
 
     model, figs = run.model, []
-    classes = model.data.num_classes if getattr(model, "conditional", False) else 0
+    classes = conditioning(model).num_classes
     if classes:
         rows = torch.cat([draw(model, 10, seed=0, device=device, label=c) for c in range(classes)])
         save_grid(rows, out_dir / "samples.png", nrow=10)
@@ -103,7 +104,7 @@ def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
                                             out_dir / "nearest_train.png", k=5)
     figs.append((f"Samples (left) and their 5 nearest training images in pixel space; median RMS distance "
                  f"{dist[:, 0].median():.3f}", "nearest_train.png"))
-    if hasattr(model, "encoder"):
+    if model.card.encoder != "none":
         test = run.dataset("test")
         x = test.batch(torch.arange(32), torch.Generator().manual_seed(0))["x"].to(device)
         rec = reconstruct_all(model, x)

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
+from genlab.card import conditioning
 from genlab.registry import SAMPLERS
 from genlab.reports.images import grid_array
 from genlab.sampling.generators import categorical_per_sample
@@ -37,7 +38,7 @@ class eval_mode:
 
 def _labels(model, n: int, label, generators: list[torch.Generator] | None, device) -> torch.Tensor | None:
     """(n,) class labels for a class-conditional model, or None for an unconditional one."""
-    num_classes = getattr(model, "num_classes", 0)
+    num_classes = conditioning(model).num_classes
     if not num_classes:
         if label is not None:
             raise ValueError(f"{type(model).__name__} is unconditional: drop --label (cgan takes one)")
@@ -105,7 +106,7 @@ def interpolations(model, pairs: int, steps: int, seed: int, device="cpu", label
     from genlab.sampling.generators import make_generators
 
     if mode == "auto":
-        mode = "slerp" if getattr(model.cfg, "prior", "normal") == "normal" else "linear"
+        mode = "slerp" if model.cfg.prior == "normal" else "linear"
     gens = make_generators(seed, 2 * pairs, device)
     ends = model.sample_latent(2 * pairs, device, gens).view(pairs, 2, -1)
     # A class-conditional path keeps one class: the given label, or one drawn per path.

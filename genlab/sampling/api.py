@@ -10,12 +10,12 @@ from genlab.registry import SAMPLERS
 from genlab.sampling.generators import make_generators
 
 
-def sampler_of(model):
-    name = getattr(model, "sampler", None)
-    if name is None:
+def sampler_of(model, name: str | None = None):
+    """The sampler function named ``name`` on the model's card (default: the card's first)."""
+    if not model.card.samplers:
         raise ValueError(f"{type(model).__name__} has no prior to sample from (an autoencoder reconstructs and "
                          "interpolates only); train a vae to sample")
-    return SAMPLERS.get(name)
+    return SAMPLERS.get(model.card.sampler(name).name)
 
 
 @torch.no_grad()
@@ -23,7 +23,7 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
          **opts) -> torch.Tensor:
     """Samples ``start .. start + n - 1`` of the stream seeded ``seed``, in batches; (n, C, H, W) on CPU."""
     sample_fn = sampler_of(model)
-    num_classes = getattr(getattr(model, "data", None), "num_classes", 0)
+    num_classes = model.data.num_classes
     if label is not None and not (0 <= label < max(num_classes, 1)):
         raise ValueError(f"--label {label} is out of range: this model's data has {num_classes} classes")
     out = []

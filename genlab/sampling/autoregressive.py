@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.card import conditioning
 from genlab.registry import FIGURE_SETS, SAMPLERS
 from genlab.sampling.generators import make_generators
 from genlab.reports.images import save_figure  # noqa: E402
@@ -38,17 +39,17 @@ class _Naive:
 
 
 def _labels(model, label, n: int, device):
+    classes = conditioning(model).num_classes
     if label is None:
-        if getattr(model, "conditional", False):
+        if classes:
             raise ValueError(f"{type(model).__name__} is class-conditional: give a label (--label K)")
         return None
-    if not getattr(model, "conditional", False):
+    if not classes:
         raise ValueError(f"{type(model).__name__} is unconditional: drop the label")
     y = torch.as_tensor(label, device=device).long()
     y = y.expand(n) if y.dim() == 0 else y
     if y.shape != (n,):
         raise ValueError(f"label must be an int or a tensor of {n} labels, got shape {tuple(y.shape)}")
-    classes = model.data.num_classes
     if int(y.min()) < 0 or int(y.max()) >= classes:
         raise ValueError(f"labels must be in 0..{classes - 1}")
     return y
@@ -61,7 +62,7 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     """Draw n images from an autoregressive model.
 
     Args:
-        model: an autoregressive model (``head``, ``data``, optional ``sampling_cache``).
+        model: an autoregressive model (``head``, ``data``, ``sampling_cache``).
         n: number of images; sample i uses only ``generators[i]``.
         generators: one torch.Generator per sample (``make_generators``).
         device: where to build the canvas (the model's device).
@@ -92,7 +93,7 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     was_training = model.training
     model.eval()
     try:
-        stepper = model.sampling_cache(n, y) if cache and hasattr(model, "sampling_cache") else _Naive(model, y)
+        stepper = model.sampling_cache(n, y) if cache else _Naive(model, y)
         for i in range(prefix_rows, until_row):
             for j in range(W):
                 for c, channels in head.steps():
@@ -190,12 +191,12 @@ def complete_run(run_dir: str | Path, out: str | Path, n_images: int = 4, rows: 
 
     dev = resolve_device(device)
     run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
-    if run.model.sampler != "autoregressive":
+    if not conditioning(run.model).partial_image:
         raise ValueError(f"{run.cfg.model_name} is not autoregressive: completion needs pixelcnn, "
                          "gated-pixelcnn or pixel-transformer")
     rows = run.spec.height // 2 if rows is None else rows
     images, labels = _pick(run.dataset(split), n_images, seed, dev)
-    label = labels if getattr(run.model, "conditional", False) else None
+    label = labels if conditioning(run.model).class_conditional else None
     completions = complete(run.model, images, rows, n_completions, seed, label=label)
     title = f"{run.cfg.model_name} on {run.cfg.data.name}/{split}, step {run.step}: top {rows} rows kept"
     return save_completion_figure(images, completions, rows, out, title)
@@ -209,13 +210,14 @@ def report_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
 
     model, figs = run.model, []
     out_dir = Path(out_dir)
-    label = 0 if getattr(model, "conditional", False) else None
+    conditional = conditioning(model).class_conditional
+    label = 0 if conditional else None
     samples = sample(model, 16, make_generators(0, 16, device), device, label=label)
     save_grid(samples, out_dir / "samples.png", nrow=8)
     figs.append(("Samples (seed 0" + (", class 0)" if label is not None else ")"), "samples.png"))
     test = run.dataset("test")
     images, labels = _pick(test, 4, 0, device)
-    cond = labels if getattr(model, "conditional", False) else None
+    cond = labels if conditional else None
     rows = run.spec.height // 2
     save_completion_figure(images, complete(model, images, rows, 4, 0, label=cond), rows, out_dir / "completions.png")
     figs.append((f"Completions of random test images from their top {rows} rows", "completions.png"))

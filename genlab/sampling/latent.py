@@ -29,7 +29,7 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
 def latent_means(model, x: torch.Tensor) -> torch.Tensor:
     """The code of each image: the posterior mean for a VAE, the code for an autoencoder."""
     code = model.encode(x)
-    return code[0] if isinstance(code, tuple) else code
+    return code[0] if model.card.encoder == "posterior" else code  # posterior: (mean, logvar)
 
 
 @torch.no_grad()

@@ -9,14 +9,14 @@ from torch import nn
 class EMA:
     """Shadow copies of a model's floating-point parameters and buffers.
 
-    A model may restrict the average to some submodules with a class attribute
+    A model may restrict the average to some submodules with its card's
     ``ema_modules`` (a GAN averages its generator only); the shadow then holds
     just those entries, and ``merged`` fills the rest from the live weights.
     """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
-        prefixes = getattr(model, "ema_modules", None)
+        prefixes = model.card.ema_modules
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()
                        if prefixes is None or k.split(".", 1)[0] in prefixes}
 

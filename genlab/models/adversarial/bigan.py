@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -67,13 +68,15 @@ class JointDiscriminator(nn.Module):
 
 @MODELS.register("bigan")
 class BiGAN(nn.Module):
-    family = "adversarial"
-    ema_modules = ("generator", "encoder")  # train.ema_decay averages what is used after training
-    default_objective = "gan"
-    sampler = "gan"
-    evaluators = ("bigan-probe", "sample-quality", "memorization")
-    # Donahue et al. 2017: Adam, lr 2e-4, beta1 0.5 (as DCGAN).
-    run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5}
+    card = ModelCard(
+        family="adversarial", default_objective="gan", samplers=(SamplerSpec("gan"),),
+        evaluators=("bigan-probe", "sample-quality", "memorization"),
+        encoder="code",  # encode(x) -> z (the mean of a Gaussian encoder)
+        ema_modules=("generator", "encoder"),  # train.ema_decay averages what is used after training
+        # Donahue et al. 2017: Adam, lr 2e-4, beta1 0.5 (as DCGAN).
+        run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5},
+        tiny=dict(latent_dim=6, width=4, d_hidden=16), tiny_data=TINY_GREY,
+    )
 
     @dataclass
     class Config:

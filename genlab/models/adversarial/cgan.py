@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_GREY
 from genlab.nn.adversarial import check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -38,14 +39,16 @@ from genlab.registry import MODELS
 
 @MODELS.register("cgan")
 class CGAN(nn.Module):
-    family = "adversarial"
-    ema_modules = ("generator",)  # train.ema_decay averages the generator only
-    conditional = True  # `genlab sample --label K` draws class K
-    default_objective = "gan"
-    sampler = "gan"
-    evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall + label accuracy; copies
-    # Hinge loss as in Miyato & Koyama; DCGAN's Adam settings.
-    run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5, "objective.loss": "hinge"}
+    card = ModelCard(
+        family="adversarial", default_objective="gan", samplers=(SamplerSpec("gan"),),
+        evaluators=("sample-quality", "memorization"),  # FID/KID/precision-recall + label accuracy; copies
+        # `genlab sample --label K` draws class K; without a label each sample draws a uniform class
+        conditioning=ConditioningSpec(class_label="yes", label_optional=True),
+        ema_modules=("generator",),  # train.ema_decay averages the generator only
+        # Hinge loss as in Miyato & Koyama; DCGAN's Adam settings.
+        run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5, "objective.loss": "hinge"},
+        tiny=dict(latent_dim=6, width=4), tiny_data=TINY_GREY,
+    )
 
     @dataclass
     class Config:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.nn.adversarial import (check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -36,13 +37,14 @@ class DCGAN(nn.Module):
     ``sample_latent``, ``real_inputs``, ``fake_inputs`` and ``critic``.
     """
 
-    family = "adversarial"
-    ema_modules = ("generator",)  # train.ema_decay averages the generator only (D is never sampled from)
-    default_objective = "gan"
-    sampler = "gan"
-    evaluators = ("sample-quality", "memorization")  # FID/KID/precision-recall; nearest-train copies
-    # Radford et al. 2016: Adam, lr 0.0002, beta1 0.5 (and minibatch 128, the trainer default).
-    run_defaults = {"optim.lr": 2e-4, "optim.beta1": 0.5}
+    card = ModelCard(
+        family="adversarial", default_objective="gan", samplers=(SamplerSpec("gan"),),
+        evaluators=("sample-quality", "memorization"),  # FID/KID/precision-recall; nearest-train copies
+        ema_modules=("generator",),  # train.ema_decay averages the generator only (D is never sampled from)
+        # Radford et al. 2016: Adam, lr 0.0002, beta1 0.5 (and minibatch 128, the trainer default).
+        run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5},
+        tiny=dict(latent_dim=6, width=4), tiny_data=TINY_GREY,
+    )
 
     @dataclass
     class Config:

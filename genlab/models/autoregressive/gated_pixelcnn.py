@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups, down_shift
@@ -86,11 +87,14 @@ class _GatedLayer(nn.Module):
 
 @MODELS.register("gated-pixelcnn")
 class GatedPixelCNN(nn.Module):
-    family = "autoregressive"
-    default_objective = "nll"
-    sampler = "autoregressive"
-    evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 32}
+    card = ModelCard(
+        family="autoregressive", default_objective="nll", samplers=(SamplerSpec("autoregressive"),),
+        evaluators=("exact-nll",), likelihood="exact",
+        conditioning=ConditioningSpec(class_label="config", partial_image=True),  # model.conditional=true
+        run_defaults={"optim.lr": 1e-3, "train.batch_size": 32},
+        tiny=dict(channels=6, layers=3, first_kernel=3, kernel=3, head_channels=6, conditional=True),
+        tiny_data=TINY_RGB,
+    )
 
     @dataclass
     class Config:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution, to_levels
 from genlab.nn.spec import DataSpec, Phase
@@ -82,11 +83,14 @@ class _Block(nn.Module):
 
 @MODELS.register("pixel-transformer")
 class PixelTransformer(nn.Module):
-    family = "autoregressive"
-    default_objective = "nll"
-    sampler = "autoregressive"
-    evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 5e-4, "optim.warmup_steps": 200, "train.batch_size": 16}
+    card = ModelCard(
+        family="autoregressive", default_objective="nll", samplers=(SamplerSpec("autoregressive"),),
+        evaluators=("exact-nll",), likelihood="exact",
+        conditioning=ConditioningSpec(class_label="config", partial_image=True),  # model.conditional=true
+        run_defaults={"optim.lr": 5e-4, "optim.warmup_steps": 200, "train.batch_size": 16},
+        tiny=dict(d_model=8, layers=2, heads=2, mlp_ratio=2, conditional=True),
+        tiny_data=TINY_RGB,
+    )
 
     @dataclass
     class Config:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d
@@ -49,12 +50,15 @@ class _ResidualBlock(nn.Module):
 
 @MODELS.register("pixelcnn")
 class PixelCNN(nn.Module):
-    family = "autoregressive"
-    default_objective = "nll"
-    sampler = "autoregressive"
-    evaluators = ("exact-nll",)
-    run_defaults = {"optim.lr": 1e-3, "train.batch_size": 64}
-    conditional = False  # no class input (use gated-pixelcnn or pixel-transformer for that)
+    card = ModelCard(
+        family="autoregressive", default_objective="nll", samplers=(SamplerSpec("autoregressive"),),
+        evaluators=("exact-nll",), likelihood="exact",
+        # no class input (use gated-pixelcnn or pixel-transformer for that); completes given top rows
+        conditioning=ConditioningSpec(partial_image=True),
+        run_defaults={"optim.lr": 1e-3, "train.batch_size": 64},
+        tiny=dict(channels=6, residual_blocks=2, first_kernel=3, kernel=3, head_channels=6),
+        tiny_data=TINY_RGB,
+    )
 
     @dataclass
     class Config:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genlab.card import ModelCard, SamplerSpec
 from genlab.nn.conv import CodecConfig, build_codec
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
@@ -22,11 +23,15 @@ from genlab.registry import MODELS
 
 @MODELS.register("autoencoder")
 class Autoencoder(nn.Module):
-    family = "latent"
-    default_objective = "reconstruction"
-    sampler = None  # no prior over codes
-    evaluators = ("reconstruction",)
-    run_defaults = {"optim.lr": 1e-3}
+    card = ModelCard(
+        family="latent", default_objective="reconstruction",
+        samplers=(),  # no prior over codes
+        evaluators=("reconstruction",),
+        likelihood="none",  # its reconstruction NLL is a proxy, not a likelihood of x
+        encoder="code",
+        run_defaults={"optim.lr": 1e-3},
+        tiny=dict(latent_dim=4, channels=(8,), hidden=16),
+    )
 
     @dataclass
     class Config(CodecConfig):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genlab.card import ModelCard, SamplerSpec
 from genlab.nn.conv import CodecConfig, build_codec
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
@@ -25,11 +26,14 @@ from genlab.registry import MODELS
 
 @MODELS.register("vae")
 class VAE(nn.Module):
-    family = "latent"
-    default_objective = "elbo"
-    sampler = "latent"
-    evaluators = ("elbo", "iwae", "reconstruction", "sample-quality", "memorization")
-    run_defaults = {"optim.lr": 1e-3}
+    card = ModelCard(
+        family="latent", default_objective="elbo", samplers=(SamplerSpec("latent"),),
+        evaluators=("elbo", "iwae", "reconstruction", "sample-quality", "memorization"),
+        likelihood="bound",  # the ELBO and IWAE bounds on -log p(x)
+        encoder="posterior",  # encode(x) -> (mean, logvar)
+        run_defaults={"optim.lr": 1e-3},
+        tiny=dict(latent_dim=3, channels=(8, 16), hidden=32),
+    )
 
     @dataclass
     class Config(CodecConfig):

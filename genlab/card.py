@@ -1,0 +1,134 @@
+"""The model card: one typed, frozen record of what a model is and what it takes.
+
+Every registered model class carries ``card = ModelCard(...)``. Samplers, evaluators,
+OOD scoring, reports, the trainer and the CLI read the card (or the ``conditioning``
+helper below) instead of guessing from loose attributes, ``getattr`` or the type of
+what a method happens to return. A new family states its contract here once.
+
+This module sits at the left end of the import layers (next to ``registry``): it
+imports nothing from genlab, so models, samplers and the CLI can all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
+
+Family = Literal["latent", "autoregressive", "adversarial", "diffusion"]
+# exact: -log p is computed exactly (chain rule); bound: an upper bound on -log p (ELBO, IWAE);
+# estimate: a Monte Carlo estimate that is neither; none: the model gives no likelihood.
+LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
+# What ``model.encode(x)`` returns: nothing (no encoder), a code tensor (B, D), or a
+# Gaussian posterior as a (mean, logvar) pair of (B, D) tensors.
+Encoder = Literal["none", "code", "posterior"]
+# Whether the model takes a class label: never, always, or when its Config's
+# ``conditional`` field is true (a knob of the autoregressive models).
+ClassLabel = Literal["no", "yes", "config"]
+
+
+# Data the registry-wide model tester builds tiny models on (DataSpec fields): a small labelled
+# grey image, and a small labelled colour image (colour exercises the sub-pixel ordering of
+# autoregressive models; 4x4 keeps pixel-by-pixel sampling cheap).
+TINY_BINARY = dict(channels=1, height=8, width=8, bits=1, num_classes=10)
+TINY_GREY = dict(channels=1, height=8, width=8, bits=8, num_classes=10)
+TINY_RGB = dict(channels=3, height=4, width=4, bits=8, num_classes=3)
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One way of drawing samples from the model.
+
+    The sampler itself (a pure function) and its typed options dataclass are
+    registered together under ``name`` (``genlab.registry.register_sampler``); the card
+    names the sampler and may change the defaults of its options for this model.
+    """
+
+    name: str  # key in SAMPLERS and SAMPLER_OPTIONS
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # option -> this model's default
+
+    def __post_init__(self):
+        object.__setattr__(self, "defaults", _frozen(self.defaults))
+
+
+@dataclass(frozen=True)
+class ConditioningSpec:
+    """What the model class can take besides noise; resolved per instance by ``conditioning``."""
+
+    class_label: ClassLabel = "no"
+    label_optional: bool = False  # without a label the sampler draws one uniformly per sample (cgan)
+    source_image: bool = False  # an image-to-image model: samples are translations of a given image
+    partial_image: bool = False  # can complete an image of which the top rows are given
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What one built model takes: the answer to every "is this model class-conditional?"."""
+
+    num_classes: int = 0  # > 0: the model takes a label y in 0..num_classes-1
+    label_optional: bool = False
+    source_image: bool = False
+    partial_image: bool = False
+
+    @property
+    def class_conditional(self) -> bool:
+        return self.num_classes > 0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is and what it takes (the contract every other part of genlab reads).
+
+    ``tiny`` holds overrides of the model's Config that make it small enough for
+    the registry-wide model tester; ``tiny_data`` is the DataSpec fields it is built on
+    there (a plain mapping so that this module imports nothing from ``nn``).
+    """
+
+    family: Family
+    default_objective: str  # name in OBJECTIVES
+    samplers: tuple[SamplerSpec, ...] = ()  # the first is what `genlab sample` uses by default
+    evaluators: tuple[str, ...] = ()  # names in EVALUATORS, run by `genlab eval`
+    likelihood: LikelihoodKind = "none"
+    encoder: Encoder = "none"
+    conditioning: ConditioningSpec = ConditioningSpec()
+    ema_modules: tuple[str, ...] | None = None  # None: the EMA averages every weight
+    run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+    tiny_data: Mapping[str, int] = field(default_factory=lambda: TINY_BINARY)
+
+    def __post_init__(self):
+        for name in ("run_defaults", "tiny", "tiny_data"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def sampler_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.samplers)
+
+    def sampler(self, name: str | None = None) -> SamplerSpec:
+        """The named sampler of this model (default: its first); an error naming the choices."""
+        if name is None and self.samplers:
+            return self.samplers[0]
+        for spec in self.samplers:
+            if spec.name == name:
+                return spec
+        if not self.samplers:
+            raise ValueError(f"this {self.family} model has no sampler (nothing to sample from)")
+        raise ValueError(f"sampler {name!r} is not one of this model's: {', '.join(self.sampler_names)}")
+
+
+def conditioning(model) -> Conditioning:
+    """What this built model takes (labels, source or partial images), from its card and config."""
+    spec = model.card.conditioning
+    takes_label = spec.class_label == "yes" or (spec.class_label == "config" and bool(model.cfg.conditional))
+    return Conditioning(num_classes=model.data.num_classes if takes_label else 0,
+                        label_optional=spec.label_optional, source_image=spec.source_image,
+                        partial_image=spec.partial_image)
+
+
+def likelihood_of(model) -> str:
+    """What the model's likelihood is of: "p(x)", or "p(x | y)" for a class-conditional one."""
+    return "p(x | y)" if conditioning(model).class_conditional else "p(x)"
