@@ -12,6 +12,68 @@ HELP_DATA_ROOT = "folder holding the datasets (default: $GENLAB_DATA, else ~/.ca
 HELP_DEVICE = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other genlab error (the full usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Checked:
+    """An argparse ``type``: the option's text parsed and checked against a declared ``Range``.
+
+    ``owner`` is a config dataclass (or a function returning one, imported only when the option is
+    given) whose field ``name`` declares the range; without it, ``bounds`` declare one here.
+    """
+
+    def __init__(self, owner=None, name: str = "", kind=int, **bounds):
+        self.owner, self.name, self.kind, self.bounds = owner, name, kind, bounds
+        self.__name__ = getattr(kind, "__name__", "number")
+
+    def __call__(self, text: str):
+        from genlab.config import ConfigError, Range, declared_range, parse_value
+
+        if self.owner is None:
+            range_, kind = Range(**self.bounds), self.kind
+        else:
+            range_, kind = declared_range(self.owner if isinstance(self.owner, type) else self.owner(), self.name)
+        try:
+            value = parse_value(text, kind, "")
+        except ConfigError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {range_.describe(kind)}") from None
+        try:
+            range_.check("", value, kind)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+
+def _train_field(name):
+    from genlab.config import TrainConfig
+
+    return _Checked(TrainConfig, name)
+
+
+def _eval_field(name):
+    from genlab.eval.options import EvalOptions
+
+    return _Checked(EvalOptions, name)
+
+
+def _ood_options():
+    from genlab.ood.run import OODOptions  # imports torch: only once an ood option is given
+
+    return OODOptions
+
+
+def _ood_field(name):
+    return _Checked(_ood_options, name)
+
+
+COUNT = _Checked(ge=1)  # a number of images, samples, steps...
+SEED = _train_field("seed")
+
+
 def _add_run_loading(p):
     """The options of every command that loads a trained run: where to run it, which weights, where the data is."""
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -28,11 +90,12 @@ def _add_train(sub):
     p.add_argument("--out", help="run folder to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest valid checkpoint")
     p.add_argument("--preset", help="start from a named preset (`genlab models --presets` lists them)")
-    p.add_argument("--steps", type=int, help="total optimizer steps of the run (a resumed run stops at the same step)")
-    p.add_argument("--until-step", type=int, help="stop with a checkpoint after this step; resume later")
-    p.add_argument("--seed", type=int, help="seed of weights, data order and noise")
+    p.add_argument("--steps", type=_train_field("steps"),
+                   help="total optimizer steps of the run (a resumed run stops at the same step)")
+    p.add_argument("--until-step", type=COUNT, help="stop with a checkpoint after this step; resume later")
+    p.add_argument("--seed", type=SEED, help="seed of weights, data order and noise")
     p.add_argument("--device", help=HELP_DEVICE)
-    p.add_argument("--batch-size", type=int, help="global batch size (over all processes)")
+    p.add_argument("--batch-size", type=_train_field("batch_size"), help="global batch size (over all processes)")
     p.add_argument("--data-root", help=HELP_DATA_ROOT)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=HELP_SET)
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -41,11 +104,11 @@ def _add_train(sub):
 def _add_run_cmds(sub):
     p = sub.add_parser("sample", help="draw samples from a trained run into an image grid")
     p.add_argument("run_dir", help="a run folder written by `genlab train`")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--n", type=COUNT, default=64, help="number of samples (default 64)")
     p.add_argument("--out", default=None, help="output image (default RUN_DIR/samples.png)")
-    p.add_argument("--seed", type=int, default=0, help="sample i of seed s is the same image whatever --batch-size")
-    p.add_argument("--label", type=int, default=None, help="class to draw, for class-conditional models")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
+    p.add_argument("--seed", type=SEED, default=0, help="sample i of seed s is the same image whatever --batch-size")
+    p.add_argument("--label", type=_Checked(ge=0), default=None, help="class to draw, for class-conditional models")
+    p.add_argument("--batch-size", type=COUNT, default=256, help="samples per forward pass")
     _add_run_loading(p)
 
     p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
@@ -55,15 +118,19 @@ def _add_run_cmds(sub):
     p.add_argument("run_dir")
     p.add_argument("--only", nargs="+", help="evaluator names to run (default: the model's own list)")
     p.add_argument("--split", default="test", help="split to evaluate on (default test)")
-    p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image for the IWAE bound")
-    p.add_argument("--max-examples", type=int, default=None, help="evaluate a random subset of this many images")
-    p.add_argument("--n-samples", type=int, default=10000, help="generated samples for sample-quality metrics")
-    p.add_argument("--n-reference", type=int, default=10000, help="real images behind the reference statistics")
+    p.add_argument("--iwae-k", type=_eval_field("iwae_k"), default=1000,
+                   help="importance samples per image for the IWAE bound")
+    p.add_argument("--max-examples", type=_eval_field("max_examples"), default=None,
+                   help="evaluate a random subset of this many images")
+    p.add_argument("--n-samples", type=_eval_field("n_samples"), default=10000,
+                   help="generated samples for sample-quality metrics")
+    p.add_argument("--n-reference", type=_eval_field("n_reference"), default=10000,
+                   help="real images behind the reference statistics")
     p.add_argument("--reference-split", default=None, help="split the samples are compared with (default: --split)")
     p.add_argument("--inception-weights", default="",
                    help="Inception-v3 weights file for standard FID (default: the dataset's own feature network)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_eval_field("batch_size"), default=256)
+    p.add_argument("--seed", type=SEED, default=0)
     _add_run_loading(p)
 
     p = sub.add_parser("complete", help="complete the lower half of test images (autoregressive models)",
@@ -71,11 +138,11 @@ def _add_run_cmds(sub):
                                    "with an autoregressive run; writes one figure: original, masked, completions.")
     p.add_argument("run_dir", help="a run folder of pixelcnn, gated-pixelcnn or pixel-transformer")
     p.add_argument("--out", default=None, help="output figure (default RUN_DIR/completions.png)")
-    p.add_argument("--images", type=int, default=4, help="number of test images (default 4)")
-    p.add_argument("--rows", type=int, default=None, help="top rows kept (default: half the image)")
-    p.add_argument("--completions", type=int, default=4, help="completions per image (default 4)")
+    p.add_argument("--images", type=COUNT, default=4, help="number of test images (default 4)")
+    p.add_argument("--rows", type=_Checked(ge=0), default=None, help="top rows kept (default: half the image)")
+    p.add_argument("--completions", type=COUNT, default=4, help="completions per image (default 4)")
     p.add_argument("--split", default="test", help="split the images come from (default test)")
-    p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the completions")
+    p.add_argument("--seed", type=SEED, default=0, help="picks the images and seeds the completions")
     _add_run_loading(p)
 
     p = sub.add_parser("export", help="write a self-contained model folder (weights, config, model card)",
@@ -105,7 +172,7 @@ def _add_info_cmds(sub):
                                    "minutes on 2 CPU cores), then writes samples, reconstructions, an "
                                    "interpolation strip, eval.json and report.md/html.")
     p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    p.add_argument("--steps", type=_train_field("steps"), default=2000, help="optimizer steps (default 2000)")
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
 
 
@@ -118,7 +185,7 @@ def _add_eval_tools(sub):
     p.add_argument("--data", help="dataset whose network to train (mnist or fashion-mnist)")
     p.add_argument("--out", default=None, help="folder for the weights and manifest.json "
                                                "(default: genlab/weights, replacing the shipped copy)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialization, data order and augmentation")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of initialization, data order and augmentation")
     p.add_argument("--data-root", help=HELP_DATA_ROOT)
     p = sub.add_parser("compare", help="compare runs: metric table, sample grids and training curves",
                        description="Write OUT.md and OUT.html (and OUT_curves.png) from each RUN_DIR's eval.json, "
@@ -140,14 +207,16 @@ def _add_ood(sub):
     p.add_argument("--background", metavar="RUN_DIR",
                    help="run folder of a background model trained on mutated inputs (the *-background presets) "
                         "for the likelihood ratio of Ren et al. 2019")
-    p.add_argument("--max-examples", type=int, default=None,
+    p.add_argument("--max-examples", type=_ood_field("max_examples"), default=None,
                    help="score a seeded random subset of this many images per set (default: all)")
-    p.add_argument("--reference-examples", type=int, default=2000,
+    p.add_argument("--reference-examples", type=_ood_field("reference_examples"), default=2000,
                    help="training images whose mean NLL is the typicality test's H_hat (default 2000)")
-    p.add_argument("--typicality-m", type=int, default=10, help="images per batch of the batch typicality test")
-    p.add_argument("--iwae-k", type=int, default=100, help="importance samples per image for a VAE's IWAE bound")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0, help="seeds the subsets, importance samples and binarization")
+    p.add_argument("--typicality-m", type=_ood_field("typicality_m"), default=10,
+                   help="images per batch of the batch typicality test")
+    p.add_argument("--iwae-k", type=_ood_field("iwae_k"), default=100,
+                   help="importance samples per image for a VAE's IWAE bound")
+    p.add_argument("--batch-size", type=_ood_field("batch_size"), default=256)
+    p.add_argument("--seed", type=SEED, default=0, help="seeds the subsets, importance samples and binarization")
     _add_run_loading(p)
 
     p = sub.add_parser("score", help="outlier scores and per-pixel surprise maps of your own images",
@@ -164,14 +233,15 @@ def _add_ood(sub):
                                                            "(default: the one of RUN_DIR/ood.json)")
     p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
                    help="colour under transparent pixels (auto: the border colour of the run's test images)")
-    p.add_argument("--iwae-k", type=int, default=None, help="importance samples for a VAE (default: ood.json's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iwae-k", type=_ood_field("iwae_k"), default=None,
+                   help="importance samples for a VAE (default: ood.json's)")
+    p.add_argument("--seed", type=SEED, default=0)
     _add_run_loading(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genlab", description="Train, sample, evaluate and compare deep "
-                                                                "generative models of images.")
+    parser = _Parser(prog="genlab", description="Train, sample, evaluate and compare deep "
+                                                  "generative models of images.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_run_cmds(sub)

@@ -13,6 +13,12 @@ Overrides are strings ``section.field=value`` (``model.latent_dim=2``). A bare
 ``--set latent_dim=2`` and ``--set loss=nonsaturating`` work. Unknown keys,
 ambiguous keys, values of the wrong type and values outside a ``Literal``
 choice are errors that say what would have been valid.
+
+Every numeric field declares the values it allows with ``bounded`` (a ``Range``
+in the field's metadata): inf and nan are refused unless the field allows them,
+and a value out of range is an error naming the range. The command line checks
+its numeric options against the same declarations (``genlab.cli._Checked``), so
+one declaration serves a value wherever it enters.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,49 +39,149 @@ class ConfigError(ValueError):
     """A configuration value or key the user gave is not valid."""
 
 
+MAX_SEED = 2**32 - 1  # seeds are offset by ranks and indices, and other tools take 32-bit seeds
+
+
+def _show(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field allows: optional bounds, and whether inf/nan are allowed.
+
+    ``ge``/``gt`` are lower bounds (>=, >), ``le``/``lt`` upper bounds (<=, <). For a
+    ``tuple[int, ...]`` field the range applies to every item; for an ``X | None``
+    field ``None`` is always allowed (it means "not set").
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    finite: bool = True  # False lets inf (and nan) through, for a field that gives them a meaning
+
+    def allows(self, x: float) -> bool:
+        if isinstance(x, float) and not math.isfinite(x):
+            return not self.finite
+        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+    def describe(self, type_) -> str:
+        """'an integer >= 1', 'a number in [0, 1)', 'integers >= 1, comma-separated', '... or none'."""
+        base, optional = _strip_optional(type_)
+        many = typing.get_origin(base) is tuple
+        item = typing.get_args(base)[0] if many else base
+        low = f"[{_show(self.ge)}" if self.ge is not None else f"({_show(self.gt)}" if self.gt is not None else ""
+        high = f"{_show(self.le)}]" if self.le is not None else f"{_show(self.lt)})" if self.lt is not None else ""
+        noun = "integer" if item is int else "finite number" if self.finite and not (low and high) else "number"
+        text = noun + "s" if many else ("an " if noun[0] in "aeiou" else "a ") + noun
+        if low and high:
+            text += f" in {low}, {high}"
+        elif low:
+            text += (" >= " if low[0] == "[" else " > ") + low[1:]
+        elif high:
+            text += (" <= " if high[-1] == "]" else " < ") + high[:-1]
+        if not self.finite:
+            text += " (inf allowed)"
+        return text + (", comma-separated" if many else "") + (", or none" if optional else "")
+
+    def check(self, key: str, value, type_) -> None:
+        """Raise ConfigError naming the allowed values when ``value`` is out of range."""
+        if value is None or isinstance(value, bool):
+            return
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(self.allows(v) for v in items):
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            raise ConfigError(f"{key + '=' if key else ''}{shown} is not allowed: give {self.describe(type_)}")
+
+
+def bounded(default, *, ge=None, gt=None, le=None, lt=None, finite: bool = True):
+    """A dataclass field whose values are checked against a declared Range (see ``check_fields``)."""
+    return field(default=default, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt, finite=finite)})
+
+
+def seed_field(default: int = 0):
+    """A seed: an integer in [0, MAX_SEED]."""
+    return bounded(default, ge=0, le=MAX_SEED)
+
+
+def declared_range(owner: type, name: str) -> tuple[Range, Any]:
+    """(the Range, the type) that dataclass ``owner`` declares for field ``name``."""
+    f = {f.name: f for f in dataclasses.fields(owner)}[name]
+    if "range" not in f.metadata:
+        raise TypeError(f"{owner.__qualname__}.{name} declares no range: use bounded(...)")
+    return f.metadata["range"], typing.get_type_hints(owner)[name]
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """Check every declared range of dataclass ``obj``; errors name the field as ``prefix + name``."""
+    hints = _field_types(obj)
+    for f in dataclasses.fields(obj):
+        if "range" in f.metadata:
+            f.metadata["range"].check(prefix + f.name, getattr(obj, f.name), hints[f.name])
+
+
+def is_numeric(type_) -> bool:
+    """Whether a field of this type holds numbers (so it must declare a range); bool is not a number here."""
+    base, _ = _strip_optional(type_)
+    if typing.get_origin(base) is tuple:
+        base = typing.get_args(base)[0]
+    return base in (int, float)
+
+
+def _strip_optional(type_) -> tuple[Any, bool]:
+    """(X, True) for ``X | None``, (type_, False) otherwise."""
+    if typing.get_origin(type_) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(type_) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(type_))
+    return type_, False
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"  # a name from `genlab data list`
     root: str = ""  # dataset folder; "" means $GENLAB_DATA, else ~/.cache/genlab/data
     download: bool = False  # fetch missing official files (needs a network)
     # Reused by `dynamic-binarized-mnist`: the seed of its fixed test-set binarization.
-    test_binarization_seed: int = 0
+    test_binarization_seed: int = seed_field(0)
     # `folder` dataset only:
     path: str = ""  # folder of images (PNG/JPEG/...), directly inside or one subfolder per class
-    image_size: int = 0  # centre-crop to a square, resize to this; 0 keeps the images' own (equal) size
-    image_channels: int = 3  # 1: grey (ITU-R 601-2 luma), 3: RGB
-    test_fraction: float = 0.1  # share of the images held out (seeded) as the test split
+    # centre-crop to a square, resize to this; 0 keeps the images' own (equal) size
+    image_size: int = bounded(0, ge=0)
+    image_channels: int = bounded(3, ge=1, le=3)  # 1: grey (ITU-R 601-2 luma), 3: RGB
+    test_fraction: float = bounded(0.1, gt=0.0, lt=1.0)  # share of the images held out (seeded) as the test split
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000  # total optimizer steps of the run (a resumed run stops at the same step)
-    batch_size: int = 128  # global batch: summed over processes and accumulation micro-steps
-    grad_accum: int = 1  # micro-steps per optimizer step
-    seed: int = 0
+    steps: int = bounded(2000, ge=0)  # total optimizer steps of the run (a resumed run stops at the same step)
+    batch_size: int = bounded(128, ge=1)  # global batch: summed over processes and accumulation micro-steps
+    grad_accum: int = bounded(1, ge=1)  # micro-steps per optimizer step
+    seed: int = seed_field(0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast is used on CUDA only
     compile: bool = False  # torch.compile each top-level submodule
-    ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
-    log_every: int = 50  # steps between metric lines (JSONL, TensorBoard)
-    ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
-    keep_checkpoints: int = 2  # older checkpoints are deleted beyond this many
-    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    ema_decay: float = bounded(0.0, ge=0.0, lt=1.0)  # 0 disables the exponential moving average of weights
+    log_every: int = bounded(50, ge=1)  # steps between metric lines (JSONL, TensorBoard)
+    ckpt_every: int = bounded(1000, ge=1)  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = bounded(2, ge=0)  # older ones are deleted beyond this many; 0 keeps all
+    max_bad_steps: int = bounded(20, ge=0)  # consecutive non-finite steps before the run stops
     progress: bool = True  # tqdm progress bar on rank 0
 
 
 @dataclass
 class OptimConfig:
     name: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
-    warmup_steps: int = 0  # linear warm-up from 0
+    lr: float = bounded(1e-3, gt=0.0)
+    beta1: float = bounded(0.9, ge=0.0, lt=1.0)
+    beta2: float = bounded(0.999, ge=0.0, lt=1.0)
+    eps: float = bounded(1e-8, gt=0.0)
+    weight_decay: float = bounded(0.0, ge=0.0)
+    grad_clip: float = bounded(0.0, ge=0.0)  # max global gradient norm; 0 disables clipping
+    warmup_steps: int = bounded(0, ge=0)  # linear warm-up from 0
     schedule: Literal["constant", "cosine"] = "constant"
-    min_lr_ratio: float = 0.0  # cosine schedule ends at lr * min_lr_ratio
+    min_lr_ratio: float = bounded(0.0, ge=0.0, le=1.0)  # cosine schedule ends at lr * min_lr_ratio
 
 
 SECTIONS = ("model", "objective", "data", "train", "optim")
@@ -155,11 +263,11 @@ def parse_value(text: str, type_, key: str):
         if text not in choices:
             raise ConfigError(f"{key}={text!r} is not one of {', '.join(map(str, choices))}")
         return text
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        args = [a for a in typing.get_args(type_) if a is not type(None)]
-        if text.lower() in ("none", "null") and len(args) < len(typing.get_args(type_)):
+    base, optional = _strip_optional(type_)
+    if base is not type_:
+        if optional and text.lower() in ("none", "null"):
             return None
-        return parse_value(text, args[0], key)
+        return parse_value(text, base, key)
     if origin is tuple:
         item_types = typing.get_args(type_)
         parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
@@ -218,7 +326,11 @@ def _set_field(target, section: str, key: str, value) -> None:
         close = difflib.get_close_matches(key, valid, n=3)
         hint = f"; did you mean {', '.join(section + '.' + c for c in close)}?" if close else ""
         raise ConfigError(f"unknown key {section}.{key}{hint} (valid: {', '.join(valid)})")
-    setattr(target, key, _coerce(value, types[key], f"{section}.{key}"))
+    value = _coerce(value, types[key], f"{section}.{key}")
+    range_ = next(f for f in dataclasses.fields(target) if f.name == key).metadata.get("range")
+    if range_ is not None:
+        range_.check(f"{section}.{key}", value, types[key])
+    setattr(target, key, value)
 
 
 def override_pairs(overrides) -> list[tuple[str, object]]:
@@ -266,19 +378,12 @@ def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    t, o = cfg.train, cfg.optim
-    if t.steps < 0:
-        raise ConfigError("train.steps must be >= 0")
-    if t.batch_size < 1 or t.grad_accum < 1:
-        raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+    """Every declared field range of every section, then the checks that relate fields."""
+    for name in SECTIONS:
+        check_fields(cfg.section(name), name + ".")
+    t = cfg.train
     if t.batch_size % t.grad_accum:
         raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by train.grad_accum={t.grad_accum}")
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise ConfigError("train.ema_decay must be in [0, 1)")
-    if o.lr <= 0:
-        raise ConfigError("optim.lr must be > 0")
-    if t.ckpt_every < 1 or t.log_every < 1:
-        raise ConfigError("train.ckpt_every and train.log_every must be >= 1")
     for section in ("model", "objective"):
         check = getattr(cfg.section(section), "validate", None)
         if check is not None:

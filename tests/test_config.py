@@ -22,10 +22,10 @@ def test_dotted_and_bare_overrides_are_typed():
     ("model.latent_dim=two", "not an integer"),
     ("train.precision=fp8", "not one of fp32, bf16"),
     ("train.compile=maybe", "not a boolean"),
-    ("optim.lr=-1", "optim.lr must be > 0"),
+    ("optim.lr=-1", r"optim.lr=-1.0 is not allowed: give a finite number > 0"),
     ("latent_dim", "not of the form key=value"),
     ("bogus.x=1", "unknown section 'bogus'"),
-    ("model.latent_dim=0", "latent_dim must be >= 1"),
+    ("model.latent_dim=0", "model.latent_dim=0 is not allowed: give an integer >= 1"),
 ])
 def test_bad_overrides_are_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from genlab.config import check_fields
 from genlab.nn.spec import DataSpec
 from genlab.sampling.generators import rand_per_sample, randn_per_sample
 
@@ -252,12 +253,8 @@ class ConvDiscriminator(nn.Module):
 
 
 def check_gan_knobs(cfg) -> None:
-    """The checks every GAN config shares: sizes, critic steps, init scale, D's learning-rate scale."""
-    if cfg.latent_dim < 1 or cfg.width < 1:
-        raise ValueError("latent_dim and width must be >= 1")
-    if cfg.n_critic < 1:
-        raise ValueError("n_critic must be >= 1 (discriminator steps per generator step)")
-    if cfg.init_std <= 0:
-        raise ValueError("init_std must be > 0")
-    if cfg.d_lr_scale <= 0:
-        raise ValueError("d_lr_scale must be > 0 (the discriminator's learning rate is optim.lr x d_lr_scale)")
+    """The checks every GAN config shares: the ranges its fields declare (sizes, critic steps, init scale...).
+
+    Run again here, not only when a RunConfig is validated, so a network built from a hand-made Config is checked too.
+    """
+    check_fields(cfg)

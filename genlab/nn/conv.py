@@ -7,6 +7,7 @@ from typing import Literal
 
 from torch import nn
 
+from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 
 Upsample = Literal["nearest-conv", "transposed"]
@@ -16,19 +17,17 @@ Upsample = Literal["nearest-conv", "transposed"]
 class CodecConfig:
     """The knobs shared by the convolutional autoencoder and VAE."""
 
-    latent_dim: int = 32  # 2 gives manifold plots
-    channels: tuple[int, ...] = (32, 64)  # conv widths; each stage halves the image
-    blocks: int = 1  # residual blocks per stage
-    hidden: int = 512  # dense layer between convolutions and latent
+    latent_dim: int = bounded(32, ge=1)  # 2 gives manifold plots
+    channels: tuple[int, ...] = bounded((32, 64), ge=1)  # conv widths; each stage halves the image
+    blocks: int = bounded(1, ge=0)  # residual blocks per stage
+    hidden: int = bounded(512, ge=1)  # dense layer between convolutions and latent
     upsample: Upsample = "nearest-conv"  # or "transposed"
     likelihood: str = "auto"  # auto | bernoulli | logistic | gaussian | categorical
-    gaussian_sigma: float = 0.1  # fixed std of the Gaussian likelihood, on the [0, 1] pixel scale
+    gaussian_sigma: float = bounded(0.1, gt=0.0)  # fixed std of the Gaussian likelihood, on the [0, 1] pixel scale
 
     def validate(self):
         from genlab.nn.distributions import LIKELIHOODS
 
-        if self.latent_dim < 1:
-            raise ValueError("latent_dim must be >= 1")
         if not self.channels:
             raise ValueError("channels needs at least one width")
         if self.likelihood not in ("auto", *LIKELIHOODS):

@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
 
@@ -187,7 +188,7 @@ class GAN:
     class Config:
         loss: Loss = "nonsaturating"  # minimax | nonsaturating | lsgan | hinge | wasserstein
         penalty: Penalty = "none"  # none | r1 (on reals) | wgan-gp (on interpolates)
-        penalty_weight: float = 10.0  # gamma of R1 / lambda of WGAN-GP (WGAN-GP paper: 10)
+        penalty_weight: float = bounded(10.0, ge=0.0)  # gamma of R1 / lambda of WGAN-GP (WGAN-GP paper: 10)
 
         def validate(self):
             if self.penalty_weight < 0 or not math.isfinite(self.penalty_weight):

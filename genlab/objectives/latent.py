@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
 
@@ -37,12 +38,8 @@ class ELBO:
 
     @dataclass
     class Config:
-        beta: float = 1.0  # weight of the rate term (beta-VAE, Higgins et al. 2017); 1 = true ELBO
-        kl_warmup_steps: int = 0  # linear ramp of the rate weight from 0 to beta (Sonderby et al. 2016)
-
-        def validate(self):
-            if self.beta < 0 or self.kl_warmup_steps < 0:
-                raise ValueError("beta and kl_warmup_steps must be >= 0")
+        beta: float = bounded(1.0, ge=0.0)  # weight of the rate term (beta-VAE, Higgins et al. 2017); 1 = true ELBO
+        kl_warmup_steps: int = bounded(0, ge=0)  # linear ramp of the rate weight from 0 to beta (Sonderby et al. 2016)
 
     def __init__(self, cfg: Config, data: DataSpec):
         self.cfg, self.data = cfg, data

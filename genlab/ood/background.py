@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.config import bounded
 from genlab.objectives.autoregressive import NLL
 from genlab.objectives.latent import ELBO
 from genlab.registry import OBJECTIVES
@@ -65,7 +66,8 @@ def _trained_on_mutations(base, name: str, what: str):
 
     @dataclass
     class Config(base.Config):
-        mutation_rate: float = 0.2  # mu: share of sub-pixels redrawn uniformly (paper's range 0.1-0.3)
+        # mu: share of sub-pixels redrawn uniformly (paper's range 0.1-0.3)
+        mutation_rate: float = bounded(0.2, gt=0.0, lt=1.0)
 
         def validate(self):
             parent = getattr(base.Config, "validate", None)

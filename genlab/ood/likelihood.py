@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from genlab.card import conditioning
+from genlab.config import bounded, check_fields
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
 
@@ -31,8 +32,8 @@ FAMILY_LIKELIHOODS: Registry[type] = Registry("likelihood family")
 
 @dataclass
 class LikelihoodOptions:
-    iwae_k: int = 100  # importance samples per image for a VAE's bound
-    iwae_chunk: int = 100  # importance samples per decoder pass (memory bound)
+    iwae_k: int = bounded(100, ge=1)  # importance samples per image for a VAE's bound
+    iwae_chunk: int = bounded(100, ge=1)  # importance samples per decoder pass (memory bound)
 
 
 class FamilyLikelihood:
@@ -63,8 +64,7 @@ class LatentLikelihood(FamilyLikelihood):
 
     def __init__(self, model, objective, opts: LikelihoodOptions):
         super().__init__(model, objective, opts)
-        if opts.iwae_k < 1 or opts.iwae_chunk < 1:
-            raise ValueError("iwae_k and iwae_chunk must be >= 1")
+        check_fields(opts)
         # A VAE's encoder returns the posterior (mu, logvar); an autoencoder's a code.
         self.variational = model.card.encoder == "posterior"
         self.kind = "bound" if self.variational else "proxy"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.config import bounded, check_fields, seed_field
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
@@ -44,14 +45,14 @@ IN_SET = "in-distribution"
 class OODOptions:
     ood: list[str] = field(default_factory=list)  # OOD dataset names (`genlab data list`)
     background: str | None = None  # run folder of a background model, for the likelihood ratio
-    max_examples: int | None = None  # per set: a seeded random subset of this many images; None: all
-    reference_examples: int = 2000  # training images for the typicality test's H_hat
-    typicality_m: int = 10  # images per batch of the batch typicality test
-    batch_size: int = 256
-    iwae_k: int = 100
-    iwae_chunk: int = 100
+    max_examples: int | None = bounded(None, ge=2)  # per set: a seeded random subset of this many images; None: all
+    reference_examples: int = bounded(2000, ge=1)  # training images for the typicality test's H_hat
+    typicality_m: int = bounded(10, ge=1)  # images per batch of the batch typicality test
+    batch_size: int = bounded(256, ge=1)
+    iwae_k: int = bounded(100, ge=1)
+    iwae_chunk: int = bounded(100, ge=1)
     compressors: tuple[str, ...] = COMPRESSORS
-    seed: int = 0
+    seed: int = seed_field(0)
     device: str = "auto"
     data_root: str | None = None
     use_ema: bool = True
@@ -63,10 +64,7 @@ class OODOptions:
         for name in self.ood:
             if name not in DATASETS:
                 raise ValueError(f"unknown OOD dataset {name!r}; datasets: {', '.join(DATASETS.names())}")
-        if self.max_examples is not None and self.max_examples < 2:
-            raise ValueError("--max-examples must be >= 2")
-        if self.reference_examples < 1 or self.typicality_m < 1 or self.batch_size < 1 or self.iwae_k < 1:
-            raise ValueError("--reference-examples, --typicality-m, --batch-size and --iwae-k must be >= 1")
+        check_fields(self)
         for c in self.compressors:
             if c not in COMPRESSORS:
                 raise ValueError(f"unknown compressor {c!r}; choose from {', '.join(COMPRESSORS)}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.config import bounded, seed_field
 from genlab.data.base import to_model_input
 from genlab.ood.compress import COMPRESSORS, code_lengths
 from genlab.ood.likelihood import FamilyLikelihood, LikelihoodOptions, family_likelihood
@@ -18,11 +19,11 @@ from genlab.train.run import LoadedRun, load_run
 
 @dataclass
 class ScorerOptions:
-    batch_size: int = 256  # images per forward pass
-    iwae_k: int = 100  # importance samples per image for a VAE (its NLL is then an IWAE bound)
-    iwae_chunk: int = 100  # importance samples per decoder pass
+    batch_size: int = bounded(256, ge=1)  # images per forward pass
+    iwae_k: int = bounded(100, ge=1)  # importance samples per image for a VAE (its NLL is then an IWAE bound)
+    iwae_chunk: int = bounded(100, ge=1)  # importance samples per decoder pass
     compressors: tuple[str, ...] = COMPRESSORS  # lossless compressors for the complexity scores
-    seed: int = 0  # seeds the importance samples
+    seed: int = seed_field(0)  # seeds the importance samples
 
 
 def describe_run(run: LoadedRun, lik: FamilyLikelihood) -> dict:

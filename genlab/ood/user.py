@@ -83,7 +83,7 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     if background is None and prior and prior.get("background"):
         background = prior["background"]["dir"]
     protocol = (prior or {}).get("protocol", {})
-    k = iwae_k or protocol.get("iwae_k") or 100
+    k = iwae_k if iwae_k is not None else protocol.get("iwae_k") or 100
     if prior and protocol.get("iwae_k") and k != protocol["iwae_k"]:
         log(f"note: --iwae-k {k} differs from the k={protocol['iwae_k']} of ood.json; percentiles compare "
             "bounds of different tightness")

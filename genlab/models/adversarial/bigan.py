@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec, TINY_GREY
+from genlab.config import bounded
 from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -80,25 +81,22 @@ class BiGAN(nn.Module):
 
     @dataclass
     class Config:
-        latent_dim: int = 50  # size of z (BiGAN on MNIST: 50)
+        latent_dim: int = bounded(50, ge=1)  # size of z (BiGAN on MNIST: 50)
         prior: Prior = "normal"  # ALI's N(0, I); BiGAN's U[-1, 1] (tanh encoder) saturates, see the docstring
         encoder: Literal["deterministic", "gaussian"] = "deterministic"  # BiGAN | ALI's q(z|x)
-        width: int = 64  # conv channels at full resolution (generator, encoder, discriminator)
+        width: int = bounded(64, ge=1)  # conv channels at full resolution (generator, encoder, discriminator)
         upsample: Upsample = "transposed"  # or nearest-conv
         g_norm: GNorm = "batch"  # generator and encoder normalisation
         d_norm: DNorm = "batch"  # discriminator: batch | layer | spectral | none; not batch with penalties
-        d_hidden: int = 512  # width of the discriminator's z pathway and joint MLP
-        d_dropout: float = 0.2  # dropout in every discriminator layer
-        min_logvar: float = -10.0  # floor on the Gaussian encoder's log-variance
-        n_critic: int = 1  # discriminator steps per encoder/generator step
-        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
-        init_std: float = 0.02  # weights ~ N(0, init_std)
+        d_hidden: int = bounded(512, ge=1)  # width of the discriminator's z pathway and joint MLP
+        d_dropout: float = bounded(0.2, ge=0.0, lt=1.0)  # dropout in every discriminator layer
+        min_logvar: float = bounded(-10.0)  # floor on the Gaussian encoder's log-variance
+        n_critic: int = bounded(1, ge=1)  # discriminator steps per encoder/generator step
+        # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
+        d_lr_scale: float = bounded(1.0, gt=0.0)
+        init_std: float = bounded(0.02, gt=0.0)  # weights ~ N(0, init_std)
 
         def validate(self):
-            if self.latent_dim < 1 or self.width < 1 or self.d_hidden < 1:
-                raise ValueError("latent_dim, width and d_hidden must be >= 1")
-            if not 0.0 <= self.d_dropout < 1.0:
-                raise ValueError("d_dropout must be in [0, 1)")
             if self.encoder == "gaussian" and self.prior != "normal":
                 raise ValueError("encoder=gaussian (ALI) matches a normal prior: set prior=normal")
             check_gan_knobs(self)

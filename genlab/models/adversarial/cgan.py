@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_GREY
+from genlab.config import bounded
 from genlab.nn.adversarial import check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -52,14 +53,15 @@ class CGAN(nn.Module):
 
     @dataclass
     class Config:
-        latent_dim: int = 128  # size of z (Miyato & Koyama: 128)
+        latent_dim: int = bounded(128, ge=1)  # size of z (Miyato & Koyama: 128)
         prior: Prior = "normal"  # p(z)
-        width: int = 64  # channels at full resolution; doubled at each smaller one
+        width: int = bounded(64, ge=1)  # channels at full resolution; doubled at each smaller one
         upsample: Upsample = "transposed"  # or nearest-conv
         d_norm: DNorm = "spectral"  # spectral norm (Miyato & Koyama) | batch | layer | none
-        n_critic: int = 1  # discriminator steps per generator step
-        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
-        init_std: float = 0.02  # weights ~ N(0, init_std)
+        n_critic: int = bounded(1, ge=1)  # discriminator steps per generator step
+        # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
+        d_lr_scale: float = bounded(1.0, gt=0.0)
+        init_std: float = bounded(0.02, gt=0.0)  # weights ~ N(0, init_std)
 
         def validate(self):
             check_gan_knobs(self)

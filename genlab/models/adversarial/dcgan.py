@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec, TINY_GREY
+from genlab.config import bounded
 from genlab.nn.adversarial import (check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -48,15 +49,16 @@ class DCGAN(nn.Module):
 
     @dataclass
     class Config:
-        latent_dim: int = 100  # size of z (paper: 100)
+        latent_dim: int = bounded(100, ge=1)  # size of z (paper: 100)
         prior: Prior = "uniform"  # p(z): uniform on [-1, 1] (paper) or normal
-        width: int = 64  # channels at full resolution; doubled at each smaller one
+        width: int = bounded(64, ge=1)  # channels at full resolution; doubled at each smaller one
         upsample: Upsample = "transposed"  # paper: transposed ("fractionally-strided") convolution
         g_norm: GNorm = "batch"  # generator normalisation (paper: batch norm)
         d_norm: DNorm = "batch"  # discriminator: batch (paper) | layer | spectral | none; not batch with penalties
-        n_critic: int = 1  # discriminator steps per generator step (WGAN-GP: 5)
-        d_lr_scale: float = 1.0  # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
-        init_std: float = 0.02  # weights ~ N(0, init_std) (paper)
+        n_critic: int = bounded(1, ge=1)  # discriminator steps per generator step (WGAN-GP: 5)
+        # D's lr = optim.lr x this; > 1 is the two time-scale rule (Heusel et al. 2017)
+        d_lr_scale: float = bounded(1.0, gt=0.0)
+        init_std: float = bounded(0.02, gt=0.0)  # weights ~ N(0, init_std) (paper)
 
         def validate(self):
             check_gan_knobs(self)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
+from genlab.config import bounded
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups, down_shift
@@ -99,17 +100,15 @@ class GatedPixelCNN(nn.Module):
     @dataclass
     class Config:
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
-        channels: int = 64  # p, feature maps of each stack (paper 384 on CIFAR-10)
-        layers: int = 8  # gated layers including the first (paper 20 on CIFAR-10)
-        first_kernel: int = 7  # window width of the first layer (7 in the paper)
-        kernel: int = 3  # window width of the later layers (3 in the paper)
-        head_channels: int = 256  # ReLU + 1x1 output layer width (paper 1024)
+        channels: int = bounded(64, ge=1)  # p, feature maps of each stack (paper 384 on CIFAR-10)
+        layers: int = bounded(8, ge=1)  # gated layers including the first (paper 20 on CIFAR-10)
+        first_kernel: int = bounded(7, ge=1)  # window width of the first layer (7 in the paper)
+        kernel: int = bounded(3, ge=1)  # window width of the later layers (3 in the paper)
+        head_channels: int = bounded(256, ge=1)  # ReLU + 1x1 output layer width (paper 1024)
         conditional: bool = False  # a learned per-class bias in every gated layer (needs labelled data)
-        mixture_components: int = 10  # logistic-mixture only
+        mixture_components: int = bounded(10, ge=1)  # logistic-mixture only
 
         def validate(self):
-            if self.channels < 1 or self.layers < 1 or self.head_channels < 1:
-                raise ValueError("channels, layers and head_channels must be >= 1")
             if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
                 raise ValueError("first_kernel and kernel must be odd")
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
+from genlab.config import bounded
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution, to_levels
 from genlab.nn.spec import DataSpec, Phase
@@ -95,22 +96,18 @@ class PixelTransformer(nn.Module):
     @dataclass
     class Config:
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
-        d_model: int = 64  # width of the residual stream
-        layers: int = 4  # transformer blocks
-        heads: int = 4  # attention heads (d_model must be divisible by heads)
-        mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * d_model
-        dropout: float = 0.0
+        d_model: int = bounded(64, ge=1)  # width of the residual stream
+        layers: int = bounded(4, ge=1)  # transformer blocks
+        heads: int = bounded(4, ge=1)  # attention heads (d_model must be divisible by heads)
+        mlp_ratio: int = bounded(4, ge=1)  # MLP hidden width = mlp_ratio * d_model
+        dropout: float = bounded(0.0, ge=0.0, lt=1.0)
         positions: Literal["learned", "2d"] = "2d"  # one vector per position, or row + column + channel
         conditional: bool = False  # a class token starts the sequence (needs labelled data)
-        mixture_components: int = 10  # logistic-mixture only
+        mixture_components: int = bounded(10, ge=1)  # logistic-mixture only
 
         def validate(self):
-            if self.d_model < 1 or self.layers < 1 or self.heads < 1 or self.mlp_ratio < 1:
-                raise ValueError("d_model, layers, heads and mlp_ratio must be >= 1")
             if self.d_model % self.heads:
                 raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
-            if not 0.0 <= self.dropout < 1.0:
-                raise ValueError("dropout must be in [0, 1)")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()

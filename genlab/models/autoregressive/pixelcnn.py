@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
+from genlab.config import bounded
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d
@@ -63,22 +64,18 @@ class PixelCNN(nn.Module):
     @dataclass
     class Config:
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
-        channels: int = 64  # 2h in the paper: features between residual blocks (paper 256)
-        residual_blocks: int = 8  # paper: 15 on CIFAR-10
-        first_kernel: int = 7  # the type-A layer (paper 7x7)
-        kernel: int = 3  # the type-B layers inside residual blocks (paper 3x3)
-        head_channels: int = 256  # width of the two ReLU + 1x1 output layers (paper 1024)
-        mixture_components: int = 10  # logistic-mixture only (PixelCNN++ uses 10)
+        channels: int = bounded(64, ge=2)  # 2h in the paper: features between residual blocks (paper 256)
+        residual_blocks: int = bounded(8, ge=0)  # paper: 15 on CIFAR-10
+        first_kernel: int = bounded(7, ge=1)  # the type-A layer (paper 7x7)
+        kernel: int = bounded(3, ge=1)  # the type-B layers inside residual blocks (paper 3x3)
+        head_channels: int = bounded(256, ge=1)  # width of the two ReLU + 1x1 output layers (paper 1024)
+        mixture_components: int = bounded(10, ge=1)  # logistic-mixture only (PixelCNN++ uses 10)
 
         def validate(self):
-            if self.channels < 2 or self.channels % 2:
-                raise ValueError("channels must be an even number >= 2 (the blocks use channels / 2 inside)")
-            if self.residual_blocks < 0:
-                raise ValueError("residual_blocks must be >= 0")
+            if self.channels % 2:
+                raise ValueError("channels must be even (the blocks use channels / 2 inside)")
             if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
                 raise ValueError("first_kernel and kernel must be odd")
-            if self.head_channels < 1:
-                raise ValueError("head_channels must be >= 1")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()

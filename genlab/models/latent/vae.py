@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec
+from genlab.config import bounded
 from genlab.nn.conv import CodecConfig, build_codec
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
@@ -37,7 +38,7 @@ class VAE(nn.Module):
 
     @dataclass
     class Config(CodecConfig):
-        min_logvar: float = -12.0  # floor on the posterior log-variance, for stability
+        min_logvar: float = bounded(-12.0)  # floor on the posterior log-variance, for stability
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
