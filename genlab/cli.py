@@ -22,8 +22,9 @@ class _Parser(argparse.ArgumentParser):
 class _Checked:
     """An argparse ``type``: the option's text parsed and checked against a declared ``Range``.
 
-    ``owner`` is a config dataclass (or a function returning one, imported only when the option is
-    given) whose field ``name`` declares the range; without it, ``bounds`` declare one here.
+    ``owner`` is a function returning the config dataclass whose field ``name`` declares the range
+    (imported only once the option is given, so `genlab --help` stays fast); without it, ``bounds``
+    declare the range of an option that feeds no config field.
     """
 
     def __init__(self, owner=None, name: str = "", kind=int, **bounds):
@@ -36,7 +37,7 @@ class _Checked:
         if self.owner is None:
             range_, kind = Range(**self.bounds), self.kind
         else:
-            range_, kind = declared_range(self.owner if isinstance(self.owner, type) else self.owner(), self.name)
+            range_, kind = declared_range(self.owner(), self.name)
         try:
             value = parse_value(text, kind, "")
         except ConfigError:
@@ -48,22 +49,30 @@ class _Checked:
         return value
 
 
-def _train_field(name):
+def _train_config():
     from genlab.config import TrainConfig
 
-    return _Checked(TrainConfig, name)
+    return TrainConfig
 
 
-def _eval_field(name):
+def _eval_options():
     from genlab.eval.options import EvalOptions
 
-    return _Checked(EvalOptions, name)
+    return EvalOptions
 
 
 def _ood_options():
-    from genlab.ood.run import OODOptions  # imports torch: only once an ood option is given
+    from genlab.ood.run import OODOptions  # imports torch
 
     return OODOptions
+
+
+def _train_field(name):
+    return _Checked(_train_config, name)
+
+
+def _eval_field(name):
+    return _Checked(_eval_options, name)
 
 
 def _ood_field(name):

@@ -14,7 +14,7 @@ import typing
 import pytest
 
 from genlab.cli import _Checked, build_parser, main
-from genlab.config import (ConfigError, DataConfig, OptimConfig, RunConfig, TrainConfig, apply_overrides,
+from genlab.config import (ConfigError, DataConfig, OptimConfig, Range, RunConfig, TrainConfig, apply_overrides,
                            check_fields, declared_range, is_numeric, validate)
 from genlab.eval.options import EvalOptions
 from genlab.ood.likelihood import LikelihoodOptions
@@ -209,3 +209,6 @@ def test_the_range_description_reads_as_what_to_type():
     assert rng.describe(kind) == "an integer >= 1, or none"
     rng, kind = declared_range(OptimConfig, "min_lr_ratio")
     assert rng.describe(kind) == "a number in [0, 1]"
+    open_ended = Range(ge=0.0, finite=False)  # a field that gives inf a meaning says so
+    assert open_ended.describe(float) == "a number >= 0 (inf allowed)" and open_ended.allows(math.inf)
+    assert not Range(ge=0.0).allows(math.inf) and not Range().allows(math.nan) and Range().allows(-1e300)
