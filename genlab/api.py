@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.errors import InputError
 from genlab.card import conditioning
 from genlab.config import ConfigError, RunConfig, override_pairs
 from genlab.configs import resolve_train_config
@@ -37,7 +38,7 @@ from genlab.train.loop import train as train_loop
 from genlab.train.run import LoadedRun, load_run
 
 
-class CapabilityError(ValueError):
+class CapabilityError(InputError):
     """The model cannot do what was asked (encode without latents, a likelihood of a GAN...)."""
 
 
@@ -145,14 +146,16 @@ class Run:
 
     # --- sampling
     def sample(self, n: int = 16, seed: int = 0, label: int | None = None, batch_size: int = 256,
-               **sampler_options) -> torch.Tensor:
+               sampler: str | None = None, **sampler_options) -> torch.Tensor:
         """n samples (n, C, H, W) in [0, 1] on the CPU; sample i of seed s is the same whatever batch_size.
 
         Args:
             label: the class to draw, for a class-conditional model (None: a random class per sample).
-            sampler_options: passed to the model's sampler (e.g. ``temperature=0.8`` for a VAE or a pixel model).
+            sampler: one of the samplers on the model's card (None: its first).
+            sampler_options: that sampler's options (its dataclass in ``genlab.registry.SAMPLER_OPTIONS``, e.g.
+                ``temperature=0.8`` for a VAE or a pixel model); an unknown option is an error.
         """
-        return draw(self.model, n, seed, self.device, batch_size, label, **sampler_options)
+        return draw(self.model, n, seed, self.device, batch_size, label, sampler=sampler, **sampler_options)
 
     # --- likelihood
     @torch.no_grad()

@@ -6,7 +6,7 @@ helper below) instead of guessing from loose attributes, ``getattr`` or the type
 what a method happens to return. A new family states its contract here once.
 
 This module sits at the left end of the import layers (next to ``registry``): it
-imports nothing from genlab, so models, samplers and the CLI can all read it.
+imports only genlab.errors, so models, samplers and the CLI can all read it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
+
+from genlab.errors import InputError
 
 Family = Literal["latent", "autoregressive", "adversarial", "diffusion"]
 # exact: -log p is computed exactly (chain rule); bound: an upper bound on -log p (ELBO, IWAE);
@@ -116,8 +118,8 @@ class ModelCard:
             if spec.name == name:
                 return spec
         if not self.samplers:
-            raise ValueError(f"this {self.family} model has no sampler (nothing to sample from)")
-        raise ValueError(f"sampler {name!r} is not one of this model's: {', '.join(self.sampler_names)}")
+            raise InputError(f"this {self.family} model has no sampler (nothing to sample from)")
+        raise InputError(f"sampler {name!r} is not one of this model's: {', '.join(self.sampler_names)}")
 
 
 def conditioning(model) -> Conditioning:

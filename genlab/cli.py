@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -83,6 +84,24 @@ COUNT = _Checked(ge=1)  # a number of images, samples, steps...
 SEED = _train_field("seed")
 
 
+class _SampleHelp(argparse.Action):
+    """`genlab sample --help` also lists every sampler's options, read from their dataclasses only when
+    asked (so that building the parser imports no torch)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from genlab.registry import MODELS
+        from genlab.sampling.api import describe_sampler_options
+
+        per_model = "; ".join(f"{name}: {', '.join(cls.card.sampler_names) or 'none'}" for name, cls in MODELS.items())
+        parser.epilog = (f"samplers of each model (the first is the default): {per_model}\n\n"
+                         "sampler options (--set key=value):\n" + "\n".join(describe_sampler_options()))
+        parser.print_help()
+        parser.exit()
+
+
 def _add_run_loading(p):
     """The options of every command that loads a trained run: where to run it, which weights, where the data is."""
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -111,13 +130,18 @@ def _add_train(sub):
 
 
 def _add_run_cmds(sub):
-    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid")
+    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid", add_help=False,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-h", "--help", action=_SampleHelp, help="show this help, with every sampler's options, and exit")
     p.add_argument("run_dir", help="a run folder written by `genlab train`")
     p.add_argument("--n", type=COUNT, default=64, help="number of samples (default 64)")
     p.add_argument("--out", default=None, help="output image (default RUN_DIR/samples.png)")
     p.add_argument("--seed", type=SEED, default=0, help="sample i of seed s is the same image whatever --batch-size")
     p.add_argument("--label", type=_Checked(ge=0), default=None, help="class to draw, for class-conditional models")
     p.add_argument("--batch-size", type=COUNT, default=256, help="samples per forward pass")
+    p.add_argument("--sampler", default=None, metavar="NAME", help="one of the model's samplers (default: its first)")
+    p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler option, repeatable (e.g. --set temperature=0.8); listed below under --help")
     _add_run_loading(p)
 
     p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
@@ -251,6 +275,9 @@ def _add_ood(sub):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                                   "generative models of images.")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of any error, user errors included (also GENLAB_DEBUG=1); "
+                             "may also be given after the command")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_run_cmds(sub)
@@ -282,12 +309,18 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
+    import dataclasses
+
     from genlab.api import load
     from genlab.reports.images import save_grid
+    from genlab.sampling.api import sampler_options
 
     out = args.out or str(Path(args.run_dir) / "samples.png")
     run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root)
-    path = save_grid(run.sample(args.n, seed=args.seed, label=args.label, batch_size=args.batch_size), out)
+    options = dataclasses.asdict(sampler_options(run.model, args.sampler, args.options))  # bad keys fail here
+    images = run.sample(args.n, seed=args.seed, label=args.label, batch_size=args.batch_size, sampler=args.sampler,
+                        **options)
+    path = save_grid(images, out)
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -425,15 +458,21 @@ COMMANDS = {"train": _train, "sample": _sample, "export": _export, "eval": _eval
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --traceback is accepted anywhere on the line (`genlab sample RUN --traceback`): move it before the command.
+    debug = "--traceback" in argv
+    argv = (["--traceback"] if debug else []) + [a for a in argv if a != "--traceback"]
     args = build_parser().parse_args(argv)
-    import genlab  # noqa: F401  (fills the registries)
+    debug = debug or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")
     from genlab.errors import USER_ERRORS
 
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"genlab {args.command}: error: {msg}", file=sys.stderr)
+        if debug:
+            raise
+        # One line for what the user can fix; any other exception is a bug and keeps its traceback.
+        print(f"genlab {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -32,10 +32,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from genlab.errors import UserError
 from genlab.registry import MODELS, OBJECTIVES
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key the user gave is not valid."""
 
 
@@ -375,6 +376,23 @@ def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
         _set_field(cfg.section(section), section, name, text)
     validate(cfg)
     return cfg
+
+
+def set_options(target, overrides, what: str):
+    """Apply ``key=value`` overrides (strings, typed values or a dict) to one options dataclass, strictly.
+
+    Unknown keys and values of the wrong type are ConfigErrors naming ``what`` (e.g. "sampler latent")
+    and its options. Returns ``target``.
+    """
+    types = {f.name: _field_types(target)[f.name] for f in dataclasses.fields(target)}
+    for key, value in override_pairs(overrides):
+        key = key.strip()
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{what} has no option {key!r}{hint} (its options: {', '.join(types) or 'none'})")
+        setattr(target, key, _coerce(value, types[key], key))
+    return target
 
 
 def validate(cfg: RunConfig) -> None:

@@ -3,7 +3,7 @@
 Every pluggable piece of genlab (models, objectives, samplers, evaluators,
 datasets, metrics) is looked up by a string name in one of these dicts. A
 module registers itself with ``@MODELS.register("vae")``. The first lookup in
-any registry imports ``PLUGIN_MODULES`` (which import every family), so the
+any registry imports every module of ``PLUGIN_PACKAGES`` (found by pkgutil), so the
 registries are full whenever they are read, while ``import genlab`` itself
 stays fast. Unknown names give an error listing what exists.
 """
@@ -11,18 +11,30 @@ stays fast. Unknown names give an error listing what exists.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
+
+from genlab.errors import UnknownName
 
 T = TypeVar("T")
 
-# The one list of what registers something. Imported by name on the first lookup, not at import time, so that
-# `import genlab` loads neither torch nor the families; this is the only place a low layer names higher ones.
-PLUGIN_MODULES = (
-    "genlab.data", "genlab.models", "genlab.objectives", "genlab.sampling", "genlab.eval",
-    "genlab.eval.latent", "genlab.eval.adversarial", "genlab.eval.sample_metrics", "genlab.eval.memorization",
-    "genlab.eval.exact", "genlab.reports", "genlab.reports.figures", "genlab.ood",
-)
+# The packages whose modules register something. Every module under them is imported (found by
+# pkgutil, not listed by hand) on the first lookup, not at import time, so that `import genlab` loads
+# neither torch nor the families; a new model, sampler or evaluator file registers itself by being there.
+# This is the only place a low layer names higher ones.
+PLUGIN_PACKAGES = ("genlab.data", "genlab.models", "genlab.objectives", "genlab.sampling", "genlab.eval",
+                   "genlab.reports", "genlab.ood")
 _loaded = False
+
+
+def plugin_modules() -> list[str]:
+    """Every module of ``PLUGIN_PACKAGES`` (and subpackages), packages first, in a fixed order."""
+    names = []
+    for package in PLUGIN_PACKAGES:
+        names.append(package)
+        path = importlib.import_module(package).__path__
+        names += sorted(m.name for m in pkgutil.walk_packages(path, package + "."))
+    return names
 
 
 def load_plugins() -> None:
@@ -32,7 +44,7 @@ def load_plugins() -> None:
         return
     _loaded = True
     try:
-        for name in PLUGIN_MODULES:
+        for name in plugin_modules():
             importlib.import_module(name)
     except BaseException:
         _loaded = False  # a failed import must not leave the registries silently half full
@@ -61,7 +73,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise KeyError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
 
     def __contains__(self, name: object) -> bool:
         load_plugins()
@@ -83,8 +95,21 @@ class Registry(Generic[T]):
 MODELS: Registry[type] = Registry("model")
 OBJECTIVES: Registry[type] = Registry("objective")
 SAMPLERS: Registry[Callable] = Registry("sampler")
+# The typed options of each sampler (a dataclass; its fields are the sampler's keyword options and
+# what `genlab sample --sampler NAME --set key=value` accepts), registered with it by register_sampler.
+SAMPLER_OPTIONS: Registry[type] = Registry("sampler options")
 EVALUATORS: Registry[Callable] = Registry("evaluator")
 DATASETS: Registry[Callable] = Registry("dataset")
 METRICS: Registry[Callable] = Registry("metric")
 # Report figures per model family: fn(loaded_run, out_dir, device) -> list of (title, file name).
 FIGURE_SETS: Registry[Callable] = Registry("figure set")
+
+
+def register_sampler(name: str, options: type) -> Callable[[Callable], Callable]:
+    """Register a sampler function and its options dataclass under one name."""
+
+    def decorator(fn: Callable) -> Callable:
+        SAMPLER_OPTIONS.register(name)(options)
+        return SAMPLERS.register(name)(fn)
+
+    return decorator

@@ -125,3 +125,45 @@ def test_gan_train_sample_report(tmp_path, capsys):
     assert code == 0
     for fig in ("samples.png", "interpolation.png", "interpolation.gif", "nearest_train.png"):
         assert (run / "figures" / fig).exists()
+
+
+# ---- sampler options and error reporting (issue 11) ---------------------------------------------
+
+
+def test_sample_takes_sampler_options_from_their_dataclass(trained_run, capsys, tmp_path):
+    code, out, _ = _run(capsys, "sample", str(trained_run), "--n", "4", "--out", str(tmp_path / "t.png"),
+                        "--sampler", "latent", "--set", "temperature=0.5", "--set", "output=sample", "--device", "cpu")
+    assert code == 0 and "wrote 4 samples" in out
+    code, _, err = _run(capsys, "sample", str(trained_run), "--set", "temprature=0.5", "--device", "cpu")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no option 'temprature'; did you mean temperature?" in err
+    code, _, err = _run(capsys, "sample", str(trained_run), "--sampler", "gan", "--device", "cpu")
+    assert code == 2 and "not one of this model's: latent" in err
+
+
+def test_sample_help_lists_every_samplers_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    out = capsys.readouterr().out
+    assert "--sampler NAME" in out and "temperature=1.0 (float)" in out and "output=mean (mean|sample)" in out
+    assert "vae: latent" in out
+
+
+def test_a_bug_keeps_its_traceback_and_user_errors_stay_one_line(monkeypatch, capsys):
+    from genlab.registry import Registry
+
+    # An internal KeyError is a bug: it must escape with its traceback, not become a one-line "error".
+    def broken(self):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(Registry, "items", broken)
+    with pytest.raises(KeyError, match="internal"):
+        main(["models"])
+    monkeypatch.undo()
+    code, _, err = _run(capsys, "train", "no-such-model", "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "unknown model 'no-such-model'" in err
+    with pytest.raises(KeyError, match="no-such-model"):  # --traceback shows user errors in full too
+        main(["train", "no-such-model", "--dry-run", "--traceback"])
+    monkeypatch.setenv("GENLAB_DEBUG", "1")
+    with pytest.raises(KeyError, match="no-such-model"):
+        main(["train", "no-such-model", "--dry-run"])

@@ -9,13 +9,12 @@ Each dataset lives in its own subfolder of the data root (``mnist/``,
 ``fashion-mnist/``, ``binarized-mnist/``, ``frey/``, ``cifar10/``). Files are
 never fetched unless ``data.download`` is true; a missing or corrupt file is a
 ``DatasetError`` that says which file, its checksum, where to put it and where
-to get it. Importing this package registers every dataset in
-``genlab.registry.DATASETS``.
+to get it. Each dataset module registers itself in ``genlab.registry.DATASETS``
+(imported with every other plugin module on the first registry lookup).
 """
 
 from __future__ import annotations
 
-from genlab.data import amat, cifar, digits, dynamic, folder, frey, idx  # noqa: F401  (registers datasets)
 from genlab.data.base import ImageSet
 from genlab.data.catalog import Dataset
 from genlab.data.download import data_root

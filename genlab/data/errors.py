@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from genlab.errors import UserError
+
 HOW_TO_FIX = (
     "to fix: put the file there yourself, or run with --set data.download=true to fetch it, "
     "or point genlab at a folder that has it with --data-root DIR (or GENLAB_DATA=DIR)"
 )
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset cannot be loaded; the message says which file and what to do.
 
     Attributes:

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from genlab.errors import InputError
 from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -41,7 +42,7 @@ MANIFEST_NAME = "manifest.json"
 FEATURE_CHUNK = 500  # images per forward pass of a feature network, fixed for bit-reproducibility
 
 
-class FeatureNetError(ValueError):
+class FeatureNetError(InputError):
     """A feature network's weights are missing, corrupt or do not match the manifest.
 
     A ValueError so that the CLI prints it as a one-line user error: the fix is always

@@ -1,5 +1,2 @@
-"""Every model module, imported so that its @MODELS.register runs."""
-
-from genlab.models.latent import autoencoder, vae  # noqa: F401
-from genlab.models.adversarial import bigan, cgan, dcgan  # noqa: F401
-from genlab.models import autoregressive  # noqa: F401  (pixelcnn, gated-pixelcnn, pixel-transformer)
+"""The models, one file each under a family folder; genlab.registry imports every module here on the
+first registry lookup, so a new model file registers itself."""

@@ -1,3 +1,1 @@
-from genlab.objectives import latent  # noqa: F401
-from genlab.objectives import adversarial  # noqa: F401
-from genlab.objectives import autoregressive  # noqa: F401
+"""Objectives: loss_fn(model, batch, phase, step) -> dict of per-example terms."""

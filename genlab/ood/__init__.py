@@ -10,4 +10,3 @@
     run.py          `genlab ood`        user.py   `genlab score`        report.py   figures and pages
 """
 
-from genlab.ood import background  # noqa: F401  (registers the background-model objectives)

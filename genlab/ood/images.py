@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.errors import InputError
 from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
 from genlab.nn.spec import DataSpec
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """A user's image file cannot be read or converted; the message names the file in one line."""
 
 

@@ -1,3 +1,1 @@
-from genlab.sampling import latent  # noqa: F401
-from genlab.sampling import adversarial  # noqa: F401
-from genlab.sampling import autoregressive  # noqa: F401
+"""Samplers: pure functions (model, n, generators, device, label, **options) -> images."""

@@ -9,6 +9,7 @@ whatever the batch it is drawn in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from genlab.card import conditioning
-from genlab.registry import SAMPLERS
+from genlab.registry import register_sampler
 from genlab.reports.images import grid_array
 from genlab.sampling.generators import categorical_per_sample
 from genlab.sampling.latent import slerp
@@ -58,7 +59,12 @@ def _labels(model, n: int, label, generators: list[torch.Generator] | None, devi
     return y
 
 
-@SAMPLERS.register("gan")
+@dataclass
+class GANSamplerOptions:
+    """A GAN sample is one generator pass: no options yet (truncation would go here)."""
+
+
+@register_sampler("gan", GANSamplerOptions)
 @torch.no_grad()
 def sample_gan(model, n: int, generators: list[torch.Generator], device, label=None, **_) -> torch.Tensor:
     """n images G(z_i[, y_i]) in [0, 1], (n, C, H, W); z_i (then y_i) from generators[i] only.

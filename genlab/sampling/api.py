@@ -2,27 +2,85 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
 
 import torch
 
-from genlab.registry import SAMPLERS
+from genlab.card import SamplerSpec
+from genlab.config import set_options
+from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.sampling.generators import make_generators
 
 
 def sampler_of(model, name: str | None = None):
     """The sampler function named ``name`` on the model's card (default: the card's first)."""
+    return SAMPLERS.get(_spec(model, name).name)
+
+
+def _spec(model, name: str | None) -> SamplerSpec:
     if not model.card.samplers:
         raise ValueError(f"{type(model).__name__} has no prior to sample from (an autoencoder reconstructs and "
                          "interpolates only); train a vae to sample")
-    return SAMPLERS.get(model.card.sampler(name).name)
+    return model.card.sampler(name)
+
+
+def sampler_options(model, name: str | None = None, overrides=()):
+    """The typed options of a model's sampler: the dataclass defaults, then the card's, then ``overrides``.
+
+    Args:
+        name: a sampler on the model's card (None: its first).
+        overrides: ``key=value`` strings, (key, value) pairs or a dict; unknown keys and bad
+            values are ConfigErrors listing the sampler's options.
+    Returns:
+        an instance of the sampler's options dataclass (``SAMPLER_OPTIONS``).
+    """
+    spec = _spec(model, name)
+    options = SAMPLER_OPTIONS.get(spec.name)()
+    set_options(options, dict(spec.defaults), f"sampler {spec.name}")
+    return set_options(options, overrides, f"sampler {spec.name}")
+
+
+def describe_sampler_options() -> list[str]:
+    """One line per registered sampler and option (name, type, default, comment), for `genlab sample --help`."""
+    lines = []
+    for name, options in SAMPLER_OPTIONS.items():
+        fields = dataclasses.fields(options)
+        lines.append(f"  {name}:" + ("" if fields else " (no options)"))
+        hints = typing.get_type_hints(options)
+        for f in fields:
+            kind = hints[f.name]
+            choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+            kind_text = "|".join(map(str, choices)) if choices else getattr(kind, "__name__", str(kind))
+            lines.append(f"    {f.name}={f.default} ({kind_text})" + _comment(options, f.name))
+    return lines
+
+
+def _comment(options: type, field_name: str) -> str:
+    """The comment after the field in the dataclass source: its one-line help."""
+    try:
+        source = inspect.getsource(options)
+    except (OSError, TypeError):  # no source shipped (a frozen install): help without comments
+        return ""
+    for line in source.splitlines():
+        head, _, comment = line.partition("#")
+        if head.strip().startswith(field_name + ":") and comment:
+            return ": " + comment.strip()
+    return ""
 
 
 @torch.no_grad()
 def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | None = None, start: int = 0,
-         **opts) -> torch.Tensor:
-    """Samples ``start .. start + n - 1`` of the stream seeded ``seed``, in batches; (n, C, H, W) on CPU."""
-    sample_fn = sampler_of(model)
+         sampler: str | None = None, **opts) -> torch.Tensor:
+    """Samples ``start .. start + n - 1`` of the stream seeded ``seed``, in batches; (n, C, H, W) on CPU.
+
+    ``sampler`` picks one of the card's samplers (default: its first); ``opts`` are that sampler's
+    options (typed values or strings), checked against its options dataclass.
+    """
+    sample_fn = sampler_of(model, sampler)
+    options = dataclasses.asdict(sampler_options(model, sampler, opts))
     num_classes = model.data.num_classes
     if label is not None and not (0 <= label < max(num_classes, 1)):
         raise ValueError(f"--label {label} is out of range: this model's data has {num_classes} classes")
@@ -30,7 +88,7 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
     for first in range(start, start + n, batch_size):
         count = min(batch_size, start + n - first)
         gens = make_generators(seed, count, device, start=first)
-        out.append(sample_fn(model, count, gens, device, label=label, **opts).float().cpu())
+        out.append(sample_fn(model, count, gens, device, label=label, **options).float().cpu())
     return torch.cat(out)
 
 

@@ -17,12 +17,13 @@ generators they draw the same images (tests check this in float64).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from genlab.card import conditioning
-from genlab.registry import FIGURE_SETS, SAMPLERS
+from genlab.registry import FIGURE_SETS, register_sampler
 from genlab.sampling.generators import make_generators
 from genlab.reports.images import save_figure  # noqa: E402
 
@@ -55,10 +56,16 @@ def _labels(model, label, n: int, device):
     return y
 
 
-@SAMPLERS.register("autoregressive")
+@dataclass
+class AutoregressiveSamplerOptions:
+    temperature: float = 1.0  # divides every conditional's logits (mixtures: also scales the logistics)
+    cache: bool = True  # the model's incremental cache; false recomputes the whole image per step (slow)
+
+
+@register_sampler("autoregressive", AutoregressiveSamplerOptions)
 @torch.no_grad()
-def sample(model, n: int, generators: list[torch.Generator], device, label=None, cache: bool = True,
-           prefix: torch.Tensor | None = None, prefix_rows: int = 0, until_row: int | None = None) -> torch.Tensor:
+def sample(model, n: int, generators: list[torch.Generator], device, label=None, temperature: float = 1.0,
+           cache: bool = True, prefix: torch.Tensor | None = None, prefix_rows: int = 0, until_row: int | None = None) -> torch.Tensor:
     """Draw n images from an autoregressive model.
 
     Args:
@@ -67,6 +74,7 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
         generators: one torch.Generator per sample (``make_generators``).
         device: where to build the canvas (the model's device).
         label: class (int) or (n,) classes, for class-conditional models only.
+        temperature: < 1 sharpens each conditional, > 1 flattens it; 1 is the model itself.
         cache: use the model's incremental sampling cache when it has one;
             False forces full recomputation at every step (slow; for comparison).
         prefix: (n, C, H, W) images in [0, 1] whose top ``prefix_rows`` rows are kept.
@@ -78,6 +86,8 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     """
     if len(generators) != n:
         raise ValueError(f"need one generator per sample: got {len(generators)} for n={n}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     spec, head = model.data, model.head
     C, H, W = spec.channels, spec.height, spec.width
     until_row = H if until_row is None else until_row
@@ -98,7 +108,7 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
             for j in range(W):
                 for c, channels in head.steps():
                     raw = stepper.step(canvas, i, j, c)  # (n, R_step)
-                    canvas[:, channels, i, j] = head.sample_step(raw, generators).to(dtype)
+                    canvas[:, channels, i, j] = head.sample_step(raw, generators, temperature).to(dtype)
     finally:
         model.train(was_training)
     return canvas

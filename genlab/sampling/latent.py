@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from genlab.registry import SAMPLERS
+from genlab.registry import register_sampler
 from genlab.sampling.generators import randn_per_sample
 
 
-@SAMPLERS.register("latent")
+@dataclass
+class LatentSamplerOptions:
+    output: Literal["mean", "sample"] = "mean"  # the decoder's mean image, or a draw of its pixels
+    temperature: float = 1.0  # z ~ N(0, temperature^2 I): < 1 trades diversity for typical images
+
+
+@register_sampler("latent", LatentSamplerOptions)
 @torch.no_grad()
 def sample_latent(model, n: int, generators: list[torch.Generator], device, label=None,
                   output: Literal["mean", "sample"] = "mean", temperature: float = 1.0, **_) -> torch.Tensor:
@@ -20,6 +27,8 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
     """
     if label is not None:
         raise ValueError("this model is unconditional: drop --label")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
     dist = model.distribution(model.decode(z))
     return dist.sample(generators) if output == "sample" else dist.mean()

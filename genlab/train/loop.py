@@ -23,6 +23,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from genlab.errors import UserError
 from genlab.config import RunConfig, validate
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
@@ -33,7 +34,7 @@ from genlab.train.ema import EMA
 from genlab.train.run import build_model, build_objective, read_config, write_run_header
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
+from genlab.errors import UserError
 from genlab.config import RunConfig
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
@@ -20,7 +21,7 @@ from genlab.train.checkpoint import CheckpointError, load_latest, sha256, write_
 from genlab.train.ema import merged
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run folder is missing or not a genlab run."""
 
 

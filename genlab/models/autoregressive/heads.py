@@ -15,6 +15,8 @@ pixel (i, j) depend only on the sub-pixels before it. Two kinds of head:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -109,13 +111,23 @@ class AutoregressiveHead:
         k = self.params_per_subpixel
         return slice(c * k, (c + 1) * k)
 
-    def sample_step(self, raw_step: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        """Draw the channels of step c at one pixel; raw_step (B, R_step) -> (B, channels of the step)."""
+    def sample_step(self, raw_step: torch.Tensor, generators: list[torch.Generator],
+                    temperature: float = 1.0) -> torch.Tensor:
+        """Draw the channels of step c at one pixel; raw_step (B, R_step) -> (B, channels of the step).
+
+        ``temperature`` T divides the logits (Bernoulli, softmax, mixture weights) and multiplies
+        the logistics' scales; T = 1 leaves the raw outputs untouched (the same draws as before).
+        """
         raw = raw_step[:, :, None, None]  # (B, R_step, 1, 1)
         if self.likelihood == "bernoulli":
-            dist = Bernoulli(raw)
+            dist = Bernoulli(raw if temperature == 1 else raw / temperature)
         elif self.likelihood == "categorical":
-            dist = Categorical(raw.unsqueeze(1))  # (B, 1, 256, 1, 1)
+            logits = raw.unsqueeze(1)  # (B, 1, 256, 1, 1)
+            dist = Categorical(logits if temperature == 1 else logits / temperature)
         else:
+            if temperature != 1:
+                C, M = self.data.channels, self.components
+                logits, loc, log_scale, coeffs = raw.split([M, C * M, C * M, raw.shape[1] - M - 2 * C * M], dim=1)
+                raw = torch.cat([logits / temperature, loc, log_scale + math.log(temperature), coeffs], dim=1)
             dist = DiscretizedLogisticMixture.from_raw(raw, self.data.channels, self.components, self.min_log_scale)
         return dist.sample(generators)[:, :, 0, 0]

@@ -1,0 +1,189 @@
+"""Every registered model, from its card alone: the shared model tester, per-sample sampling, and the card
+checked against what the model really does. A newly registered model is tested here without a new test."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import genlab
+from genlab.card import ModelCard, conditioning, likelihood_of
+from genlab.config import ConfigError, RunConfig, apply_overrides
+from genlab.nn.spec import DataSpec
+from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
+from genlab.sampling.api import draw, sampler_of, sampler_options
+from genlab.sampling.generators import make_generators
+from genlab.train.run import build_model, build_objective
+from model_tester import check_model
+
+NAMES = MODELS.names()
+
+
+def tiny(name: str, seed: int = 0):
+    """(model, objective, spec) built the way the trainer builds them, from the card's tiny config."""
+    card = MODELS.get(name).card
+    cfg = RunConfig.create(name)  # the card's run_defaults apply here
+    apply_overrides(cfg, {f"model.{k}": v for k, v in card.tiny.items()})
+    spec = DataSpec(**card.tiny_data)
+    torch.manual_seed(seed)
+    return build_model(cfg, spec), build_objective(cfg, spec), spec
+
+
+def batch_for(spec: DataSpec, n: int = 4, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    levels = 2**spec.bits - 1
+    x = torch.randint(0, levels + 1, (n, spec.channels, spec.height, spec.width), generator=g).float() / levels
+    out = {"x": x}
+    if spec.num_classes:
+        out["y"] = torch.randint(0, spec.num_classes, (n,), generator=g)
+    return out
+
+
+def shake(model, seed: int = 0):
+    """Seeded random weights: a fresh model may start with its label embeddings at zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return model
+
+
+def _label(model):
+    """A label when the model needs one to sample, else None."""
+    cond = conditioning(model)
+    return 1 if cond.class_conditional and not cond.label_optional else None
+
+
+def test_every_model_is_registered_and_every_models_file_is_imported():
+    """A class defining a model (an nn.Module with phases) under genlab/models must be registered, and the
+    registry's package discovery must reach every file there (no hand-kept import list to forget)."""
+    registered = {cls for _, cls in MODELS.items()}
+    modules = [m for m in plugin_modules() if m.startswith("genlab.models")]
+    files = {p.relative_to(Path(genlab.__file__).parent.parent).with_suffix("").as_posix().replace("/", ".")
+             for p in (Path(genlab.__file__).parent / "models").rglob("*.py")}
+    assert {f.removesuffix(".__init__") for f in files} <= set(modules)
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ == module_name and issubclass(obj, nn.Module) and callable(getattr(obj, "phases", None)):
+                assert obj in registered, f"{module_name}.{obj.__name__} defines a model but is not registered"
+    for name in NAMES:
+        assert isinstance(MODELS.get(name).card, ModelCard), f"{name} has no ModelCard"
+
+
+def test_every_sampler_has_typed_options_matching_its_keywords():
+    assert SAMPLERS.names() == SAMPLER_OPTIONS.names()
+    for name, fn in SAMPLERS.items():
+        options = SAMPLER_OPTIONS.get(name)
+        params = inspect.signature(inspect.unwrap(fn)).parameters
+        for f in dataclasses.fields(options):
+            assert f.name in params, f"sampler {name} takes no keyword {f.name!r} that its options declare"
+            assert params[f.name].default == f.default, f"sampler {name}: default of {f.name} differs"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_passes_the_shared_model_tester(name, tmp_path):
+    model, objective, spec = tiny(name)
+    check_model(model, objective, batch_for(spec), tmp_path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_names_what_exists(name):
+    card = MODELS.get(name).card
+    model, _, _ = tiny(name)
+    assert card.default_objective in OBJECTIVES
+    for evaluator in card.evaluators:
+        assert evaluator in EVALUATORS, f"{name} lists evaluator {evaluator!r}, which is not registered"
+    for spec in card.samplers:
+        assert spec.name in SAMPLERS and spec.name in SAMPLER_OPTIONS
+        sampler_options(model, spec.name)  # the card's option defaults are valid options
+    for module in card.ema_modules or ():
+        model.get_submodule(module)  # raises if the card names a submodule the model lacks
+    with pytest.raises(ConfigError):  # the run defaults and tiny config are checked like any override
+        apply_overrides(RunConfig.create(name), {"model.no_such_knob": 1})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_encoder_and_likelihood_match_the_model(name):
+    model, objective, spec = tiny(name)
+    card, batch = model.card, batch_for(spec)
+    model.eval()
+    with torch.no_grad():
+        if card.encoder == "posterior":
+            mean, logvar = model.encode(batch["x"])
+            assert mean.shape == logvar.shape and mean.shape[0] == 4
+        elif card.encoder == "code":
+            code = model.encode(batch["x"])
+            assert torch.is_tensor(code) and code.shape[0] == 4
+        else:
+            assert not callable(getattr(model, "encode", None)), f"{name} encodes but its card says encoder='none'"
+        terms = objective(model, batch, model.phases()[0].name, 0)
+    if card.likelihood == "exact":
+        assert "nll_nats" in terms and likelihood_of(model) in ("p(x)", "p(x | y)")
+    if card.likelihood == "none":
+        assert "nll_nats" not in terms
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_samplers_run_and_do_not_depend_on_the_batch_size(name):
+    model, _, spec = tiny(name)
+    for sampler in model.card.sampler_names:
+        whole = draw(model, 5, seed=3, device="cpu", batch_size=5, label=_label(model), sampler=sampler)
+        parts = draw(model, 5, seed=3, device="cpu", batch_size=2, label=_label(model), sampler=sampler)
+        assert whole.shape == (5, spec.channels, spec.height, spec.width)
+        assert whole.min() >= 0 and whole.max() <= 1
+        torch.testing.assert_close(whole, parts, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_conditioning_is_what_the_model_takes(name):
+    model, _, spec = tiny(name)
+    shake(model)
+    cond = conditioning(model)
+    if not model.card.samplers:
+        return
+    if cond.class_conditional:
+        assert cond.num_classes == spec.num_classes
+        a = draw(model, 4, seed=0, device="cpu", label=0)
+        b = draw(model, 4, seed=0, device="cpu", label=1)
+        assert not torch.equal(a, b), f"{name} declares a class label, but the label does not change its samples"
+        if cond.label_optional:
+            draw(model, 4, seed=0, device="cpu")
+        else:
+            with pytest.raises(ValueError, match="label"):
+                draw(model, 4, seed=0, device="cpu")
+    else:
+        with pytest.raises(ValueError, match="label"):  # the tiny data has labels, the model takes none
+            draw(model, 2, seed=0, device="cpu", label=1)
+    if cond.partial_image:
+        prefix = batch_for(spec, n=2)["x"]
+        out = sampler_of(model)(model, 2, make_generators(0, 2), "cpu", label=None if _label(model) is None else 1,
+                                prefix=prefix, prefix_rows=1)
+        assert torch.equal(out[:, :, :1], prefix[:, :, :1]), f"{name}: the given top row was not kept"
+
+
+def test_sampler_options_are_typed_and_strict():
+    model, _, _ = tiny("vae")
+    assert sampler_options(model, None, ["temperature=0.5"]).temperature == 0.5
+    with pytest.raises(ConfigError, match="did you mean temperature"):
+        sampler_options(model, None, ["temprature=0.5"])
+    with pytest.raises(ConfigError, match="not one of mean, sample"):
+        sampler_options(model, None, {"output": "median"})
+    with pytest.raises(ValueError, match="not one of this model's"):
+        sampler_options(model, "gan")
+
+
+def test_autoregressive_temperature_sharpens_and_one_is_the_model_itself():
+    model = shake(tiny("pixelcnn")[0])
+    plain = draw(model, 6, seed=0, device="cpu")
+    assert torch.equal(plain, draw(model, 6, seed=0, device="cpu", temperature=1.0))
+    cold = draw(model, 6, seed=0, device="cpu", temperature=1e-6)
+    colder = draw(model, 6, seed=1, device="cpu", temperature=1e-6)
+    # Near zero temperature every draw takes each conditional's mode: the seed no longer matters.
+    assert torch.equal(cold, colder) and not torch.equal(plain, draw(model, 6, seed=1, device="cpu"))
