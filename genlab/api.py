@@ -122,15 +122,15 @@ class Run:
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != (s.channels, s.height, s.width):
-            raise ValueError(f"images of shape {tuple(x.shape)} do not fit this model: it takes "
+            raise InputError(f"images of shape {tuple(x.shape)} do not fit this model: it takes "
                              f"(B, {s.channels}, {s.height}, {s.width})")
         if x.dtype == torch.uint8:
             x = x.float() / 255.0 if s.bits == 8 or x.max() > 1 else x.float()
         x = x.float()
         if x.min() < 0 or x.max() > 1:
-            raise ValueError("images must be floats in [0, 1] (or uint8 levels 0..255)")
+            raise InputError("images must be floats in [0, 1] (or uint8 levels 0..255)")
         if s.bits == 1 and not torch.all((x == 0) | (x == 1)):
-            raise ValueError("this model is of binary images: give pixels of exactly 0 or 1 (binarize first)")
+            raise InputError("this model is of binary images: give pixels of exactly 0 or 1 (binarize first)")
         return x.to(self.device)
 
     def _labels(self, label, n: int) -> torch.Tensor | None:
@@ -141,7 +141,7 @@ class Run:
         y = torch.as_tensor(label, dtype=torch.long, device=self.device).reshape(-1)
         y = y.expand(n) if y.numel() == 1 else y
         if y.numel() != n or (y < 0).any() or (y >= self.caps.num_classes).any():
-            raise ValueError(f"give one label or {n} labels, each in 0..{self.caps.num_classes - 1}")
+            raise InputError(f"give one label or {n} labels, each in 0..{self.caps.num_classes - 1}")
         return y
 
     # --- sampling

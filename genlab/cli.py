@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from genlab.errors import InputError
+
 HELP_SET = ("override a config value, repeatable: section.key=value or an unambiguous key=value "
             "(e.g. --set optim.lr=3e-4 --set latent_dim=2); `genlab train MODEL --dry-run` lists every key")
 HELP_DATA_ROOT = "folder holding the datasets (default: $GENLAB_DATA, else ~/.cache/genlab/data)"
@@ -412,7 +414,7 @@ def _features(args) -> int:
             print(f"{name:26s} {spec.dataset:16s} {state}")
         return 0
     if not args.data:
-        raise ValueError("give the dataset whose feature network to train: --data mnist or --data fashion-mnist")
+        raise InputError("give the dataset whose feature network to train: --data mnist or --data fashion-mnist")
     from genlab.config import DataConfig
 
     entry = train_feature_net(args.data, DataConfig(name=args.data, root=args.data_root or ""),

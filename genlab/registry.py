@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
 
-from genlab.errors import UnknownName
+from genlab.errors import InputError, UnknownName
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries and self._entries[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise InputError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = obj
             return obj
 

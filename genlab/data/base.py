@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 
 # How stored uint8 pixels become the float batch a model sees:
@@ -83,4 +84,4 @@ def to_model_input(images: torch.Tensor, transform: Transform, generator: torch.
         return images.float()
     if transform == "bernoulli":
         return binarize(images, generator)
-    raise ValueError(f"unknown transform {transform!r}")
+    raise InputError(f"unknown transform {transform!r}")

@@ -15,6 +15,7 @@ import torch
 from genlab.data.base import ImageSet, Transform
 from genlab.data.download import DataFile, data_root, ensure_file
 from genlab.data.errors import DatasetError
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.sampling.generators import sample_seed
 
@@ -111,7 +112,7 @@ def seeded_split(n: int, n_test: int, seed: int = 0) -> dict[str, torch.Tensor]:
         {"train": int64 (n - n_test,), "test": int64 (n_test,)}, both sorted.
     """
     if not 0 <= n_test <= n:
-        raise ValueError(f"cannot hold out {n_test} of {n} examples")
+        raise InputError(f"cannot hold out {n_test} of {n} examples")
     order = sorted(range(n), key=lambda i: sample_seed(seed, i))
     test = torch.tensor(sorted(order[:n_test]), dtype=torch.int64)
     train = torch.tensor(sorted(order[n_test:]), dtype=torch.int64)

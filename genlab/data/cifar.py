@@ -31,6 +31,7 @@ from genlab.data.base import ImageSet
 from genlab.data.catalog import Dataset, DatasetInfo
 from genlab.data.download import DataFile, data_root, ensure_file
 from genlab.data.errors import describe, parsing, unreadable_file
+from genlab.errors import InputError
 from genlab.registry import DATASETS
 
 FILE = DataFile(
@@ -75,17 +76,17 @@ def _batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     # latin1 maps Python 2 byte strings 1:1, which is what numpy needs to rebuild the array data.
     batch = ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
     if not isinstance(batch, dict):
-        raise ValueError(f"member {name} holds a {type(batch).__name__}, expected a dict")
+        raise InputError(f"member {name} holds a {type(batch).__name__}, expected a dict")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ValueError(f"member {name}: 'data' is {got}, expected a uint8 array (N, 3072)")
+        raise InputError(f"member {name}: 'data' is {got}, expected a uint8 array (N, 3072)")
     labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
     if labels.shape != (len(data),):
-        raise ValueError(f"member {name}: {labels.size} labels for {len(data)} images")
+        raise InputError(f"member {name}: {labels.size} labels for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"member {name}: labels outside 0..9")
+        raise InputError(f"member {name}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels
 
 

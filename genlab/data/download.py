@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genlab.data.errors import DatasetError, corrupt_file, describe, missing_file, unreadable_file
+from genlab.errors import InputError
 
 log = logging.getLogger("genlab.data")
 
@@ -96,7 +97,7 @@ def split_checksum(checksum: str) -> tuple[str, str]:
     """"md5:abc" -> ("md5", "abc"); only md5 and sha256 are used by official sources."""
     algo, _, digest = checksum.partition(":")
     if algo not in ("md5", "sha256") or not digest:
-        raise ValueError(f"checksum {checksum!r} is not of the form md5:<hex> or sha256:<hex>")
+        raise InputError(f"checksum {checksum!r} is not of the form md5:<hex> or sha256:<hex>")
     return algo, digest.lower()
 
 

@@ -32,6 +32,7 @@ from genlab.data.base import ImageSet
 from genlab.data.catalog import Dataset, DatasetInfo, seeded_split
 from genlab.data.download import data_root
 from genlab.data.errors import DatasetError, describe
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.registry import DATASETS
 
@@ -94,10 +95,10 @@ def _to_8bit(im, channels: int):
     if im.mode.startswith("I;16") or im.mode == "I":
         a = np.asarray(im).astype(np.int64)
         if a.min() < 0 or a.max() > 65535:
-            raise ValueError(f"mode {im.mode} values span {a.min()}..{a.max()}, outside the 16-bit range")
+            raise InputError(f"mode {im.mode} values span {a.min()}..{a.max()}, outside the 16-bit range")
         im = Image.fromarray(np.rint(a / 257.0).astype(np.uint8))  # 2-D uint8 -> mode "L"
     elif im.mode == "F":
-        raise ValueError("32-bit float images are not supported: save it as 8- or 16-bit")
+        raise InputError("32-bit float images are not supported: save it as 8- or 16-bit")
     has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha:
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))

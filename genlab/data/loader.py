@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from genlab.data.base import ImageSet
+from genlab.errors import InputError
 from genlab.sampling.generators import sample_seed
 
 
@@ -24,11 +25,11 @@ class BatchStream:
 
     def __init__(self, data: ImageSet, global_batch: int, accum: int, seed: int, rank: int = 0, world: int = 1):
         if global_batch % (accum * world):
-            raise ValueError(
+            raise InputError(
                 f"train.batch_size={global_batch} must be divisible by grad_accum x processes = {accum} x {world}"
             )
         if global_batch > len(data):
-            raise ValueError(f"train.batch_size={global_batch} is larger than the {len(data)} training images")
+            raise InputError(f"train.batch_size={global_batch} is larger than the {len(data)} training images")
         self.data, self.global_batch, self.accum = data, global_batch, accum
         self.seed, self.rank, self.world = seed, rank, world
         self.micro = global_batch // (accum * world)

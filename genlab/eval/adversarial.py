@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from genlab.data.base import ImageSet
+from genlab.errors import InputError
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 from genlab.sampling.adversarial import eval_mode
@@ -70,7 +71,7 @@ def reconstruction_errors(recon: torch.Tensor, images: torch.Tensor) -> tuple[to
         x_{i+1 mod N}, per sub-pixel on the [0, 1] scale.
     """
     if images.shape[0] < 2:
-        raise ValueError("the reconstruction probe needs at least 2 images")
+        raise InputError("the reconstruction probe needs at least 2 images")
     x = images.float().cpu()
     mse_self = (recon - x).pow(2).flatten(1).mean(1)
     mse_other = (recon - x.roll(-1, dims=0)).pow(2).flatten(1).mean(1)
@@ -84,7 +85,7 @@ def class_agreement(classes_x: torch.Tensor, classes_recon: torch.Tensor) -> tup
     the class frequencies of the evaluated images.
     """
     if classes_x.shape != classes_recon.shape or classes_x.ndim != 1 or classes_x.numel() < 2:
-        raise ValueError("class_agreement takes two label vectors of the same length N >= 2")
+        raise InputError("class_agreement takes two label vectors of the same length N >= 2")
     same = (classes_recon == classes_x).double().mean().item()
     other = (classes_recon == classes_x.roll(-1, dims=0)).double().mean().item()
     return same, other
@@ -98,7 +99,7 @@ def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(train_y)) < 2:
-        raise ValueError("the linear probe needs at least two classes among its training examples")
+        raise InputError("the linear probe needs at least two classes among its training examples")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
     clf.fit(train_x, train_y)
     return float((clf.predict(test_x) == test_y).mean())
@@ -106,10 +107,10 @@ def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
 
 def _subset(data: ImageSet, opts) -> tuple[torch.Tensor, torch.Tensor]:
     if data.labels is None:
-        raise ValueError(f"the bigan probe needs a labelled test set; {data.name} has no labels")
+        raise InputError(f"the bigan probe needs a labelled test set; {data.name} has no labels")
     n = len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
     if n < 20:
-        raise ValueError(f"the bigan probe needs at least 20 test images (got {n}); raise --max-examples")
+        raise InputError(f"the bigan probe needs at least 20 test images (got {n}); raise --max-examples")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed))[:n]
     batch = data.batch(order.to(data.images.device), torch.Generator(device=data.images.device).manual_seed(opts.seed))
     return batch["x"], batch["y"].cpu()

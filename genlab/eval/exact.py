@@ -16,6 +16,7 @@ import torch
 
 from genlab.card import likelihood_of
 from genlab.data.base import ImageSet
+from genlab.errors import InputError
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 
@@ -43,14 +44,14 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
     """
     kind, of = model.card.likelihood, likelihood_of(model)
     if kind == "none":
-        raise ValueError(f"{type(model).__name__} gives no likelihood: exact-nll does not apply to it")
+        raise InputError(f"{type(model).__name__} gives no likelihood: exact-nll does not apply to it")
     batch_size = getattr(opts, "batch_size", 256)
     max_examples = getattr(opts, "max_examples", None)
     seed = getattr(opts, "seed", 0)
     n_all = len(test)
     n = n_all if max_examples is None else min(n_all, int(max_examples))
     if n < 1:
-        raise ValueError("nothing to evaluate: the split is empty or max_examples < 1")
+        raise InputError("nothing to evaluate: the split is empty or max_examples < 1")
     g = torch.Generator().manual_seed(seed)
     # A random subset, not a prefix: the binarized-MNIST test file is sorted by digit.
     order = torch.arange(n_all) if n == n_all else torch.randperm(n_all, generator=g)[:n]
@@ -65,7 +66,7 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
             batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
             terms = objective(model, batch, "eval", 0)
             if "nll_nats" not in terms:
-                raise ValueError(f"exact-nll needs an objective returning 'nll_nats' (got {sorted(terms)}); "
+                raise InputError(f"exact-nll needs an objective returning 'nll_nats' (got {sorted(terms)}); "
                                  "evaluate with the model's default objective 'nll'")
             nll = terms["nll_nats"].double()
             total += nll.sum().item()

@@ -100,10 +100,10 @@ class FeatureNet:
 
     def check_input(self, images: torch.Tensor) -> None:
         if images.dim() != 4:
-            raise ValueError(f"{self.name} takes images (N, C, H, W), got shape {tuple(images.shape)}")
+            raise InputError(f"{self.name} takes images (N, C, H, W), got shape {tuple(images.shape)}")
         if self.input_shape is not None and tuple(images.shape[1:]) != self.input_shape:
             c, h, w = self.input_shape
-            raise ValueError(
+            raise InputError(
                 f"{self.name} reads {c}x{h}x{w} images (trained on {self.dataset}); got "
                 f"{'x'.join(map(str, images.shape[1:]))}: use the feature network of your dataset "
                 f"or Inception-v3 (see genlab.eval.features.load_inception)"
@@ -338,9 +338,9 @@ def extract(net: FeatureNet, images: torch.Tensor) -> Features:
     if images.is_floating_point():
         lo, hi = images.min().item(), images.max().item()
         if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"feature networks read images in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]")
+            raise InputError(f"feature networks read images in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]")
     else:
-        raise ValueError(f"extract takes float images in [0, 1], got dtype {images.dtype} (divide uint8 by 255)")
+        raise InputError(f"extract takes float images in [0, 1], got dtype {images.dtype} (divide uint8 by 255)")
     device = net.device
     feats, logits = [], []
     for start in range(0, len(images), FEATURE_CHUNK):

@@ -28,6 +28,7 @@ import torch
 
 from genlab.card import conditioning
 from genlab.data.base import ImageSet
+from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, extract
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
@@ -52,9 +53,9 @@ def nearest_neighbours(query: torch.Tensor, reference: torch.Tensor, query_chunk
     q = query.reshape(len(query), -1).float()
     r = reference.reshape(len(reference), -1).float()
     if q.shape[1] != r.shape[1]:
-        raise ValueError(f"query and reference have different sizes per row: {q.shape[1]} vs {r.shape[1]}")
+        raise InputError(f"query and reference have different sizes per row: {q.shape[1]} vs {r.shape[1]}")
     if len(r) == 0:
-        raise ValueError("the reference set is empty")
+        raise InputError("the reference set is empty")
     best_d = torch.full((len(q),), float("inf"))
     best_i = torch.zeros(len(q), dtype=torch.int64)
     for qs in range(0, len(q), query_chunk):
@@ -114,7 +115,7 @@ def memorization(samples: torch.Tensor, train: ImageSet, test: ImageSet, net: Fe
         samples_note: how the samples were drawn, for the protocol.
     """
     if samples.shape[1:] != train.images.shape[1:]:
-        raise ValueError(f"samples are {tuple(samples.shape[1:])} but training images are {tuple(train.images.shape[1:])}")
+        raise InputError(f"samples are {tuple(samples.shape[1:])} but training images are {tuple(train.images.shape[1:])}")
     train_x = _images(train, None, seed)
     test_x = _images(test, n_test, seed)
     samples = samples.float().cpu()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.errors import InputError
 from genlab.eval.options import EvalOptions
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
@@ -35,7 +36,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     for name in names:  # unknown or inapplicable names fail before any work
         EVALUATORS.get(name)
         if name not in own:
-            raise ValueError(f"evaluator {name!r} does not apply to a {type(run.model).__name__} run; "
+            raise InputError(f"evaluator {name!r} does not apply to a {type(run.model).__name__} run; "
                              f"its evaluators: {', '.join(own)}")
     opts = dataclasses.replace(opts, data=run.cfg.data, figure_dir=str(run_dir))
     test = run.dataset(opts.split).to(dev)

@@ -41,6 +41,7 @@ from torchmetrics.image.kid import poly_mmd
 
 from genlab.card import conditioning
 from genlab.data.base import ImageSet
+from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
@@ -61,11 +62,11 @@ def _as_f64(x) -> torch.Tensor:
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor, min_n: int = 2) -> None:
     if real.dim() != 2 or fake.dim() != 2:
-        raise ValueError(f"features must be 2-D (N, D); got shapes {tuple(real.shape)} and {tuple(fake.shape)}")
+        raise InputError(f"features must be 2-D (N, D); got shapes {tuple(real.shape)} and {tuple(fake.shape)}")
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]} (same network for both?)")
+        raise InputError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]} (same network for both?)")
     if len(real) < min_n or len(fake) < min_n:
-        raise ValueError(f"need at least {min_n} real and {min_n} generated feature vectors, "
+        raise InputError(f"need at least {min_n} real and {min_n} generated feature vectors, "
                          f"got {len(real)} and {len(fake)}")
 
 
@@ -77,7 +78,7 @@ def gaussian_stats(features) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
     f = _as_f64(features)
     if f.dim() != 2 or len(f) < 2:
-        raise ValueError(f"need features (N >= 2, D), got shape {tuple(f.shape)}")
+        raise InputError(f"need features (N >= 2, D), got shape {tuple(f.shape)}")
     mu = f.mean(0)
     centred = f - mu
     return mu, centred.T @ centred / (len(f) - 1)
@@ -101,7 +102,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """
     mu1, mu2, s1, s2 = (_as_f64(a) for a in (mu1, mu2, sigma1, sigma2))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"mismatched statistics: means {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
+        raise InputError(f"mismatched statistics: means {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
                          f"covariances {tuple(s1.shape)}, {tuple(s2.shape)}")
     root1 = _psd_sqrt(s1)
     inner = root1 @ s2 @ root1
@@ -137,7 +138,7 @@ def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SI
     real, fake = _as_f64(real), _as_f64(fake)
     _check_pair(real, fake)
     if subsets < 1:
-        raise ValueError("kid needs subsets >= 1")
+        raise InputError("kid needs subsets >= 1")
     m = min(subset_size, len(real), len(fake))
     gen = torch.Generator().manual_seed(seed)
     values = []
@@ -171,7 +172,7 @@ def knn_radii(features, k: int, chunk: int | None = None) -> torch.Tensor:
     """
     f = _as_f64(features)
     if k < 1 or k >= len(f):
-        raise ValueError(f"k={k} nearest neighbours need at least k + 1 = {k + 1} feature vectors, got {len(f)}")
+        raise InputError(f"k={k} nearest neighbours need at least k + 1 = {k + 1} feature vectors, got {len(f)}")
     out = torch.empty(len(f), dtype=torch.float32)
     for start, d in pairwise_distances(f, f, chunk):
         out[start:start + len(d)] = d.topk(k + 1, dim=1, largest=False).values[:, k]
@@ -236,7 +237,7 @@ def classifier_score(logits, splits: int = IS_SPLITS) -> tuple[float, float]:
     """
     logits = _as_f64(logits)
     if logits.dim() != 2 or len(logits) < splits:
-        raise ValueError(f"need logits (N >= splits={splits}, K), got shape {tuple(logits.shape)}")
+        raise InputError(f"need logits (N >= splits={splits}, K), got shape {tuple(logits.shape)}")
     log_p = torch.log_softmax(logits, dim=1)
     scores = []
     for part in torch.tensor_split(log_p, splits):
@@ -251,7 +252,7 @@ def label_accuracy(logits, labels) -> float:
     """Percent of samples that the classifier assigns to the label they were drawn for."""
     logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
     if len(logits) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need one label per sample: {len(logits)} logits, {len(labels)} labels")
+        raise InputError(f"need one label per sample: {len(logits)} logits, {len(labels)} labels")
     return 100.0 * float((logits.argmax(1).cpu() == labels.cpu()).double().mean())
 
 
@@ -292,7 +293,7 @@ def reference_images(data: ImageSet, n: int, seed: int = 0) -> tuple[torch.Tenso
     with ``seed``. Dynamically binarized sets are binarized once with ``seed``.
     """
     if n < 2:
-        raise ValueError("a reference needs n >= 2 images")
+        raise InputError("a reference needs n >= 2 images")
     data = data.to("cpu")  # seeded CPU generators draw any binarization, whatever device the set is on
     if n >= len(data):
         index, used = torch.arange(len(data)), -1
@@ -358,7 +359,7 @@ def sample_quality(fake_images: torch.Tensor, net: FeatureNet, ref: Reference, s
         samples_note: how the samples were drawn, for the protocol (model, sampler, seed).
     """
     if ref.net != net.name:
-        raise ValueError(f"reference statistics were made with {ref.net}, not {net.name}")
+        raise InputError(f"reference statistics were made with {ref.net}, not {net.name}")
     out = extract(net, fake_images)
     fake = out.features
     m = len(fake)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from genlab.card import conditioning
+from genlab.errors import InputError
 from genlab.objectives.autoregressive import log_prob_per_subpixel
 from genlab.reports.images import save_figure  # noqa: E402
 
@@ -31,7 +32,7 @@ def pixel_nll(model, images: torch.Tensor, labels: torch.Tensor | None = None) -
     x = images.unsqueeze(0) if single else images
     conditional = conditioning(model).class_conditional
     if conditional and labels is None:
-        raise ValueError("this model is class-conditional: pass labels")
+        raise InputError("this model is class-conditional: pass labels")
     y = labels if conditional else None
     was_training = model.training
     model.eval()

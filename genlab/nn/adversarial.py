@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.config import check_fields
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.sampling.generators import rand_per_sample, randn_per_sample
 
@@ -50,7 +51,7 @@ def stages_for(data: DataSpec) -> tuple[int, int, int]:
     while h % 2 == 0 and w % 2 == 0 and h // 2 >= MIN_BASE and w // 2 >= MIN_BASE:
         h, w, k = h // 2, w // 2, k + 1
     if k == 0:
-        raise ValueError(
+        raise InputError(
             f"the DCGAN networks halve the image at least once, down to a side of {MIN_BASE} or more; "
             f"{data.height}x{data.width} images cannot be halved (use even sides of 8 or more, e.g. 8, 28, 32, 64)"
         )
@@ -70,7 +71,7 @@ def latent_noise(prior: Prior, n: int, dim: int, device=None,
             or None to use the global generator (training, which the trainer seeds).
     """
     if generators is not None and len(generators) != n:
-        raise ValueError(f"asked for {n} latents with {len(generators)} generators; give one per sample")
+        raise InputError(f"asked for {n} latents with {len(generators)} generators; give one per sample")
     if prior == "normal":
         if generators is None:
             return torch.randn(n, dim, device=device)
@@ -78,7 +79,7 @@ def latent_noise(prior: Prior, n: int, dim: int, device=None,
     if prior == "uniform":
         u = torch.rand(n, dim, device=device) if generators is None else rand_per_sample(generators, (dim,), device)
         return u * 2 - 1
-    raise ValueError(f"unknown latent prior {prior!r}; use normal or uniform")
+    raise InputError(f"unknown latent prior {prior!r}; use normal or uniform")
 
 
 def init_layer(layer: nn.Module, std: float, spectral: bool = False) -> nn.Module:
@@ -125,7 +126,7 @@ class GeneratorNorm(nn.Module):
     def __init__(self, kind: GNorm, channels: int, num_classes: int, std: float):
         super().__init__()
         if kind not in ("batch", "none"):
-            raise ValueError(f"unknown generator norm {kind!r}; use batch or none")
+            raise InputError(f"unknown generator norm {kind!r}; use batch or none")
         self.conditional = num_classes > 0 and kind == "batch"
         if self.conditional:
             self.norm = ConditionalBatchNorm2d(channels, num_classes, std)
@@ -167,13 +168,13 @@ class ConvGenerator(nn.Module):
                 self.ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                               init_layer(nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias), std)))
             else:
-                raise ValueError(f"unknown upsample {upsample!r}; use transposed or nearest-conv")
+                raise InputError(f"unknown upsample {upsample!r}; use transposed or nearest-conv")
             if not last:
                 self.norms.append(GeneratorNorm(norm, c_out, num_classes, std))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes and y is None:
-            raise ValueError("this generator is class-conditional: pass labels y")
+            raise InputError("this generator is class-conditional: pass labels y")
         h = self.project(z).view(-1, *self.start)  # (B, C0, h0, w0)
         h = torch.relu(self.norms[0](h, y))
         for i, up in enumerate(self.ups):
@@ -192,7 +193,7 @@ def _d_norm(norm: DNorm, channels: int, std: float) -> nn.Module:
         return nn.GroupNorm(1, channels)
     if norm in ("spectral", "none"):
         return nn.Identity()
-    raise ValueError(f"unknown discriminator norm {norm!r}; use batch, layer, spectral or none")
+    raise InputError(f"unknown discriminator norm {norm!r}; use batch, layer, spectral or none")
 
 
 class ConvFeatures(nn.Module):
@@ -247,7 +248,7 @@ class ConvDiscriminator(nn.Module):
         out = self.head(phi).squeeze(1)
         if self.num_classes:
             if y is None:
-                raise ValueError("this discriminator is class-conditional: pass labels y")
+                raise InputError("this discriminator is class-conditional: pass labels y")
             out = out + (self.embed(y) * phi).sum(1)
         return out  # (B,)
 

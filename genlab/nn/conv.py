@@ -8,6 +8,7 @@ from typing import Literal
 from torch import nn
 
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 
 Upsample = Literal["nearest-conv", "transposed"]
@@ -29,9 +30,9 @@ class CodecConfig:
         from genlab.nn.distributions import LIKELIHOODS
 
         if not self.channels:
-            raise ValueError("channels needs at least one width")
+            raise InputError("channels needs at least one width")
         if self.likelihood not in ("auto", *LIKELIHOODS):
-            raise ValueError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
+            raise InputError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
 
 
 def build_codec(cfg: CodecConfig, data: DataSpec, code_dim: int):
@@ -63,7 +64,7 @@ def check_divisible(data: DataSpec, stages: int) -> tuple[int, int]:
     """Spatial size after ``stages`` halvings; an error if the image does not divide evenly."""
     factor = 2**stages
     if data.height % factor or data.width % factor:
-        raise ValueError(
+        raise InputError(
             f"images of {data.height}x{data.width} cannot be halved {stages} times; "
             f"set model.channels to {stages - 1} entries or fewer"
         )

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.sampling.generators import categorical_per_sample, rand_per_sample
 
@@ -226,11 +227,11 @@ def make_head(name: str, data: DataSpec, gaussian_sigma: float = 0.1, min_log_sc
     if name == "auto":
         name = "bernoulli" if data.bits == 1 else "logistic"
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of auto, {', '.join(LIKELIHOODS)}")
+        raise InputError(f"unknown likelihood {name!r}; choose one of auto, {', '.join(LIKELIHOODS)}")
     if name == "bernoulli" and data.bits != 1:
-        raise ValueError("the Bernoulli likelihood needs binary data: use a binarized dataset or likelihood=logistic")
+        raise InputError("the Bernoulli likelihood needs binary data: use a binarized dataset or likelihood=logistic")
     if name != "bernoulli" and data.bits == 1:
-        raise ValueError(f"the {name} likelihood is for 8-bit data; binary data takes likelihood=bernoulli")
+        raise InputError(f"the {name} likelihood is for 8-bit data; binary data takes likelihood=bernoulli")
     C = data.channels
     if name == "bernoulli":
         return PixelHead(name, 1, Bernoulli)

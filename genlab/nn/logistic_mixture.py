@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genlab.errors import InputError
 from genlab.nn.distributions import (HALF_BIN, PixelDistribution, discretized_logistic_log_mass,
                                      to_levels)
 from genlab.sampling.generators import categorical_per_sample, rand_per_sample
@@ -69,7 +70,7 @@ class DiscretizedLogisticMixture(PixelDistribution):
         C, M = channels, components
         expected = mixture_raw_channels(C, M)
         if raw.shape[1] != expected:
-            raise ValueError(f"a {C}-channel mixture of {M} logistics needs {expected} raw channels, "
+            raise InputError(f"a {C}-channel mixture of {M} logistics needs {expected} raw channels, "
                              f"got {raw.shape[1]}")
         n_coef = C * (C - 1) // 2
         logits, loc, log_scale, coeffs = raw.split([M, C * M, C * M, n_coef * M], dim=1)

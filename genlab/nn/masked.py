@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.errors import InputError
+
 MaskType = Literal["A", "B"]
 
 
@@ -43,16 +45,16 @@ def channel_groups(n: int, groups: int) -> torch.Tensor:
         (exactly n / groups channels per group when ``groups`` divides ``n``).
     """
     if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
+        raise InputError(f"groups must be >= 1, got {groups}")
     if n < groups:
-        raise ValueError(f"{n} channels cannot hold {groups} colour groups; use at least {groups} channels")
+        raise InputError(f"{n} channels cannot hold {groups} colour groups; use at least {groups} channels")
     return torch.arange(n) * groups // n
 
 
 def _as_groups(groups: int | torch.Tensor, n: int) -> torch.Tensor:
     if isinstance(groups, torch.Tensor):
         if groups.shape != (n,):
-            raise ValueError(f"group ids must have shape ({n},), got {tuple(groups.shape)}")
+            raise InputError(f"group ids must have shape ({n},), got {tuple(groups.shape)}")
         return groups.long()
     return channel_groups(n, groups)
 
@@ -71,11 +73,11 @@ def causal_mask(
     when h < g (type A) or h <= g (type B); everything after is closed.
     """
     if mask_type not in ("A", "B"):
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        raise InputError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
     kh, kw = kernel_size
     ci, cj = centre
     if not (0 <= ci < kh and 0 <= cj < kw):
-        raise ValueError(f"centre {centre} lies outside a {kh}x{kw} kernel")
+        raise InputError(f"centre {centre} lies outside a {kh}x{kw} kernel")
     spatial = torch.zeros(kh, kw)
     spatial[:ci] = 1
     spatial[ci, :cj] = 1
@@ -100,7 +102,7 @@ class MaskedConv2d(nn.Module):
                  padding: tuple[int, int, int, int], bias: bool = True):
         super().__init__()
         if mask.shape[:2] != (out_channels, in_channels) or mask.dim() != 4:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit a {in_channels}->{out_channels} conv")
+            raise InputError(f"mask of shape {tuple(mask.shape)} does not fit a {in_channels}->{out_channels} conv")
         kh, kw = mask.shape[2:]
         self.padding = tuple(int(p) for p in padding)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
@@ -121,7 +123,7 @@ class MaskedConv2d(nn.Module):
                bias: bool = True) -> "MaskedConv2d":
         """A centred k x k PixelCNN convolution (odd k) that keeps the image size."""
         if kernel_size % 2 != 1:
-            raise ValueError(f"masked kernels must have odd size, got {kernel_size}")
+            raise InputError(f"masked kernels must have odd size, got {kernel_size}")
         mask = causal_mask(_as_groups(out_groups, out_channels), _as_groups(in_groups, in_channels),
                            (kernel_size, kernel_size), (kernel_size // 2, kernel_size // 2), mask_type)
         p = kernel_size // 2

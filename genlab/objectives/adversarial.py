@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
 
@@ -86,7 +87,7 @@ def discriminator_loss(loss: Loss, real: torch.Tensor, fake: torch.Tensor) -> to
         return F.relu(1 - real) + F.relu(1 + fake)
     if loss == "wasserstein":
         return fake - real
-    raise ValueError(f"unknown GAN loss {loss!r}")
+    raise InputError(f"unknown GAN loss {loss!r}")
 
 
 def generator_loss(loss: Loss, fake: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ def generator_loss(loss: Loss, fake: torch.Tensor) -> torch.Tensor:
         return 0.5 * (fake - 1).pow(2)
     if loss in ("hinge", "wasserstein"):
         return -fake
-    raise ValueError(f"unknown GAN loss {loss!r}")
+    raise InputError(f"unknown GAN loss {loss!r}")
 
 
 def encoder_loss(loss: Loss, real: torch.Tensor) -> torch.Tensor:
@@ -112,7 +113,7 @@ def encoder_loss(loss: Loss, real: torch.Tensor) -> torch.Tensor:
         return 0.5 * real.pow(2)  # push data pairs to the fake target a = 0
     if loss in ("hinge", "wasserstein"):
         return real
-    raise ValueError(f"unknown GAN loss {loss!r}")
+    raise InputError(f"unknown GAN loss {loss!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class GAN:
 
         def validate(self):
             if self.penalty_weight < 0 or not math.isfinite(self.penalty_weight):
-                raise ValueError("penalty_weight must be a finite number >= 0")
+                raise InputError("penalty_weight must be a finite number >= 0")
 
     def __init__(self, cfg: Config | None = None, data: DataSpec | None = None):
         self.cfg = cfg if cfg is not None else self.Config()
@@ -202,14 +203,14 @@ class GAN:
     def _check(self, model) -> None:
         d = getattr(model, "discriminator", None)
         if d is None:
-            raise ValueError(f"the gan objective needs a model with a 'discriminator' submodule; "
+            raise InputError(f"the gan objective needs a model with a 'discriminator' submodule; "
                              f"{type(model).__name__} has none")
         if self.cfg.penalty != "none" and _has_batch_norm(d):
-            raise ValueError(
+            raise InputError(
                 f"penalty={self.cfg.penalty} needs per-example input gradients, but the discriminator uses "
                 "batch norm, which mixes examples: set model.d_norm=layer (or spectral or none)")
         if self.cfg.loss == "wasserstein" and self.cfg.penalty == "none" and not _has_spectral_norm(d):
-            raise ValueError(
+            raise InputError(
                 "loss=wasserstein needs a Lipschitz critic, or its scores diverge: set penalty=wgan-gp "
                 "(and model.d_norm=layer), or model.d_norm=spectral")
 
@@ -219,7 +220,7 @@ class GAN:
             return self._discriminator_terms(model, batch)
         if phase == "G":
             return self._generator_terms(model, batch)
-        raise ValueError(f"the gan objective has phases 'D' and 'G', not {phase!r}")
+        raise InputError(f"the gan objective has phases 'D' and 'G', not {phase!r}")
 
     def _scores(self, real: torch.Tensor | None, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {"d_fake": fake.detach()}

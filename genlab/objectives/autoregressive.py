@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from genlab.card import conditioning
+from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
 
@@ -22,7 +23,7 @@ def labels_for(model, batch: dict):
     if not conditioning(model).class_conditional:
         return None
     if "y" not in batch:
-        raise ValueError(f"{type(model).__name__} is class-conditional but the batch has no labels: "
+        raise InputError(f"{type(model).__name__} is class-conditional but the batch has no labels: "
                          "use a labelled dataset or set model.conditional=false")
     return batch["y"]
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.objectives.autoregressive import NLL
 from genlab.objectives.latent import ELBO
 from genlab.registry import OBJECTIVES
@@ -43,7 +44,7 @@ def mutate(x: torch.Tensor, rate: float, bits: int, generator: torch.Generator |
         A new tensor like ``x``: the same levels grid, a ``rate`` share of sub-pixels redrawn.
     """
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"mutation rate {rate} must be in [0, 1]")
+        raise InputError(f"mutation rate {rate} must be in [0, 1]")
     top = 2**bits - 1
     hit = torch.rand(x.shape, generator=generator, device=x.device) < rate
     level = torch.randint(0, top + 1, x.shape, generator=generator, device=x.device)
@@ -52,7 +53,7 @@ def mutate(x: torch.Tensor, rate: float, bits: int, generator: torch.Generator |
 
 def _check_rate(rate: float) -> None:
     if not 0.0 < rate < 1.0:
-        raise ValueError(f"mutation_rate={rate} must be strictly between 0 and 1 (Ren et al. 2019 use 0.1-0.3); "
+        raise InputError(f"mutation_rate={rate} must be strictly between 0 and 1 (Ren et al. 2019 use 0.1-0.3); "
                          "for an unperturbed model use the plain objective")
 
 

@@ -27,6 +27,8 @@ import zlib
 import numpy as np
 import torch
 
+from genlab.errors import InputError
+
 COMPRESSORS = ("png", "zlib")
 
 
@@ -41,14 +43,14 @@ def png_bits(image: np.ndarray, bits: int) -> int:
     c = image.shape[0]
     if bits == 1:
         if c != 1:
-            raise ValueError("binary images are single-channel")
+            raise InputError("binary images are single-channel")
         im = Image.fromarray(image[0].astype(bool))  # mode "1": one bit per pixel
     elif c == 1:
         im = Image.fromarray(image[0], mode="L")
     elif c == 3:
         im = Image.fromarray(_hwc(image), mode="RGB")
     else:
-        raise ValueError(f"PNG holds 1 or 3 channels, not {c}")
+        raise InputError(f"PNG holds 1 or 3 channels, not {c}")
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
     return 8 * buf.tell()
@@ -71,12 +73,12 @@ def code_lengths(images: torch.Tensor, bits: int, compressor: str) -> np.ndarray
         float64 (N,) code lengths in bits.
     """
     if compressor not in COMPRESSORS:
-        raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
+        raise InputError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
     if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError("code_lengths takes uint8 images (N, C, H, W)")
+        raise InputError("code_lengths takes uint8 images (N, C, H, W)")
     top = 1 if bits == 1 else 255
     if bits not in (1, 8) or int(images.max()) > top:
-        raise ValueError(f"images must hold levels 0..{top} for bits={bits}")
+        raise InputError(f"images must hold levels 0..{top} for bits={bits}")
     fn = png_bits if compressor == "png" else zlib_bits
     arr = images.cpu().numpy()
     return np.array([fn(a, bits) for a in arr], dtype=np.float64)

@@ -79,16 +79,16 @@ def to_model_levels(im, spec: DataSpec, background: str = "black"):
     from PIL import Image
 
     if background not in ("black", "white"):
-        raise ValueError(f"background must be black or white, not {background!r}")
+        raise InputError(f"background must be black or white, not {background!r}")
     if spec.channels not in (1, 3):
-        raise ValueError(f"images convert to 1 (grey) or 3 (RGB) channels, not {spec.channels}")
+        raise InputError(f"images convert to 1 (grey) or 3 (RGB) channels, not {spec.channels}")
     if im.mode.startswith("I;16") or im.mode == "I":
         a = np.asarray(im).astype(np.int64)
         if a.min() < 0 or a.max() > 65535:
-            raise ValueError(f"mode {im.mode} values span {a.min()}..{a.max()}, outside the 16-bit range")
+            raise InputError(f"mode {im.mode} values span {a.min()}..{a.max()}, outside the 16-bit range")
         im = Image.fromarray(np.rint(a / 257.0).astype(np.uint8), mode="L")
     elif im.mode == "F":
-        raise ValueError("32-bit float images are not supported: save it as an 8- or 16-bit PNG")
+        raise InputError("32-bit float images are not supported: save it as an 8- or 16-bit PNG")
     elif im.mode == "1":
         im = im.convert("L")
     if im.mode in ("P", "PA"):

@@ -24,6 +24,7 @@ import torch
 
 from genlab.card import conditioning
 from genlab.config import bounded, check_fields
+from genlab.errors import InputError
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
 
@@ -111,7 +112,7 @@ class AutoregressiveLikelihood(FamilyLikelihood):
         batch = {"x": x} if y is None else {"x": x, "y": y}
         terms = self.objective(self.model, batch, "eval", 0)
         if "nll_nats" not in terms:
-            raise ValueError(f"the run's objective returns {sorted(terms)}, not 'nll_nats': score autoregressive "
+            raise InputError(f"the run's objective returns {sorted(terms)}, not 'nll_nats': score autoregressive "
                              "runs trained with the 'nll' objective (or 'nll-mutated')")
         return terms["nll_nats"]
 
@@ -126,7 +127,7 @@ class AutoregressiveLikelihood(FamilyLikelihood):
     @torch.no_grad()
     def pixel_nll(self, x):
         if self.classes:
-            raise ValueError("the per-pixel map of a class-conditional model depends on the class; "
+            raise InputError("the per-pixel map of a class-conditional model depends on the class; "
                              "score it with an unconditional run")
         from genlab.eval.surprise import pixel_nll
 
@@ -137,6 +138,6 @@ def family_likelihood(model, objective, opts: LikelihoodOptions | None = None) -
     """The likelihood of ``model`` as its family defines it; an error naming the families that have one."""
     family = model.card.family
     if family not in FAMILY_LIKELIHOODS:
-        raise ValueError(f"{type(model).__name__} (family {family!r}) gives no per-image likelihood; OOD scores "
+        raise InputError(f"{type(model).__name__} (family {family!r}) gives no per-image likelihood; OOD scores "
                          f"need a model of family {', '.join(FAMILY_LIKELIHOODS.names())}")
     return FAMILY_LIKELIHOODS.get(family)(model, objective, opts or LikelihoodOptions())

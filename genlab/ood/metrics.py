@@ -27,14 +27,16 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
+from genlab.errors import InputError
+
 
 def _as_scores(values, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64).reshape(-1)
     if a.size == 0:
-        raise ValueError(f"the {name} scores are empty: each set needs at least one image")
+        raise InputError(f"the {name} scores are empty: each set needs at least one image")
     if not np.isfinite(a).all():
         bad = int((~np.isfinite(a)).sum())
-        raise ValueError(f"{bad} of the {a.size} {name} scores are not finite; check the model and the images")
+        raise InputError(f"{bad} of the {a.size} {name} scores are not finite; check the model and the images")
     return a
 
 
@@ -91,7 +93,7 @@ def fpr_at_tpr(in_scores, ood_scores, tpr: float = 0.95) -> float:
     an OOD image is accepted (a false positive) when its score is <= t, ties included.
     """
     if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"tpr={tpr} must be in (0, 1]")
+        raise InputError(f"tpr={tpr} must be in (0, 1]")
     s_in, s_out = _as_scores(in_scores, "in-distribution"), _as_scores(ood_scores, "OOD")
     k = max(1, math.ceil(tpr * s_in.size - 1e-9))  # accept at least k in-distribution images
     t = np.sort(s_in)[k - 1]

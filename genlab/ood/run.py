@@ -28,6 +28,7 @@ from genlab.config import bounded, check_fields, seed_field
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
+from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS
 from genlab.ood.images import background_of, convert_imageset
 from genlab.ood.metrics import detection_metrics, threshold_at_tpr
@@ -60,14 +61,14 @@ class OODOptions:
 
     def validate(self):
         if not self.ood:
-            raise ValueError("name at least one OOD dataset: --ood NAME (`genlab data list` lists them)")
+            raise InputError("name at least one OOD dataset: --ood NAME (`genlab data list` lists them)")
         for name in self.ood:
             if name not in DATASETS:
-                raise ValueError(f"unknown OOD dataset {name!r}; datasets: {', '.join(DATASETS.names())}")
+                raise InputError(f"unknown OOD dataset {name!r}; datasets: {', '.join(DATASETS.names())}")
         check_fields(self)
         for c in self.compressors:
             if c not in COMPRESSORS:
-                raise ValueError(f"unknown compressor {c!r}; choose from {', '.join(COMPRESSORS)}")
+                raise InputError(f"unknown compressor {c!r}; choose from {', '.join(COMPRESSORS)}")
 
 
 def fixed_levels(data: ImageSet, seed: int) -> tuple[torch.Tensor, str]:

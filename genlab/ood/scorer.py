@@ -10,6 +10,7 @@ import torch
 
 from genlab.config import bounded, seed_field
 from genlab.data.base import to_model_input
+from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS, code_lengths
 from genlab.ood.likelihood import FamilyLikelihood, LikelihoodOptions, family_likelihood
 from genlab.ood.scores import SetTerms
@@ -48,7 +49,7 @@ class OutlierScorer:
         if background is not None:
             a, b = run.spec, background.spec
             if (a.channels, a.height, a.width, a.bits) != (b.channels, b.height, b.width, b.bits):
-                raise ValueError(f"the background run {background.run_dir} models {b.channels}x{b.height}x{b.width} "
+                raise InputError(f"the background run {background.run_dir} models {b.channels}x{b.height}x{b.width} "
                                  f"{b.bits}-bit images but the run models {a.channels}x{a.height}x{a.width} "
                                  f"{a.bits}-bit ones: train the background on the same data")
             self.bg_lik = family_likelihood(background.model, background.objective, lopts)
@@ -73,7 +74,7 @@ class OutlierScorer:
             log: optional callable for progress lines.
         """
         if transform not in ("binary", "scale"):
-            raise ValueError(f"images to score must be fixed levels ('binary' or 'scale'), not {transform!r}")
+            raise InputError(f"images to score must be fixed levels ('binary' or 'scale'), not {transform!r}")
         n, bs = levels.shape[0], self.opts.batch_size
         g = torch.Generator(device=self.device).manual_seed(sample_seed(self.opts.seed, 2 * stream))
         g_bg = torch.Generator(device=self.device).manual_seed(sample_seed(self.opts.seed, 2 * stream + 1))

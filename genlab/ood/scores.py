@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from genlab.errors import InputError
 from genlab.ood.metrics import detection_metrics
 from genlab.registry import Registry
 
@@ -140,7 +141,7 @@ def batch_typicality(in_bpd: np.ndarray, ood_bpd: np.ndarray, mean_bpd: float, m
         detection_metrics of the batch statistics, plus "m"; {} when a set has fewer than m images.
     """
     if m < 1:
-        raise ValueError("the typicality batch size M must be >= 1")
+        raise InputError("the typicality batch size M must be >= 1")
     rng = np.random.default_rng(seed)
 
     def stats(bpd):

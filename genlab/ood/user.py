@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genlab.data import load_dataset
+from genlab.errors import InputError
 from genlab.ood.images import ImageReadError, background_of, describe_rule, read_user_image
 from genlab.ood.run import IN_SET, read_ood_scores
 from genlab.ood.scorer import ScorerOptions, load_scorer
@@ -73,7 +74,7 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     read_config(run_dir)  # a clear error when RUN_DIR is not a run folder
     paths = [Path(p) for p in images]
     if not paths:
-        raise ValueError("give at least one image file")
+        raise InputError("give at least one image file")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ImageReadError(f"cannot read image {missing[0]}: no such file" +

@@ -19,6 +19,7 @@ import math
 import os
 from pathlib import Path
 
+from genlab.errors import InputError
 from genlab.reports.images import save_panels
 from genlab.train.run import read_metrics
 
@@ -33,7 +34,7 @@ def read_eval(run_dir: Path) -> dict[str, dict]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-run `genlab eval {run_dir}`") from None
+        raise InputError(f"{path} is not valid JSON ({err}); re-run `genlab eval {run_dir}`") from None
     if isinstance(data.get("metrics"), dict):
         data = data["metrics"]
     return {k: v for k, v in data.items() if isinstance(v, dict) and "value" in v}
@@ -148,7 +149,7 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
         Markdown links to them relative to its own folder.
     """
     if not run_dirs:
-        raise ValueError("compare needs at least one RUN_DIR")
+        raise InputError("compare needs at least one RUN_DIR")
     dirs = [Path(d) for d in run_dirs]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genlab.errors import InputError
+
 
 def grid_array(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scale: int | None = None) -> np.ndarray:
     """(N, C, H, W) floats in [0, 1] -> (rows*H', cols*W', 3) uint8 grid, upscaled for small images."""
@@ -33,7 +35,7 @@ def grid_array(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scal
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int | None = None) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"):
-        raise ValueError(f"{path}: give an image file name ending in .png (or .jpg)")
+        raise InputError(f"{path}: give an image file name ending in .png (or .jpg)")
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid_array(images, nrow, scale=scale)).save(path)
     return path

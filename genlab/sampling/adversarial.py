@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from genlab.card import conditioning
+from genlab.errors import InputError
 from genlab.registry import register_sampler
 from genlab.reports.images import grid_array
 from genlab.sampling.generators import categorical_per_sample
@@ -42,20 +43,20 @@ def _labels(model, n: int, label, generators: list[torch.Generator] | None, devi
     num_classes = conditioning(model).num_classes
     if not num_classes:
         if label is not None:
-            raise ValueError(f"{type(model).__name__} is unconditional: drop --label (cgan takes one)")
+            raise InputError(f"{type(model).__name__} is unconditional: drop --label (cgan takes one)")
         return None
     if label is None:
         if generators is None:
-            raise ValueError("give a label, or generators to draw one per sample")
+            raise InputError("give a label, or generators to draw one per sample")
         probs = torch.full((n, num_classes), 1.0 / num_classes, device=device)
         return categorical_per_sample(generators, probs)  # uniform classes, one draw per sample
     y = torch.as_tensor(label, device=device, dtype=torch.long).reshape(-1)
     if y.numel() == 1:
         y = y.expand(n)
     if y.numel() != n:
-        raise ValueError(f"give one label or {n} labels, not {y.numel()}")
+        raise InputError(f"give one label or {n} labels, not {y.numel()}")
     if (y < 0).any() or (y >= num_classes).any():
-        raise ValueError(f"labels must be in 0..{num_classes - 1}")
+        raise InputError(f"labels must be in 0..{num_classes - 1}")
     return y
 
 
@@ -91,13 +92,13 @@ def latent_path(z_a: torch.Tensor, z_b: torch.Tensor, steps: int,
                 mode: Literal["linear", "slerp"] = "slerp") -> torch.Tensor:
     """(steps, latent_dim) points from z_a to z_b; slerp keeps Gaussian latents at a typical norm."""
     if steps < 2:
-        raise ValueError("an interpolation needs steps >= 2")
+        raise InputError("an interpolation needs steps >= 2")
     t = torch.linspace(0, 1, steps, device=z_a.device)
     if mode == "slerp":
         return slerp(z_a, z_b, t)
     if mode == "linear":
         return (1 - t)[:, None] * z_a + t[:, None] * z_b
-    raise ValueError(f"unknown interpolation mode {mode!r}; use linear or slerp")
+    raise InputError(f"unknown interpolation mode {mode!r}; use linear or slerp")
 
 
 @torch.no_grad()
@@ -170,7 +171,7 @@ def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor, k: int = 3,
     if train.dtype == torch.uint8:
         train = train.float() / 255
     if samples.shape[1:] != train.shape[1:]:
-        raise ValueError(f"samples {tuple(samples.shape[1:])} and training images {tuple(train.shape[1:])} "
+        raise InputError(f"samples {tuple(samples.shape[1:])} and training images {tuple(train.shape[1:])} "
                          "differ in shape")
     s = samples.flatten(1).double()
     best_d = torch.full((s.shape[0], 0), 0.0, dtype=torch.double)

@@ -11,6 +11,7 @@ import torch
 
 from genlab.card import SamplerSpec
 from genlab.config import set_options
+from genlab.errors import InputError
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.sampling.generators import make_generators
 
@@ -22,7 +23,7 @@ def sampler_of(model, name: str | None = None):
 
 def _spec(model, name: str | None) -> SamplerSpec:
     if not model.card.samplers:
-        raise ValueError(f"{type(model).__name__} has no prior to sample from (an autoencoder reconstructs and "
+        raise InputError(f"{type(model).__name__} has no prior to sample from (an autoencoder reconstructs and "
                          "interpolates only); train a vae to sample")
     return model.card.sampler(name)
 
@@ -83,7 +84,7 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
     options = dataclasses.asdict(sampler_options(model, sampler, opts))
     num_classes = model.data.num_classes
     if label is not None and not (0 <= label < max(num_classes, 1)):
-        raise ValueError(f"--label {label} is out of range: this model's data has {num_classes} classes")
+        raise InputError(f"--label {label} is out of range: this model's data has {num_classes} classes")
     out = []
     for first in range(start, start + n, batch_size):
         count = min(batch_size, start + n - first)

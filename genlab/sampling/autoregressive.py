@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from genlab.card import conditioning
+from genlab.errors import InputError
 from genlab.registry import FIGURE_SETS, register_sampler
 from genlab.sampling.generators import make_generators
 from genlab.reports.images import save_figure  # noqa: E402
@@ -43,16 +44,16 @@ def _labels(model, label, n: int, device):
     classes = conditioning(model).num_classes
     if label is None:
         if classes:
-            raise ValueError(f"{type(model).__name__} is class-conditional: give a label (--label K)")
+            raise InputError(f"{type(model).__name__} is class-conditional: give a label (--label K)")
         return None
     if not classes:
-        raise ValueError(f"{type(model).__name__} is unconditional: drop the label")
+        raise InputError(f"{type(model).__name__} is unconditional: drop the label")
     y = torch.as_tensor(label, device=device).long()
     y = y.expand(n) if y.dim() == 0 else y
     if y.shape != (n,):
-        raise ValueError(f"label must be an int or a tensor of {n} labels, got shape {tuple(y.shape)}")
+        raise InputError(f"label must be an int or a tensor of {n} labels, got shape {tuple(y.shape)}")
     if int(y.min()) < 0 or int(y.max()) >= classes:
-        raise ValueError(f"labels must be in 0..{classes - 1}")
+        raise InputError(f"labels must be in 0..{classes - 1}")
     return y
 
 
@@ -85,19 +86,19 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
         (n, C, H, W) images in [0, 1] (exactly 0/1 for binary data, k/255 for 8-bit).
     """
     if len(generators) != n:
-        raise ValueError(f"need one generator per sample: got {len(generators)} for n={n}")
+        raise InputError(f"need one generator per sample: got {len(generators)} for n={n}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise InputError(f"temperature must be > 0, got {temperature}")
     spec, head = model.data, model.head
     C, H, W = spec.channels, spec.height, spec.width
     until_row = H if until_row is None else until_row
     if not 0 <= prefix_rows <= until_row <= H:
-        raise ValueError(f"need 0 <= prefix_rows <= until_row <= {H}, got {prefix_rows} and {until_row}")
+        raise InputError(f"need 0 <= prefix_rows <= until_row <= {H}, got {prefix_rows} and {until_row}")
     dtype = next(model.parameters()).dtype
     canvas = torch.zeros(n, C, H, W, device=device, dtype=dtype)
     if prefix_rows:
         if prefix is None or tuple(prefix.shape) != (n, C, H, W):
-            raise ValueError(f"prefix_rows={prefix_rows} needs prefix images of shape {(n, C, H, W)}")
+            raise InputError(f"prefix_rows={prefix_rows} needs prefix images of shape {(n, C, H, W)}")
         canvas[:, :, :prefix_rows] = prefix[:, :, :prefix_rows].to(device=device, dtype=dtype)
     y = _labels(model, label, n, device)
     was_training = model.training
@@ -179,7 +180,7 @@ def save_completion_figure(images: torch.Tensor, completions: torch.Tensor, rows
 def _pick(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n_images random images of a split (seeded; the binarized-MNIST test file is sorted by digit)."""
     if not 1 <= n_images <= len(test):
-        raise ValueError(f"n_images must be in 1..{len(test)}")
+        raise InputError(f"n_images must be in 1..{len(test)}")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(test), generator=g)[:n_images]
     batch = test.batch(idx.to(test.images.device), torch.Generator(device=test.images.device).manual_seed(seed))
@@ -202,7 +203,7 @@ def complete_run(run_dir: str | Path, out: str | Path, n_images: int = 4, rows: 
     dev = resolve_device(device)
     run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
     if not conditioning(run.model).partial_image:
-        raise ValueError(f"{run.cfg.model_name} is not autoregressive: completion needs pixelcnn, "
+        raise InputError(f"{run.cfg.model_name} is not autoregressive: completion needs pixelcnn, "
                          "gated-pixelcnn or pixel-transformer")
     rows = run.spec.height // 2 if rows is None else rows
     images, labels = _pick(run.dataset(split), n_images, seed, dev)

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from genlab.errors import InputError
 from genlab.registry import register_sampler
 from genlab.sampling.generators import randn_per_sample
 
@@ -26,9 +27,9 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
     Sample i uses only generators[i]: first its latent, then (for output="sample") its pixels.
     """
     if label is not None:
-        raise ValueError("this model is unconditional: drop --label")
+        raise InputError("this model is unconditional: drop --label")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise InputError(f"temperature must be > 0, got {temperature}")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
     dist = model.distribution(model.decode(z))
     return dist.sample(generators) if output == "sample" else dist.mean()
@@ -71,7 +72,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
 def manifold_grid(model, rows: int = 20, cols: int = 20, device="cpu") -> torch.Tensor:
     """For a 2-D latent: decoded means over a grid of Gaussian quantiles (Kingma & Welling 2014, Fig. 4)."""
     if model.cfg.latent_dim != 2:
-        raise ValueError("the manifold grid needs model.latent_dim=2")
+        raise InputError("the manifold grid needs model.latent_dim=2")
     normal = torch.distributions.Normal(0.0, 1.0)
     ys = normal.icdf(torch.linspace(0.05, 0.95, rows))
     xs = normal.icdf(torch.linspace(0.05, 0.95, cols))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from genlab.errors import InputError
 from genlab.objectives.adversarial import GAN
 from genlab.toy.fit import fit
 from genlab.toy.mixtures import GaussianMixture, gaussian, mixture_1d, ring
@@ -50,7 +51,7 @@ def optimality_setup(dim: int) -> tuple[GaussianMixture, AffineGenerator, Grid]:
         return mixture_1d((-2.0, 2.0), (0.5, 0.5)), AffineGenerator(1, 0.0, 1.5), Grid.box(-7, 7, 2801, 1)
     if dim == 2:
         return ring(8, 2.0, 0.25), AffineGenerator(2, 0.0, 1.5), Grid.box(-6, 6, 241, 2)
-    raise ValueError("the optimality check has dim 1 or 2")
+    raise InputError("the optimality check has dim 1 or 2")
 
 
 @dataclass

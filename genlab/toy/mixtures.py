@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from genlab.errors import InputError
+
 
 class GaussianMixture:
     """p(x) = sum_k w_k N(x; mu_k, s_k^2 I_d).
@@ -19,12 +21,12 @@ class GaussianMixture:
     def __init__(self, means, stds, weights=None):
         self.means = torch.as_tensor(means, dtype=torch.float64)
         if self.means.dim() != 2:
-            raise ValueError("means must be (K, d)")
+            raise InputError("means must be (K, d)")
         k = self.means.shape[0]
         self.stds = torch.as_tensor(stds, dtype=torch.float64).reshape(-1).expand(k).clone()
         w = torch.ones(k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         if (self.stds <= 0).any() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError("stds must be > 0 and weights >= 0 with a positive sum")
+            raise InputError("stds must be > 0 and weights >= 0 with a positive sum")
         self.weights = w / w.sum()
 
     @property

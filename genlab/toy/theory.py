@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from genlab.errors import InputError
 from genlab.toy.mixtures import GaussianMixture
 
 
@@ -38,7 +39,7 @@ class Grid:
     def box(cls, low: float, high: float, points: int, dim: int) -> "Grid":
         """``points`` equally spaced coordinates on [low, high] along each of ``dim`` axes."""
         if points < 3 or high <= low:
-            raise ValueError("a grid needs points >= 3 and high > low")
+            raise InputError("a grid needs points >= 3 and high > low")
         axis = torch.linspace(low, high, points, dtype=torch.float64)
         return cls([axis] * dim)
 

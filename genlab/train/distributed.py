@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from genlab.errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -40,11 +42,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
+            raise InputError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available here: use --device cpu")
+        raise InputError("device 'mps' asked for, but MPS is not available here: use --device cpu")
     return device
 
 

@@ -12,6 +12,7 @@ Train (or retrain) one with ``genlab features train --data mnist`` or
 
 from __future__ import annotations
 
+from genlab.errors import InputError
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
 from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe, train_feature_net
 
@@ -60,7 +61,7 @@ def spec_for_dataset(data_name: str) -> FeatureNetSpec:
         if spec.dataset == data_name:
             return spec
     trainable = ", ".join(sorted(s.dataset for s in SPECS.values()))
-    raise ValueError(f"no feature network is defined for dataset {data_name!r}; datasets with one: {trainable}")
+    raise InputError(f"no feature network is defined for dataset {data_name!r}; datasets with one: {trainable}")
 
 
 def feature_net_name_for(data_name: str) -> str | None:

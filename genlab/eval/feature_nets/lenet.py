@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genlab.errors import InputError
+
 
 @dataclass
 class LeNetConfig:
@@ -39,9 +41,9 @@ class LeNetConfig:
 
     def validate(self) -> None:
         if self.size % 4:
-            raise ValueError(f"LeNet input size {self.size} must be divisible by 4 (two 2x2 poolings)")
+            raise InputError(f"LeNet input size {self.size} must be divisible by 4 (two 2x2 poolings)")
         if min(self.conv1, self.conv2, self.hidden, self.num_classes, self.in_channels) < 1:
-            raise ValueError("LeNet channel, hidden and class counts must be >= 1")
+            raise InputError("LeNet channel, hidden and class counts must be >= 1")
 
 
 class LeNet(nn.Module):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from genlab.errors import InputError
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
 
 
@@ -154,7 +155,7 @@ def train_feature_net(data_name: str, data_cfg, out_dir, seed: int = 0, log=prin
     train = load_dataset(data_name, "train", data_cfg)
     test = load_dataset(data_name, "test", data_cfg)
     if train.labels is None or test.labels is None:
-        raise ValueError(f"dataset {data_name!r} has no labels: a feature classifier cannot be trained on it")
+        raise InputError(f"dataset {data_name!r} has no labels: a feature classifier cannot be trained on it")
     x_train = train.batch(torch.arange(len(train)))["x"]
     x_test = test.batch(torch.arange(len(test)))["x"]
     log(f"training {spec.name} on {data_name} ({len(train)} train images): {spec.recipe.describe()}")

@@ -35,6 +35,7 @@ from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -98,7 +99,7 @@ class BiGAN(nn.Module):
 
         def validate(self):
             if self.encoder == "gaussian" and self.prior != "normal":
-                raise ValueError("encoder=gaussian (ALI) matches a normal prior: set prior=normal")
+                raise InputError("encoder=gaussian (ALI) matches a normal prior: set prior=normal")
             check_gan_knobs(self)
 
     def __init__(self, cfg: Config, data: DataSpec):
@@ -124,7 +125,7 @@ class BiGAN(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """G(z): images (B, C, H, W) in [0, 1]."""
         if y is not None:
-            raise ValueError("bigan is unconditional: it takes no labels")
+            raise InputError("bigan is unconditional: it takes no labels")
         return self.generator(z)
 
     def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:

@@ -33,6 +33,7 @@ from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.adversarial import check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -70,7 +71,7 @@ class CGAN(nn.Module):
         super().__init__()
         cfg.validate()
         if data.num_classes < 2:
-            raise ValueError("cgan needs a labelled dataset (DataSpec.num_classes >= 2), e.g. --data mnist; "
+            raise InputError("cgan needs a labelled dataset (DataSpec.num_classes >= 2), e.g. --data mnist; "
                              "use dcgan for unlabelled data")
         self.cfg, self.data = cfg, data
         self.num_classes = data.num_classes
@@ -90,15 +91,15 @@ class CGAN(nn.Module):
     def _labels(self, batch: dict) -> torch.Tensor:
         y = batch.get("y")
         if y is None:
-            raise ValueError("cgan batches need labels under 'y'; the dataset has none")
+            raise InputError("cgan batches need labels under 'y'; the dataset has none")
         return y
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """G(z, y): images (B, C, H, W) in [0, 1] of classes y (B,)."""
         if y is None:
-            raise ValueError("cgan is class-conditional: give a label per sample")
+            raise InputError("cgan is class-conditional: give a label per sample")
         if (y < 0).any() or (y >= self.num_classes).any():
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
+            raise InputError(f"labels must be in 0..{self.num_classes - 1}")
         return self.generator(z, y)
 
     def real_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.adversarial import (check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               latent_noise)
 from genlab.nn.spec import DataSpec, Phase
@@ -82,7 +83,7 @@ class DCGAN(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """G(z): images (B, C, H, W) in [0, 1]."""
         if y is not None:
-            raise ValueError("dcgan is unconditional: it takes no labels (use cgan for class-conditional samples)")
+            raise InputError("dcgan is unconditional: it takes no labels (use cgan for class-conditional samples)")
         return self.generator(z)
 
     def real_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:

@@ -36,6 +36,7 @@ from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups, down_shift
@@ -110,7 +111,7 @@ class GatedPixelCNN(nn.Module):
 
         def validate(self):
             if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-                raise ValueError("first_kernel and kernel must be odd")
+                raise InputError("first_kernel and kernel must be odd")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -118,7 +119,7 @@ class GatedPixelCNN(nn.Module):
         self.cfg, self.data = cfg, data
         self.conditional = cfg.conditional
         if cfg.conditional and data.num_classes < 1:
-            raise ValueError("model.conditional=true needs a labelled dataset (this one has no classes)")
+            raise InputError("model.conditional=true needs a labelled dataset (this one has no classes)")
         self.head = AutoregressiveHead.create(cfg.likelihood, data, cfg.mixture_components)
         g = self.head.colour_groups
         image_groups = torch.arange(data.channels) if g > 1 else torch.zeros(data.channels, dtype=torch.long)
@@ -140,7 +141,7 @@ class GatedPixelCNN(nn.Module):
         if not self.conditional:
             return None
         if y is None:
-            raise ValueError("this gated-pixelcnn is class-conditional: pass labels (batch['y'] or --label)")
+            raise InputError("this gated-pixelcnn is class-conditional: pass labels (batch['y'] or --label)")
         return y.expand(batch) if y.dim() == 0 else y
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from genlab.errors import InputError
 from genlab.nn.distributions import LEVELS, Bernoulli, Categorical, PixelDistribution
 from genlab.nn.logistic_mixture import DiscretizedLogisticMixture, mixture_raw_channels
 from genlab.nn.masked import channel_groups
@@ -34,14 +35,14 @@ LIKELIHOODS = ("auto", "bernoulli", "categorical", "logistic-mixture")
 def resolve_likelihood(name: str, data: DataSpec) -> str:
     """'auto' -> Bernoulli for binary data, 256-way categorical for 8-bit data; checks the pairing."""
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown model.likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
+        raise InputError(f"unknown model.likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
     if name == "auto":
         return "bernoulli" if data.bits == 1 else "categorical"
     if name == "bernoulli" and data.bits != 1:
-        raise ValueError("model.likelihood=bernoulli needs binary data; 8-bit data takes categorical or "
+        raise InputError("model.likelihood=bernoulli needs binary data; 8-bit data takes categorical or "
                          "logistic-mixture")
     if name != "bernoulli" and data.bits != 8:
-        raise ValueError(f"model.likelihood={name} is for 8-bit data; binary data takes model.likelihood=bernoulli")
+        raise InputError(f"model.likelihood={name} is for 8-bit data; binary data takes model.likelihood=bernoulli")
     return name
 
 
@@ -57,7 +58,7 @@ class AutoregressiveHead:
     @classmethod
     def create(cls, likelihood: str, data: DataSpec, components: int = 10) -> "AutoregressiveHead":
         if components < 1:
-            raise ValueError("mixture_components must be >= 1")
+            raise InputError("mixture_components must be >= 1")
         return cls(resolve_likelihood(likelihood, data), data, components)
 
     @property
@@ -89,7 +90,7 @@ class AutoregressiveHead:
     def distribution(self, raw: torch.Tensor) -> PixelDistribution:
         """raw (B, R, H, W) -> distribution over (B, C, H, W) images."""
         if raw.shape[1] != self.raw_channels:
-            raise ValueError(f"{self.likelihood} head expects {self.raw_channels} raw channels, got {raw.shape[1]}")
+            raise InputError(f"{self.likelihood} head expects {self.raw_channels} raw channels, got {raw.shape[1]}")
         if self.likelihood == "bernoulli":
             return Bernoulli(raw)
         if self.likelihood == "categorical":

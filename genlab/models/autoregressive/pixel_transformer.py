@@ -31,6 +31,7 @@ from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution, to_levels
 from genlab.nn.spec import DataSpec, Phase
@@ -107,7 +108,7 @@ class PixelTransformer(nn.Module):
 
         def validate(self):
             if self.d_model % self.heads:
-                raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+                raise InputError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -115,7 +116,7 @@ class PixelTransformer(nn.Module):
         self.cfg, self.data = cfg, data
         self.conditional = cfg.conditional
         if cfg.conditional and data.num_classes < 1:
-            raise ValueError("model.conditional=true needs a labelled dataset (this one has no classes)")
+            raise InputError("model.conditional=true needs a labelled dataset (this one has no classes)")
         self.head = AutoregressiveHead.create(cfg.likelihood, data, cfg.mixture_components)
         C, H, W, d = data.channels, data.height, data.width, cfg.d_model
         self.per_token = C if self.head.joint else 1  # channels carried by one token
@@ -175,7 +176,7 @@ class PixelTransformer(nn.Module):
         """(B, 1, d): the start token, or the class token."""
         if self.conditional:
             if y is None:
-                raise ValueError("this pixel-transformer is class-conditional: pass labels (batch['y'] or --label)")
+                raise InputError("this pixel-transformer is class-conditional: pass labels (batch['y'] or --label)")
             return self.class_embed(y.expand(batch) if y.dim() == 0 else y).unsqueeze(1)
         return self.start.expand(batch, 1, -1)
 
@@ -229,14 +230,14 @@ class _KVCache:
         self.caches = [{"k": p.new_zeros(batch, heads, model.seq_len, d_head),
                         "v": p.new_zeros(batch, heads, model.seq_len, d_head), "len": 0} for _ in model.blocks]
         if model.conditional and y is None:
-            raise ValueError("this pixel-transformer is class-conditional: pass a label")
+            raise InputError("this pixel-transformer is class-conditional: pass a label")
 
     def step(self, canvas: torch.Tensor, i: int, j: int, c: int) -> torch.Tensor:
         m = self.model
         per_pixel = m.data.channels // m.per_token
         t = (i * m.data.width + j) * per_pixel + c
         if t < self.fed or t >= m.seq_len:
-            raise ValueError(f"cached sampling must go forward in raster order: asked for position {t} "
+            raise InputError(f"cached sampling must go forward in raster order: asked for position {t} "
                              f"after {self.fed} were fed")
         n = t + 1 - self.fed
         h = m.embed(canvas, self.y, self.fed, n)

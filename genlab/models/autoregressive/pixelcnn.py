@@ -26,6 +26,7 @@ from torch import nn
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.masked import MaskedConv2d
@@ -73,9 +74,9 @@ class PixelCNN(nn.Module):
 
         def validate(self):
             if self.channels % 2:
-                raise ValueError("channels must be even (the blocks use channels / 2 inside)")
+                raise InputError("channels must be even (the blocks use channels / 2 inside)")
             if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-                raise ValueError("first_kernel and kernel must be odd")
+                raise InputError("first_kernel and kernel must be odd")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
