@@ -78,8 +78,9 @@ def test_every_model_is_registered_and_every_models_file_is_imported():
 
 
 def test_every_sampler_has_typed_options_matching_its_keywords():
-    assert SAMPLERS.names() == SAMPLER_OPTIONS.names()
-    for name, fn in SAMPLERS.items():
+    own = {name: fn for name, fn in SAMPLERS.items() if fn.__module__.startswith("genlab.")}  # not test doubles
+    assert sorted(own) == [n for n in SAMPLER_OPTIONS.names() if n in own] and own
+    for name, fn in own.items():
         options = SAMPLER_OPTIONS.get(name)
         params = inspect.signature(inspect.unwrap(fn)).parameters
         for f in dataclasses.fields(options):
