@@ -164,6 +164,9 @@ def _add_run_cmds(sub):
     p.add_argument("--reference-split", default=None, help="split the samples are compared with (default: --split)")
     p.add_argument("--inception-weights", default="",
                    help="Inception-v3 weights file for standard FID (default: the dataset's own feature network)")
+    p.add_argument("--inception-unverified", action="store_true",
+                   help="accept Inception weights whose sha256 is not the official file's (tensors only; "
+                        "metrics are then named inception-v3-unverified)")
     p.add_argument("--batch-size", type=_eval_field("batch_size"), default=256)
     p.add_argument("--seed", type=SEED, default=0)
     _add_run_loading(p)
@@ -341,7 +344,8 @@ def _eval(args) -> int:
 
     opts = EvalOptions(batch_size=args.batch_size, max_examples=args.max_examples, split=args.split,
                        iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples, n_reference=args.n_reference,
-                       reference_split=args.reference_split, inception_weights=args.inception_weights)
+                       reference_split=args.reference_split, inception_weights=args.inception_weights,
+                       inception_unverified=args.inception_unverified)
     evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     return 0
@@ -466,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = (["--traceback"] if debug else []) + [a for a in argv if a != "--traceback"]
     args = build_parser().parse_args(argv)
     debug = debug or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")
-    from genlab.errors import USER_ERRORS
+    from genlab.errors import USER_ERRORS, file_error_line
 
     try:
         return COMMANDS[args.command](args)
@@ -475,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # One line for what the user can fix; any other exception is a bug and keeps its traceback.
         print(f"genlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        line = file_error_line(err)
+        if line is None or debug:
+            raise
+        print(f"genlab {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

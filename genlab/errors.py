@@ -12,6 +12,7 @@ This module imports nothing from genlab, so every layer can raise these.
 
 from __future__ import annotations
 
+import errno
 
 class UserError(Exception):
     """An error the user can fix from the message alone: printed in one line, without a traceback."""
@@ -30,3 +31,23 @@ class UnknownName(UserError, KeyError):
 
 # Missing or already existing files named by the user are theirs to fix as well.
 USER_ERRORS = (UserError, FileNotFoundError, FileExistsError)
+
+# OSErrors about the user's files or machine (a read-only or missing --out, an unreadable run
+# folder, a full disk): the fix is outside genlab, so they get one line. Any other OSError is a bug.
+FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                         errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def file_error_line(err: OSError) -> str | None:
+    """One line naming the path and the reason of a file-system error, or None when it is not one."""
+    if err.errno not in FILE_ERRNOS:
+        return None
+    where = err.filename if err.filename is None or err.filename2 is None else f"{err.filename} -> {err.filename2}"
+    reason = err.strerror or str(err)
+    hint = {errno.EACCES: "check its permissions or choose another path",
+            errno.EPERM: "check its permissions or choose another path",
+            errno.EROFS: "choose a path on a writable file system",
+            errno.ENOSPC: "free some space or choose another disk",
+            errno.EDQUOT: "free some space or choose another disk",
+            errno.ENOTDIR: "a file stands where a folder is needed; choose another path"}.get(err.errno, "")
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "") if where else reason

@@ -128,49 +128,16 @@ def test_missing_inception_weights_name_the_file_to_get(tmp_path, monkeypatch):
     monkeypatch.delenv(fe.INCEPTION_ENV, raising=False)
     with pytest.raises(FeatureNetError, match="no Inception-v3 weights file given") as err:
         load_inception(None)
-    assert "inception-2015-12-05.pt" in str(err.value) and "https://nvlabs-fi-cdn.nvidia.com" in str(err.value)
+    assert fe.INCEPTION_FILE in str(err.value) and fe.INCEPTION_URL in str(err.value)
+    assert fe.INCEPTION_SHA256 in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(FeatureNetError, match="not found: .*nope.pt"):
         load_inception(tmp_path / "nope.pt")
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not torchscript")
-    with pytest.raises(FeatureNetError, match="not a TorchScript Inception-v3"):
+    junk.write_bytes(b"not weights")
+    with pytest.raises(FeatureNetError, match="not the official Inception-v3"):
         load_inception(junk)
-
-
-class _StandIn(torch.nn.Module):
-    """The NVlabs detector's call convention: uint8 (N, 3, H, W), return_features -> (N, 2048)."""
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        assert x.dtype == torch.uint8 and x.shape[1] == 3
-        pooled = x.float().mean(dim=(2, 3))  # (N, 3)
-        return pooled.repeat(1, 683)[:, :2048] if return_features else pooled
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_inception_gets_uint8_rgb_and_returns_pool_features(tmp_path):
-    path = tmp_path / "inception-2015-12-05.pt"
-    torch.jit.script(_StandIn()).save(str(path))
-    net = load_inception(path)
-    assert net.name == "inception-v3" and net.dim == 2048 and net.input_shape is None
-    assert path.name in net.description and net.sha256 == fe.sha256_file(path)
-    x = torch.full((3, 1, 12, 12), 0.5)
-    out = extract(net, x)
-    assert out.features.shape == (3, 2048) and out.logits is None
-    assert torch.allclose(out.features, torch.full((3, 2048), 128.0))  # round(0.5 * 255)
-
-
-def test_state_dict_inception_without_torch_fidelity_says_what_to_install(tmp_path):
-    pytest.importorskip("torchmetrics")
-    try:
-        import torch_fidelity  # noqa: F401
-
-        pytest.skip("torch-fidelity is installed here")
-    except ImportError:
-        pass
-    path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
-    path.write_bytes(b"x")
-    with pytest.raises(FeatureNetError, match="pip install torch-fidelity"):
-        load_inception(path)
+    with pytest.raises(FeatureNetError, match="not an Inception-v3 state dict of tensors"):
+        load_inception(junk, allow_unverified=True)
 
 
 # ----------------------------------------------------------------------------------------------

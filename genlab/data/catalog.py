@@ -69,13 +69,13 @@ class Dataset:
         raise NotImplementedError
 
     def check(self, cfg) -> dict:
-        """Verify every official file (checksum only, no parsing); never downloads."""
+        """Hash every official file (checksum only, no parsing; never the cache); never downloads."""
         root = data_root(cfg)
         folder = root / self.info.folder if self.info.folder else root
         problems, status = [], "ok"
         for spec in self.info.files:
             try:
-                ensure_file(spec, root, download=False)
+                ensure_file(spec, root, download=False, trust_cache=False)
             except DatasetError as err:
                 problems.append(str(err))
                 # "corrupt" wins over "missing": it needs the user to delete something.

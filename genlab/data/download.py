@@ -10,21 +10,30 @@ and moves it into place with ``os.replace`` so a killed download never leaves a
 half file under the official name.
 
 Hashing is the slow part of loading a small dataset, so a successful check is
-remembered in ``.genlab-checksums.json`` beside the file (size + mtime_ns ->
-checksum verified). A file whose size or mtime changed is hashed again. No
-stamp is written in a folder without write permission bits (a shared data
-folder), even by root; a per-process memo still avoids hashing a file twice
-in one run.
+remembered in ``.genlab-checksums.json`` beside the file. An entry vouches only for
+the file genlab itself hashed: it binds the checksum to the file's resolved path,
+device, inode, size, mtime and ctime (which no user can set: writing the file, or
+restoring its mtime with ``touch``/``utime``, moves it), and it carries an HMAC under a
+per-user key kept outside the data root (``$GENLAB_CACHE/checksum-key``, default
+``~/.cache/genlab``), so an entry written by anyone else (a forged entry) is ignored
+and the file hashed again. A file changed in the same clock tick as its hash could
+keep its ctime, so files changed less than ``FRESH_NS`` ago are not cached at all.
+``genlab data check`` never uses the cache: it always hashes. No stamp is written in
+a folder without write permission bits (a shared data folder), even by root, nor on a
+read-only file system; a per-process memo still avoids hashing a file twice in one
+run. genlab never needs write access to the data root.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import hmac
 import json
 import logging
 import os
 import tempfile
+import time
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -38,7 +47,8 @@ log = logging.getLogger("genlab.data")
 STAMP_NAME = ".genlab-checksums.json"
 _CHUNK = 1 << 20
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)  # BadGzipFile is an OSError
-_memo: dict[str, tuple[int, int, str]] = {}  # resolved path -> (size, mtime_ns, verified checksum)
+FRESH_NS = 2_000_000_000  # a file changed this recently (ns) is not cached: its ctime may not move again
+_memo: dict[str, tuple[tuple, str]] = {}  # resolved path -> (stat key, verified checksum)
 
 
 def data_root(cfg) -> Path:
@@ -116,34 +126,77 @@ def hash_file(path: Path, algo: str, gunzip: bool = False) -> str:
     return f"{algo}:{h.hexdigest()}"
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
+def cache_home() -> Path:
+    """genlab's per-user cache folder: $GENLAB_CACHE, else ~/.cache/genlab."""
+    return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab").expanduser()
+
+
+def _stat_key(path: Path) -> tuple:
+    """What identifies this exact version of the file: (path, dev, inode, size, mtime_ns, ctime_ns)."""
     st = path.stat()
-    return st.st_size, st.st_mtime_ns
+    return str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _stamp_key(create: bool) -> bytes | None:
+    """The user's secret for stamp HMACs (created on first use when ``create``); None if unavailable."""
+    path = cache_home() / "checksum-key"
+    try:
+        return path.read_bytes()
+    except OSError:
+        if not create:
+            return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private: it signs stamps
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+        return path.read_bytes()
+    except FileExistsError:  # another process created it first
+        return path.read_bytes()
+    except OSError:
+        return None  # no writable home: no cache, every file is hashed
+
+
+def _stamp_entry(key: tuple, checksum: str, secret: bytes) -> dict:
+    fields = dict(zip(("path", "dev", "ino", "size", "mtime_ns", "ctime_ns"), key), checksum=checksum)
+    mac = hmac.new(secret, json.dumps(fields, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+    return {**fields, "hmac": mac}
 
 
 def is_stamped(path: Path, checksum: str) -> bool:
-    """True if this exact file (same size and mtime) was already verified against ``checksum``."""
-    size, mtime = _stat_key(path)
-    if _memo.get(str(path.resolve())) == (size, mtime, checksum):
+    """True if genlab itself verified this exact file (same path, inode, size, mtime, ctime) against ``checksum``."""
+    key = _stat_key(path)
+    if _memo.get(key[0]) == (key, checksum):
         return True
+    secret = _stamp_key(create=False)
+    if secret is None:
+        return False
     try:
         entry = json.loads((path.parent / STAMP_NAME).read_text()).get(path.name)
     except (OSError, ValueError, AttributeError):
         return False
-    ok = entry == {"size": size, "mtime_ns": mtime, "checksum": checksum}
+    if not isinstance(entry, dict) or not isinstance(entry.get("hmac"), str):
+        return False  # an entry of an older genlab, or one not written by genlab
+    expected = _stamp_entry(key, checksum, secret)
+    ok = entry.keys() == expected.keys() and hmac.compare_digest(entry["hmac"], expected["hmac"]) and entry == expected
     if ok:
-        _memo[str(path.resolve())] = (size, mtime, checksum)
+        _memo[key[0]] = (key, checksum)
     return ok
 
 
 def stamp(path: Path, checksum: str) -> None:
     """Record that ``path`` as it is now has ``checksum`` (best effort, atomic write)."""
-    size, mtime = _stat_key(path)
-    _memo[str(path.resolve())] = (size, mtime, checksum)
+    key = _stat_key(path)
+    _memo[key[0]] = (key, checksum)
     stamp_path = path.parent / STAMP_NAME
     folder_mode = path.parent.stat().st_mode
     # A folder without write bits is read-only on purpose (a shared data folder), even to root.
     if not folder_mode & 0o222 or not os.access(path.parent, os.W_OK):
+        return
+    if time.time_ns() - max(key[4], key[5]) < FRESH_NS:
+        return  # a change later in the same clock tick could leave mtime and ctime as they are
+    secret = _stamp_key(create=True)
+    if secret is None:
         return
     try:
         try:
@@ -151,7 +204,7 @@ def stamp(path: Path, checksum: str) -> None:
             stamps = stamps if isinstance(stamps, dict) else {}
         except (OSError, ValueError):
             stamps = {}
-        stamps[path.name] = {"size": size, "mtime_ns": mtime, "checksum": checksum}
+        stamps[path.name] = _stamp_entry(key, checksum, secret)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=STAMP_NAME, suffix=".part")
         with os.fdopen(fd, "w") as f:
             json.dump(stamps, f, indent=1, sort_keys=True)
@@ -170,9 +223,9 @@ def _gunzip(form: LocalForm, raw: bytes, spec: DataFile) -> bytes:
         raise unreadable_file(form.path, f"not a valid gzip file ({describe(err)})", form.checksum, spec.urls) from None
 
 
-def _verify(form: LocalForm, spec: DataFile, read: bool) -> bytes | None:
+def _verify(form: LocalForm, spec: DataFile, read: bool, trust_cache: bool = True) -> bytes | None:
     """Check one local form against its checksum; return its (gunzipped) bytes when ``read``."""
-    stamped = is_stamped(form.path, form.checksum)
+    stamped = trust_cache and is_stamped(form.path, form.checksum)
     algo, _ = split_checksum(form.checksum)
     actual, content = form.checksum, None
     if read:
@@ -201,14 +254,15 @@ def _verify(form: LocalForm, spec: DataFile, read: bool) -> bytes | None:
     return content
 
 
-def _find(spec: DataFile, root: Path, download: bool, read: bool) -> tuple[LocalForm, bytes | None]:
+def _find(spec: DataFile, root: Path, download: bool, read: bool,
+          trust_cache: bool = True) -> tuple[LocalForm, bytes | None]:
     forms = spec.forms(root)
     corrupt: DatasetError | None = None
     for form in forms:
         if not form.path.is_file():
             continue
         try:
-            return form, _verify(form, spec, read)
+            return form, _verify(form, spec, read, trust_cache)
         except DatasetError as err:
             if err.kind != "corrupt":
                 raise
@@ -221,19 +275,21 @@ def _find(spec: DataFile, root: Path, download: bool, read: bool) -> tuple[Local
     raise missing_file(forms[0].path, spec.checksum, spec.urls, also=[f.path for f in forms[1:]])
 
 
-def ensure_file(spec: DataFile, root: Path, download: bool = False) -> LocalForm:
+def ensure_file(spec: DataFile, root: Path, download: bool = False, trust_cache: bool = True) -> LocalForm:
     """A verified local copy of ``spec``, downloading it first if allowed and needed.
 
     Args:
         spec: the file wanted.
         root: the data root (see ``data_root``).
         download: fetch the official file when no valid local copy exists.
+        trust_cache: accept a checksum stamp of this exact file instead of hashing it
+            (``genlab data check`` passes False: a check always hashes).
     Returns:
         The local form found; parse ``form.path`` (gunzipping if ``form.gzipped``).
     Raises:
         DatasetError: missing (and not downloadable), corrupt, or the download failed.
     """
-    return _find(spec, root, download, read=False)[0]
+    return _find(spec, root, download, read=False, trust_cache=trust_cache)[0]
 
 
 def read_verified(spec: DataFile, root: Path, download: bool = False) -> tuple[Path, bytes]:

@@ -38,6 +38,29 @@ from genlab.registry import DATASETS
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 SPLIT_SEED = 0
+# Formats decoded by Pillow's own code. Never EPS/PS: Pillow hands those to Ghostscript, a program.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
+# Decompression bombs: a 30 kB PNG can claim 10^10 pixels. Refused from the header, before any
+# pixel is decoded, below Pillow's own threshold (89.5 Mpixel, only a warning up to twice that).
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def open_image(path: str | Path):
+    """``path`` opened by Pillow with its pixels not yet decoded (use as a context manager).
+
+    Raises:
+        InputError: more than ``MAX_IMAGE_PIXELS`` pixels (a decompression bomb).
+        OSError (PIL.UnidentifiedImageError): not one of ``IMAGE_FORMATS``.
+    """
+    from PIL import Image
+
+    im = Image.open(path, formats=IMAGE_FORMATS)
+    width, height = im.size
+    if width * height > MAX_IMAGE_PIXELS:
+        im.close()
+        raise InputError(f"{width}x{height} pixels is over genlab's limit of {MAX_IMAGE_PIXELS:,} "
+                         "(a decompression bomb, or a photo to shrink first)")
+    return im
 
 
 def _options(cfg) -> tuple[str, int, int, float]:
@@ -131,7 +154,7 @@ def read_image(path: Path, channels: int, size: int = 0, expect: tuple[int, int]
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             im = _to_8bit(ImageOps.exif_transpose(im), channels)
             if size and im.size != (size, size):
@@ -186,8 +209,6 @@ class Folder(Dataset):
         return self.imageset(split, images, labels_t, "scale", note, spec=spec)
 
     def check(self, cfg) -> dict:
-        from PIL import Image
-
         try:
             root = resolve_folder(_options(cfg)[0], cfg)
             files, _, classes = scan_folder(root)
@@ -196,7 +217,7 @@ class Folder(Dataset):
         bad = []
         for p in files:  # header-only open: cheap, catches files that are not images
             try:
-                with Image.open(p):
+                with open_image(p):
                     pass
             except Exception as err:
                 bad.append(f"{p}: {describe(err)}")

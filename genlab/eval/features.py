@@ -13,12 +13,11 @@ after BatchNorm and ReLU, the input of the final linear classifier.
 
 Inception-v3 (Szegedy et al. 2016, arXiv:1512.00567) pool3 features (2048-d), as used by
 FID (Heusel et al. 2017, arXiv:1706.08500). No download is ever attempted: the user
-points genlab at a local file (``load_inception(path)``), either
-* NVlabs' TorchScript ``inception-2015-12-05.pt`` (StyleGAN2-ADA, StyleGAN3, clean-fid),
-  loaded with ``torch.jit.load`` and no extra package; or
-* the ``pt_inception-2015-12-05-6726825d.pth`` state dict of pytorch-fid, which is
-  torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``, run through
-  torchmetrics' ``NoTrainInceptionV3`` (needs ``pip install torch-fidelity``).
+points genlab at a local copy of pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
+(``load_inception(path)``). A file handed to genlab is data, never code: its sha256 must
+be the official one, and only its tensors are read (``torch.load(weights_only=True)`` or
+safetensors) into genlab's own network (``feature_nets/inception.py``). TorchScript files
+(NVlabs' ``inception-2015-12-05.pt``) run their own code when loaded and are refused.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from genlab.errors import InputError
 from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for
+from genlab.eval.feature_nets.inception import POOL3_DIM, FIDInceptionV3
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST_NAME = "manifest.json"
@@ -48,6 +47,12 @@ class FeatureNetError(InputError):
     A ValueError so that the CLI prints it as a one-line user error: the fix is always
     a file the user provides (restore, retrain or download), never a code change.
     """
+
+
+def _why(err: BaseException) -> str:
+    """``TypeName: first line of the message``: loaders' errors can run to pages (torch's unpickler)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
@@ -186,24 +191,31 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None, device="c
         raise FeatureNetError(f"{weights_dir / MANIFEST_NAME} has no entry for {name!r}; "
                               f"train it with `{retrain}` (writes into {weights_dir})")
     entry = manifest[name]
-    path = weights_dir / entry["file"]
+    try:
+        path, expected, arch = weights_dir / entry["file"], entry["sha256"], LeNetConfig(**entry["arch"])
+    except (KeyError, TypeError) as err:
+        raise FeatureNetError(f"{weights_dir / MANIFEST_NAME}: the entry of {name} is damaged ({_why(err)}); "
+                              f"restore genlab/weights from git or retrain with `{retrain}`") from None
     if not path.exists():
         raise FeatureNetError(f"weights of {name} not found at {path}; restore genlab/weights from git "
                               f"or retrain with `{retrain}`")
     actual = sha256_file(path)
-    if actual != entry["sha256"]:
+    if actual != expected:
         raise FeatureNetError(
-            f"sha256 mismatch for {path}:\n  manifest says {entry['sha256']}\n  file has      {actual}\n"
+            f"sha256 mismatch for {path}:\n  manifest says {expected}\n  file has      {actual}\n"
             f"The file is corrupt or was replaced without updating {MANIFEST_NAME}; metric values "
             f"computed with it would not be comparable to {name}'s. Restore genlab/weights from git, "
             f"or retrain with `{retrain}` (which rewrites both the weights and the manifest)."
         )
-    arch = LeNetConfig(**entry["arch"])
     if arch != spec.arch:
         raise FeatureNetError(f"manifest architecture of {name} ({entry['arch']}) differs from the code's "
                               f"({dataclasses.asdict(spec.arch)}): a changed network needs a new version name")
     net = LeNet(arch)
-    net.load_state_dict(load_file(str(path)))
+    try:  # safetensors holds tensors only; a matching sha256 in a user's manifest proves nothing more
+        net.load_state_dict(load_file(str(path)))
+    except Exception as err:
+        raise FeatureNetError(f"{path} is not a safetensors file of {name}'s tensors ({_why(err)}); "
+                              f"restore genlab/weights from git or retrain with `{retrain}`") from None
     net.eval().requires_grad_(False)
     return FeatureNet(
         name=name,
@@ -223,40 +235,25 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None, device="c
 
 INCEPTION_NAME = "inception-v3"
 INCEPTION_ENV = "GENLAB_INCEPTION"
-INCEPTION_HELP = """\
-Standard FID needs the Inception-v3 weights of the FID reference implementation; genlab never
-downloads them. Get ONE of these files on a machine with internet access and copy it here:
-  * inception-2015-12-05.pt (TorchScript; no extra package needed), used by StyleGAN2-ADA/StyleGAN3/clean-fid:
-      https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt
-  * pt_inception-2015-12-05-6726825d.pth (pytorch-fid), the same file as torch-fidelity's
-    weights-inception-2015-12-05-6726825d.pth; needs `pip install torch-fidelity` (torchmetrics runs it):
-      https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
-Then pass its path (e.g. --set inception_weights=/path/to/inception-2015-12-05.pt) or set {env}=/path/to/file."""
+# The one file genlab loads without being told otherwise: pytorch-fid's conversion of the
+# 2015-12-05 TensorFlow graph (the same bytes as torch-fidelity's weights-inception-...pth).
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_FILE
+INCEPTION_HELP = (f"standard FID needs the Inception-v3 weights {INCEPTION_FILE} (95,628,359 bytes, sha256 "
+                  f"{INCEPTION_SHA256}); genlab never downloads it: fetch {INCEPTION_URL} on a machine with "
+                  f"internet access, then pass --inception-weights PATH or set {INCEPTION_ENV}=PATH")
 
 
-class _TorchScriptInception(torch.nn.Module):
-    """NVlabs' TorchScript detector: uint8 (N, 3, H, W) -> 2048-d pool3 features (it resizes to 299)."""
+class _FIDInception(torch.nn.Module):
+    """genlab's FID Inception-v3 behind the FeatureNet call convention: [0, 1] floats -> pool3."""
 
-    def __init__(self, module):
+    def __init__(self, net: FIDInceptionV3):
         super().__init__()
-        self.module = module
+        self.module = net
 
     def features_and_logits(self, x: torch.Tensor):
-        return self.module(_to_uint8_rgb(x), return_features=True), None
-
-
-class _FidelityInception(torch.nn.Module):
-    """torchmetrics' NoTrainInceptionV3 (torch-fidelity port of the TF graph): pool3 features."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        from torchmetrics.image.fid import NoTrainInceptionV3
-
-        self.module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                         feature_extractor_weights_path=path)
-
-    def features_and_logits(self, x: torch.Tensor):
-        return self.module(_to_uint8_rgb(x)), None
+        return self.module.pool3(_to_uint8_rgb(x).float()), None
 
 
 def _to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -269,50 +266,96 @@ def inception_path(path: str | Path | None = None) -> Path:
     """The Inception weights file: ``path``, else $GENLAB_INCEPTION; a clear error when absent."""
     chosen = path or os.environ.get(INCEPTION_ENV, "")
     if not chosen:
-        raise FeatureNetError("no Inception-v3 weights file given.\n" + INCEPTION_HELP.format(env=INCEPTION_ENV))
+        raise FeatureNetError("no Inception-v3 weights file given: " + INCEPTION_HELP)
     chosen = Path(chosen).expanduser()
     if not chosen.is_file():
-        raise FeatureNetError(f"Inception-v3 weights file not found: {chosen}\n" + INCEPTION_HELP.format(env=INCEPTION_ENV))
+        raise FeatureNetError(f"Inception-v3 weights file not found: {chosen}; " + INCEPTION_HELP)
     return chosen
 
 
-def load_inception(path: str | Path | None = None, device="cpu") -> FeatureNet:
-    """Inception-v3 pool3 features from a local weights file (see ``INCEPTION_HELP``)."""
+def load_inception(path: str | Path | None = None, device="cpu", allow_unverified: bool = False) -> FeatureNet:
+    """Inception-v3 pool3 features from the official FID weights file (see ``INCEPTION_HELP``).
+
+    Only tensors are read from the file, into genlab's own network
+    (``genlab.eval.feature_nets.inception``); nothing in the file is ever run.
+
+    Args:
+        path: the weights file; default $GENLAB_INCEPTION.
+        device: where the network runs.
+        allow_unverified: load a file whose sha256 is not the official one (still tensors
+            only); the network is then named "inception-v3-unverified", so that its metric
+            names never pass for standard FID.
+    Raises:
+        FeatureNetError: no file, a sha256 other than the official one (unless allowed), or a
+            file that is not a state dict of exactly this network's tensors.
+    """
     path = inception_path(path)
     digest = sha256_file(path)
-    if path.suffix == ".pth":
-        try:
-            import torch_fidelity  # noqa: F401  (torchmetrics' Inception is torch-fidelity's network)
-        except ImportError:
-            raise FeatureNetError(
-                f"{path} is a PyTorch state dict: running it needs torch-fidelity (`pip install torch-fidelity`), "
-                "or use NVlabs' TorchScript inception-2015-12-05.pt instead, which needs nothing.\n"
-                + INCEPTION_HELP.format(env=INCEPTION_ENV)
-            ) from None
-        net = _FidelityInception(str(path))
-        kind = "torch-fidelity/torchmetrics port"
-    else:
-        try:
-            with warnings.catch_warnings():
-                # NVlabs ship TorchScript; torch's deprecation of jit.load is not the user's to act on.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as err:  # a pickle, a truncated download...: say what was expected
-            raise FeatureNetError(f"{path} is not a TorchScript Inception-v3 ({type(err).__name__}: {err}).\n"
-                                  + INCEPTION_HELP.format(env=INCEPTION_ENV)) from None
-        net = _TorchScriptInception(module)
-        kind = "NVlabs TorchScript"
+    verified = digest == INCEPTION_SHA256
+    if not verified and not allow_unverified:
+        raise FeatureNetError(
+            f"{path} is not the official Inception-v3 FID weights (its sha256 is {digest}, the official "
+            f"{INCEPTION_FILE} has {INCEPTION_SHA256}); give that file, or set inception_unverified=true "
+            "(--inception-unverified) to load another file's tensors under the name inception-v3-unverified")
+    net = FIDInceptionV3()
+    net.load_state_dict(_inception_tensors(path, net), strict=True)
     net.eval().requires_grad_(False)
+    name = INCEPTION_NAME if verified else INCEPTION_NAME + "-unverified"
+    state = "official weights" if verified else "UNVERIFIED weights"
     return FeatureNet(
-        name=INCEPTION_NAME,
-        net=net.to(device),
-        dim=2048,
+        name=name,
+        net=_FIDInception(net).to(device),
+        dim=POOL3_DIM,
         num_classes=0,
         input_shape=None,
-        description=f"Inception-v3 2015-12-05 pool3 (2048-d, {kind}; {path.name} sha256 {digest[:12]})",
+        description=f"Inception-v3 2015-12-05 pool3 (2048-d, genlab's FID network, {state}: "
+                    f"{path.name} sha256 {digest[:12]})",
         sha256=digest,
         dataset="imagenet",
     )
+
+
+def _inception_tensors(path: Path, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The file's tensors, read without running anything it contains, checked against ``net``'s."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    try:
+        if path.suffix == ".safetensors":
+            tensors = load_file(str(path))
+        else:
+            if head.startswith(b"PK") and _is_torchscript(path):
+                raise FeatureNetError(f"{path} is a TorchScript program, which genlab never runs; "
+                                      + INCEPTION_HELP)
+            # weights_only: the unpickler builds tensors and containers and refuses any other object.
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except FeatureNetError:
+        raise
+    except Exception as err:  # a pickle asking for code, a truncated file...: say what was expected
+        raise FeatureNetError(f"{path} is not an Inception-v3 state dict of tensors "
+                              f"({_why(err)}); "
+                              + INCEPTION_HELP) from None
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise FeatureNetError(f"{path} holds a {type(tensors).__name__}, not a state dict of tensors; " + INCEPTION_HELP)
+    expected = net.state_dict()
+    # The BatchNorm step counters are unused in eval mode; a safetensors conversion may drop them.
+    tensors = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **tensors}
+    wrong = sorted(set(expected) ^ set(tensors)) + sorted(
+        k for k in expected if k in tensors and tensors[k].shape != expected[k].shape)
+    if wrong:
+        raise FeatureNetError(f"{path} is not an Inception-v3 FID state dict ({len(wrong)} tensor(s) missing, "
+                              f"extra or of the wrong shape, e.g. {wrong[0]}); " + INCEPTION_HELP)
+    return tensors
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A zip archive with compiled code or TorchScript constants (torch.save archives have neither)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ class EvalOptions:
     seed: int = seed_field(0)  # every stochastic estimate is seeded
     n_samples: int = bounded(10000, ge=1)  # generated samples for sample-quality metrics
     inception_weights: str = ""  # Inception-v3 FID weights file; "" = domain feature networks only
+    inception_unverified: bool = False  # accept weights whose sha256 is not the official file's (tensors only)
     n_reference: int = bounded(10000, ge=1)  # real images behind FID/KID/precision-recall reference statistics
     reference_split: str | None = None  # None: the evaluated split; "train": compare with training images
     cache_dir: str | None = None  # reference-statistics cache; None: $GENLAB_CACHE or ~/.cache/genlab

@@ -14,7 +14,7 @@ from genlab.eval.options import EvalOptions
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
-from genlab.train.run import LoadedRun, load_run
+from genlab.train.run import LoadedRun, load_run, read_run_json
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", only: list[str] | None = None,
@@ -41,7 +41,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     opts = dataclasses.replace(opts, data=run.cfg.data, figure_dir=str(run_dir))
     test = run.dataset(opts.split).to(dev)
     path = Path(run_dir) / "eval.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = read_run_json(path) if path.exists() else {}
     metrics = dict(previous.get("metrics", {}))
     torch.manual_seed(opts.seed)
     for name in names:

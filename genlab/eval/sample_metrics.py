@@ -41,6 +41,7 @@ from torchmetrics.image.kid import poly_mmd
 
 from genlab.card import conditioning
 from genlab.data.base import ImageSet
+from genlab.data.download import cache_home
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
@@ -262,8 +263,7 @@ def label_accuracy(logits, labels) -> float:
 
 def default_cache_dir() -> Path:
     """$GENLAB_CACHE/reference-stats, else ~/.cache/genlab/reference-stats."""
-    base = os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab"
-    return Path(base) / "reference-stats"
+    return cache_home() / "reference-stats"
 
 
 @dataclass
@@ -441,7 +441,7 @@ def feature_nets_for(data: ImageSet, opts, device) -> tuple[list[FeatureNet], li
         nets.append(net)
     inception = getattr(opts, "inception_weights", "") or os.environ.get("GENLAB_INCEPTION", "")
     if inception:
-        nets.append(load_inception(inception, device))
+        nets.append(load_inception(inception, device, getattr(opts, "inception_unverified", False)))
     return nets, skipped
 
 

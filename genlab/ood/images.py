@@ -36,6 +36,7 @@ import torch
 from genlab.errors import InputError
 from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
+from genlab.data.folder import open_image
 from genlab.nn.spec import DataSpec
 
 
@@ -137,11 +138,11 @@ def read_user_image(path: str | Path, spec: DataSpec, background: str = "black",
         ImageReadError: the file is missing, not an image, corrupt or of an unsupported kind;
             the one-line message names the file.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             levels = to_model_levels(ImageOps.exif_transpose(im), spec, background)
     except Exception as err:  # any decoder failure: name the file, keep Pillow's reason, drop the traceback

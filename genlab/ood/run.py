@@ -211,5 +211,10 @@ def read_ood_scores(run_dir: str | Path) -> dict[str, np.ndarray]:
     path = Path(run_dir) / "ood_scores.npz"
     if not path.exists():
         return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:  # allow_pickle=False: object arrays (pickles) are refused, never unpickled
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as err:  # not an .npz, a pickle, a damaged zip...: one line, not numpy's traceback
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(f"{path} is not a valid ood_scores.npz of plain arrays ({type(err).__name__}: {reason}); "
+                         f"delete it and rerun `genlab ood {run_dir}`") from None

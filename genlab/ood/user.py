@@ -30,7 +30,7 @@ from genlab.ood.scores import OOD_SCORES, Reference, available_scores, compute_s
 from genlab.sampling.generators import sample_seed
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
-from genlab.train.run import read_config, read_spec
+from genlab.train.run import read_config, read_run_json, read_spec
 
 
 def _out_names(paths: list[Path]) -> list[str]:
@@ -80,7 +80,7 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
         raise ImageReadError(f"cannot read image {missing[0]}: no such file" +
                              (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     ood_path = run_dir / "ood.json"
-    prior = json.loads(ood_path.read_text()) if ood_path.exists() else None
+    prior = read_run_json(ood_path) if ood_path.exists() else None
     if background is None and prior and prior.get("background"):
         background = prior["background"]["dir"]
     protocol = (prior or {}).get("protocol", {})

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from genlab import __version__
 from genlab.reports.report import metrics_table
 from genlab.train.checkpoint import sha256, write_text_atomic
-from genlab.train.run import EXPORT_INFO, EXPORT_WEIGHTS, LoadedRun
+from genlab.train.run import EXPORT_INFO, EXPORT_WEIGHTS, LoadedRun, read_run_json
 
 COPIED = ("config.json", "data.json", "eval.json", "command.txt", "git.txt")
 
@@ -36,7 +36,7 @@ def model_card(run: LoadedRun, folder: Path) -> str:
     """README.md of an exported folder (Markdown)."""
     cfg, spec = run.cfg, run.spec
     model = run.model
-    data = json.loads((run.run_dir / "data.json").read_text()) if (run.run_dir / "data.json").exists() else {}
+    data = read_run_json(run.run_dir / "data.json") if (run.run_dir / "data.json").exists() else {}
     title = f"{cfg.model_name} on {cfg.data.name}"
     shape = f"{spec.channels}x{spec.height}x{spec.width}, {spec.bits}-bit"
     classes = f", {spec.num_classes} classes" if spec.num_classes else ""
@@ -50,7 +50,7 @@ def model_card(run: LoadedRun, folder: Path) -> str:
              "```", "", "or `genlab sample FOLDER --n 64` from the command line.", ""]
     eval_path = run.run_dir / "eval.json"
     if eval_path.exists():
-        table = metrics_table(json.loads(eval_path.read_text()))
+        table = metrics_table(read_run_json(eval_path))
         lines += ["## Evaluation", "", "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
         lines += ["| " + " | ".join(r) + " |" for r in table[1:]] + [""]
     else:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from genlab.registry import FIGURE_SETS
 from genlab.reports.figures import loss_curves
 from genlab.train.distributed import resolve_device
-from genlab.train.run import LoadedRun, load_run, read_metrics
+from genlab.train.run import LoadedRun, load_run, read_metrics, read_run_json
 
 
 def metrics_table(eval_json: dict) -> list[list[str]]:
@@ -38,7 +37,7 @@ def report_loaded(run: LoadedRun, dev) -> tuple[Path, Path]:
     if loss_curves(run_dir, fig_dir / "loss_curves.png"):
         figures.append(("Training curves", "figures/loss_curves.png"))
     eval_path = run_dir / "eval.json"
-    table = metrics_table(json.loads(eval_path.read_text())) if eval_path.exists() else []
+    table = metrics_table(read_run_json(eval_path)) if eval_path.exists() else []
     rows = read_metrics(run_dir)
     last = rows[-1] if rows else {}
     title = f"{run.cfg.model_name} on {run.cfg.data.name}"

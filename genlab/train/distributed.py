@@ -9,6 +9,7 @@ updates different parameters each phase: DDP's forward hooks would see neither.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -32,22 +33,34 @@ class DistInfo:
         return self.world > 1
 
 
+DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for ``--device NAME``; a ValueError naming the choices when it is unknown or absent."""
+    name = str(name).strip()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device 'mps' asked for, but MPS is not available here: use --device cpu")
-    return device
+    # Only the devices genlab runs on: torch also parses "meta", "xla"... which fail later, deep inside.
+    match = re.fullmatch(r"(cpu|mps)|cuda(?::(\d+))?", name)
+    if match is None:
+        raise InputError(f"unknown device {name!r}: use {DEVICES_HELP}")
+    if match.group(1):
+        if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise InputError("device 'mps' asked for, but MPS is not available here: use --device cpu")
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here: use --device cpu")
+    index = local_rank if match.group(2) is None else int(match.group(2))
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise InputError(f"device {name!r} asked for, but this machine has {count} CUDA device(s) "
+                         f"(cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
 
 
 def setup(device_name: str) -> tuple[DistInfo, torch.device]:

@@ -60,11 +60,31 @@ def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise RunError(f"{run_dir} is not a genlab run folder (no config.json); give the --out folder of `genlab train`")
-    return RunConfig.from_dict(json.loads(path.read_text()))
+    return RunConfig.from_dict(read_run_json(path))
 
 
 def read_spec(run_dir: Path) -> DataSpec:
-    return DataSpec(**json.loads((Path(run_dir) / "data.json").read_text())["spec"])
+    data = read_run_json(Path(run_dir) / "data.json")
+    try:
+        return DataSpec(**data["spec"])
+    except (KeyError, TypeError) as err:
+        raise RunError(f"{Path(run_dir) / 'data.json'} does not describe the run's data ({type(err).__name__}: "
+                       f"{err}); the run folder is damaged: restore it or train again") from None
+
+
+def read_run_json(path: Path) -> dict:
+    """A run folder's JSON file as a dict; a RunError naming it when it is not one (never a traceback).
+
+    Every JSON file of a run or exported folder is read through here: the folder may have been
+    handed over, truncated by a full disk or edited by hand.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} is not valid JSON ({err}); the run folder is damaged: restore it or train again") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path} holds a JSON {type(data).__name__}, not an object; the run folder is damaged")
+    return data
 
 
 @dataclass
@@ -92,7 +112,9 @@ def is_export(folder: str | Path) -> bool:
 
 
 def _export_weights(folder: Path, use_ema: bool) -> tuple[dict, int, bool]:
-    info = json.loads((folder / EXPORT_INFO).read_text())
+    info = read_run_json(folder / EXPORT_INFO)
+    if not {"sha256", "weights", "step"} <= info.keys():
+        raise RunError(f"{folder / EXPORT_INFO} lacks sha256, weights or step: export the run again with `genlab export`")
     path = folder / EXPORT_WEIGHTS
     if not path.exists():
         raise CheckpointError(f"{path} is missing: export the run again with `genlab export`")
@@ -100,7 +122,12 @@ def _export_weights(folder: Path, use_ema: bool) -> tuple[dict, int, bool]:
         raise CheckpointError(f"{path} is corrupt: its sha256 differs from the one in {folder / EXPORT_INFO}")
     if info["weights"] == "ema" and not use_ema:
         raise RunError(f"{folder} holds the EMA weights only; export the run with use_ema=False for the raw ones")
-    return load_file(str(path)), info["step"], info["weights"] == "ema"
+    try:  # safetensors: tensors only, whatever the file claims to be (a handed folder's sha256 proves nothing)
+        weights = load_file(str(path))
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a safetensors file ({type(err).__name__}: {err}); "
+                              "export the run again with `genlab export`") from None
+    return weights, info["step"], info["weights"] == "ema"
 
 
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None) -> LoadedRun:
