@@ -392,6 +392,7 @@ def set_options(target, overrides, what: str):
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError(f"{what} has no option {key!r}{hint} (its options: {', '.join(types) or 'none'})")
         setattr(target, key, _coerce(value, types[key], key))
+    check_fields(target)
     return target
 
 

@@ -13,6 +13,8 @@ This module imports nothing from genlab, so every layer can raise these.
 from __future__ import annotations
 
 import errno
+import json
+
 
 class UserError(Exception):
     """An error the user can fix from the message alone: printed in one line, without a traceback."""
@@ -29,8 +31,9 @@ class UnknownName(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-# Missing or already existing files named by the user are theirs to fix as well.
-USER_ERRORS = (UserError, FileNotFoundError, FileExistsError)
+# Missing or already existing files named by the user are theirs to fix as well, and so is a JSON file
+# of a run folder that no longer parses (a hand edit, a truncated copy).
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, json.JSONDecodeError)
 
 # OSErrors about the user's files or machine (a read-only or missing --out, an unreadable run
 # folder, a full disk): the fix is outside genlab, so they get one line. Any other OSError is a bug.

@@ -176,6 +176,8 @@ def test_sampler_options_are_typed_and_strict():
         sampler_options(model, None, ["temprature=0.5"])
     with pytest.raises(ConfigError, match="not one of mean, sample"):
         sampler_options(model, None, {"output": "median"})
+    with pytest.raises(ConfigError, match="temperature"):  # the declared range: > 0
+        sampler_options(model, None, {"temperature": 0})
     with pytest.raises(ValueError, match="not one of this model's"):
         sampler_options(model, "gan")
 

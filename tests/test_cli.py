@@ -145,7 +145,7 @@ def test_sample_help_lists_every_samplers_options(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
     out = capsys.readouterr().out
-    assert "--sampler NAME" in out and "temperature=1.0 (float)" in out and "output=mean (mean|sample)" in out
+    assert "--sampler NAME" in out and "temperature=1.0 (a finite number > 0)" in out and "output=mean (mean|sample)" in out
     assert "vae: latent" in out
 
 

@@ -54,7 +54,8 @@ def describe_sampler_options() -> list[str]:
         for f in fields:
             kind = hints[f.name]
             choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
-            kind_text = "|".join(map(str, choices)) if choices else getattr(kind, "__name__", str(kind))
+            kind_text = ("|".join(map(str, choices)) if choices else f.metadata["range"].describe(kind)
+                         if "range" in f.metadata else kind.__name__)
             lines.append(f"    {f.name}={f.default} ({kind_text})" + _comment(options, f.name))
     return lines
 

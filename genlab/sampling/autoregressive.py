@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from genlab.card import conditioning
+from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.registry import FIGURE_SETS, register_sampler
 from genlab.sampling.generators import make_generators
@@ -59,7 +60,7 @@ def _labels(model, label, n: int, device):
 
 @dataclass
 class AutoregressiveSamplerOptions:
-    temperature: float = 1.0  # divides every conditional's logits (mixtures: also scales the logistics)
+    temperature: float = bounded(1.0, gt=0)  # divides every conditional's logits (mixtures: also scales the logistics)
     cache: bool = True  # the model's incremental cache; false recomputes the whole image per step (slow)
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.registry import register_sampler
 from genlab.sampling.generators import randn_per_sample
@@ -15,7 +16,7 @@ from genlab.sampling.generators import randn_per_sample
 @dataclass
 class LatentSamplerOptions:
     output: Literal["mean", "sample"] = "mean"  # the decoder's mean image, or a draw of its pixels
-    temperature: float = 1.0  # z ~ N(0, temperature^2 I): < 1 trades diversity for typical images
+    temperature: float = bounded(1.0, gt=0)  # z ~ N(0, temperature^2 I): < 1 trades diversity for typical images
 
 
 @register_sampler("latent", LatentSamplerOptions)
