@@ -190,3 +190,24 @@ def test_autoregressive_temperature_sharpens_and_one_is_the_model_itself():
     colder = draw(model, 6, seed=1, device="cpu", temperature=1e-6)
     # Near zero temperature every draw takes each conditional's mode: the seed no longer matters.
     assert torch.equal(cold, colder) and not torch.equal(plain, draw(model, 6, seed=1, device="cpu"))
+
+
+def test_exact_nll_labels_its_numbers_from_the_card():
+    """exact-nll writes the card's likelihood kind, and says p(x | y) for a class-conditional model."""
+    from genlab.data.base import ImageSet
+    from genlab.eval.options import EvalOptions
+
+    model, objective, spec = tiny("gated-pixelcnn")  # tiny config: conditional=true
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, spec.channels, spec.height, spec.width), generator=g).to(torch.uint8)
+    test = ImageSet("toy", "test", images, torch.arange(6) % spec.num_classes, spec, "scale")
+    evaluate = EVALUATORS.get("exact-nll")
+    out = evaluate(model, objective, test, "cpu", EvalOptions(batch_size=4))
+    assert out["nll"]["kind"] == "exact" and out["nll"]["of"] == "p(x | y)" and "-log p(x | y)" in out["bpd"]["protocol"]
+
+    class Bounded(type(model)):  # the same network, declared a bound: the label must follow the card
+        card = dataclasses.replace(type(model).card, likelihood="bound")
+
+    model.__class__ = Bounded
+    out = evaluate(model, objective, test, "cpu", EvalOptions(batch_size=4))
+    assert out["nll"]["kind"] == "bound" and "upper bound" in out["nll"]["protocol"]
