@@ -20,7 +20,7 @@ import torch
 
 from genlab.errors import InputError
 from genlab.card import conditioning
-from genlab.config import ConfigError, RunConfig, override_pairs
+from genlab.config import COUNT, ConfigError, RunConfig, override_pairs
 from genlab.configs import resolve_train_config
 from genlab.eval.options import EvalOptions
 from genlab.eval.run import evaluate_loaded
@@ -269,6 +269,7 @@ def train_run(model: str | None = None, *, out: str | Path | None = None, resume
     Returns:
         The loop's TrainResult (step reached, seconds, skipped steps, interrupted).
     """
+    COUNT.check("until_step", until_step, int)
     if resume:
         if model or out or preset or overrides:
             raise ConfigError("resuming takes the run's own configuration: give only the run folder "

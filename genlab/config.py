@@ -102,9 +102,14 @@ def bounded(default, *, ge=None, gt=None, le=None, lt=None, finite: bool = True)
     return field(default=default, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt, finite=finite)})
 
 
+# The ranges of Python-API arguments that are no config field (sample counts, seeds, a step to stop after).
+COUNT = Range(ge=1)
+SEED = Range(ge=0, le=MAX_SEED)
+
+
 def seed_field(default: int = 0):
     """A seed: an integer in [0, MAX_SEED]."""
-    return bounded(default, ge=0, le=MAX_SEED)
+    return bounded(default, ge=SEED.ge, le=SEED.le)
 
 
 def declared_range(owner: type, name: str) -> tuple[Range, Any]:
@@ -327,10 +332,15 @@ def _set_field(target, section: str, key: str, value) -> None:
         close = difflib.get_close_matches(key, valid, n=3)
         hint = f"; did you mean {', '.join(section + '.' + c for c in close)}?" if close else ""
         raise ConfigError(f"unknown key {section}.{key}{hint} (valid: {', '.join(valid)})")
-    value = _coerce(value, types[key], f"{section}.{key}")
+    _assign(target, key, value, types[key], f"{section}.{key}")
+
+
+def _assign(target, key: str, value, type_, label: str) -> None:
+    """Set field ``key`` of dataclass ``target`` from a string or JSON value: typed, then range-checked."""
+    value = _coerce(value, type_, label)
     range_ = next(f for f in dataclasses.fields(target) if f.name == key).metadata.get("range")
     if range_ is not None:
-        range_.check(f"{section}.{key}", value, types[key])
+        range_.check(label, value, type_)
     setattr(target, key, value)
 
 
@@ -391,8 +401,7 @@ def set_options(target, overrides, what: str):
             close = difflib.get_close_matches(key, list(types), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError(f"{what} has no option {key!r}{hint} (its options: {', '.join(types) or 'none'})")
-        setattr(target, key, _coerce(value, types[key], key))
-    check_fields(target)
+        _assign(target, key, value, types[key], key)
     return target
 
 

@@ -12,6 +12,7 @@ import re
 import typing
 
 import pytest
+import torch
 
 from genlab.cli import _Checked, build_parser, main
 from genlab.config import (ConfigError, DataConfig, OptimConfig, Range, RunConfig, TrainConfig, apply_overrides,
@@ -20,18 +21,19 @@ from genlab.eval.options import EvalOptions
 from genlab.ood.likelihood import LikelihoodOptions
 from genlab.ood.run import OODOptions
 from genlab.ood.scorer import ScorerOptions
-from genlab.registry import MODELS, OBJECTIVES
+from genlab.registry import MODELS, OBJECTIVES, SAMPLER_OPTIONS
 
 
 def _config_classes() -> list[type]:
-    """Every configuration dataclass a user can set: run sections, each model's and objective's, option sets.
+    """Every configuration dataclass a user can set: run sections, each model's, objective's and sampler's, option sets.
 
     Only genlab's own registrations: other test modules register throwaway objectives of their own.
     """
     registered = [cls for registry in (MODELS, OBJECTIVES) for _, cls in registry.items()
                   if cls.__module__.startswith("genlab.")]
+    samplers = [cls for _, cls in SAMPLER_OPTIONS.items() if cls.__module__.startswith("genlab.")]
     return ([DataConfig, TrainConfig, OptimConfig, EvalOptions, OODOptions, ScorerOptions, LikelihoodOptions]
-            + [cls.Config for cls in registered])
+            + [cls.Config for cls in registered] + samplers)
 
 
 @pytest.mark.parametrize("owner", _config_classes(), ids=lambda c: c.__qualname__)
@@ -96,6 +98,8 @@ BAD_OPTIONS = [
     (["sample", "--seed", "4294967296"], "give an integer in [0, 4294967295]"),
     (["sample", "--label", "-1"], "give an integer >= 0"),
     (["sample", "--n", "2.5"], "'2.5' is not an integer >= 1"),
+    (["sample", "--set", "temperature=inf"], "temperature=inf is not allowed: give a finite number > 0"),
+    (["sample", "--set", "temperature=0"], "temperature=0.0 is not allowed: give a finite number > 0"),
     (["complete", "--images", "0"], "give an integer >= 1"),
     (["complete", "--completions", "0"], "give an integer >= 1"),
     (["complete", "--rows", "-1"], "give an integer >= 0"),
@@ -196,6 +200,23 @@ def test_a_run_folder_with_a_bad_value_is_refused_in_one_line(trained_run, capsy
     err = capsys.readouterr().err
     assert code == 2 and "optim.lr=-1.0 is not allowed: give a finite number > 0" in err
     assert sorted(p.name for p in bad.iterdir()) == ["config.json"]
+
+
+def test_python_api_numbers_are_checked(trained_run, tmp_path):
+    import genlab
+
+    run = genlab.load(trained_run, "cpu")
+    for kwargs, message in [(dict(n=0), "n=0 is not allowed"), (dict(n=2, batch_size=0), "batch_size=0"),
+                            (dict(n=2, seed=-1), "seed=-1"), (dict(n=2, temperature=math.nan), "temperature=nan")]:
+        with pytest.raises(ConfigError, match=message):
+            run.sample(**kwargs)
+    with pytest.raises(ConfigError, match="iwae_k=0 is not allowed"):
+        run.nll(torch.zeros(1, run.spec.channels, run.spec.height, run.spec.width), iwae_k=0)
+    with pytest.raises(ConfigError, match="until_step=-1 is not allowed: give an integer >= 1"):
+        genlab.train("vae", out=tmp_path / "run", until_step=-1)
+    with pytest.raises(ConfigError, match="optim.lr=inf is not allowed"):
+        genlab.train("vae", out=tmp_path / "run", lr=math.inf)
+    assert not (tmp_path / "run").exists()
 
 
 def test_python_options_are_checked_when_built():

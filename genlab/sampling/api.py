@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from genlab.card import SamplerSpec
-from genlab.config import set_options
+from genlab.config import COUNT, SEED, Range, set_options
 from genlab.errors import InputError
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.sampling.generators import make_generators
@@ -81,6 +81,9 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
     ``sampler`` picks one of the card's samplers (default: its first); ``opts`` are that sampler's
     options (typed values or strings), checked against its options dataclass.
     """
+    for key, value, range_ in (("n", n, COUNT), ("batch_size", batch_size, COUNT), ("seed", seed, SEED),
+                               ("start", start, Range(ge=0))):
+        range_.check(key, value, int)
     sample_fn = sampler_of(model, sampler)
     options = dataclasses.asdict(sampler_options(model, sampler, opts))
     num_classes = model.data.num_classes
