@@ -34,7 +34,7 @@ from genlab.models.autoregressive.pixel_transformer import PixelTransformer  # n
 from genlab.models.autoregressive.pixelcnn import PixelCNN  # noqa: E402
 from genlab.nn.spec import DataSpec  # noqa: E402
 from genlab.sampling.autoregressive import sample  # noqa: E402
-from genlab.sampling.generators import make_generators  # noqa: E402
+from genlab.rng import make_generators  # noqa: E402
 
 MODELS = {"pixel-transformer": PixelTransformer, "gated-pixelcnn": GatedPixelCNN, "pixelcnn": PixelCNN}
 SPEC = DataSpec(1, 28, 28, bits=1)

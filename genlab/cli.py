@@ -352,7 +352,7 @@ def _eval(args) -> int:
 
 
 def _complete(args) -> int:
-    from genlab.sampling.autoregressive import complete_run
+    from genlab.reports.autoregressive import complete_run
 
     out = args.out or str(Path(args.run_dir) / "completions.png")
     path = complete_run(args.run_dir, out, args.images, args.rows, args.completions, args.seed, args.split,
@@ -406,8 +406,8 @@ def _quickstart(args) -> int:
 
 
 def _features(args) -> int:
-    from genlab.eval.feature_nets import SPECS, train_feature_net
-    from genlab.eval.features import WEIGHTS_DIR, read_manifest
+    from genlab.eval.feature_nets import SPECS
+    from genlab.eval.features import WEIGHTS_DIR, read_manifest, train_feature_net
 
     if args.action == "list":
         manifest = read_manifest()

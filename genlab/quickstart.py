@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genlab.api import load
 from genlab.configs import resolve_train_config
 from genlab.eval.options import EvalOptions
 from genlab.eval.run import evaluate_run
+from genlab.reports.images import save_grid
 from genlab.reports.report import write_report
-from genlab.sampling.api import sample_run
 from genlab.train.loop import train
 
 
@@ -22,7 +23,7 @@ def quickstart(out: str | Path, steps: int = 2000, device: str = "auto") -> Path
         result = train(cfg, out)
     print(f"trained {result.step} steps in {result.seconds:.0f} s")
     evaluate_run(out, EvalOptions(iwae_k=500), device)
-    sample_run(out, 64, out / "samples.png", device=device)
+    save_grid(load(out, device).sample(64), out / "samples.png")
     md, html = write_report(out, device)
     print(f"samples: {out / 'samples.png'}\nreport:  {md}\n         {html}")
     return out

@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from genlab.data.base import ImageSet
 from genlab.eval.exact import evaluate as exact_nll
-from genlab.eval.surprise import pixel_nll, save_surprise_figure
+from genlab.eval.surprise import pixel_nll
+from genlab.reports.autoregressive import save_completion_figure, save_surprise_figure
 from genlab.models.autoregressive.gated_pixelcnn import GatedPixelCNN
 from genlab.models.autoregressive.heads import AutoregressiveHead
 from genlab.models.autoregressive.pixel_transformer import PixelTransformer
@@ -30,8 +31,8 @@ from genlab.nn.logistic_mixture import DiscretizedLogisticMixture, mixture_raw_c
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups
 from genlab.nn.spec import DataSpec
 from genlab.objectives.autoregressive import NLL
-from genlab.sampling.autoregressive import complete, sample, save_completion_figure
-from genlab.sampling.generators import make_generators
+from genlab.sampling.autoregressive import complete, sample
+from genlab.rng import make_generators
 from model_tester import check_model
 
 MODELS = {"pixelcnn": PixelCNN, "gated-pixelcnn": GatedPixelCNN, "pixel-transformer": PixelTransformer}

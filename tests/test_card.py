@@ -18,7 +18,7 @@ from genlab.config import ConfigError, RunConfig, apply_overrides
 from genlab.nn.spec import DataSpec
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
 from genlab.sampling.api import draw, sampler_of, sampler_options
-from genlab.sampling.generators import make_generators
+from genlab.rng import make_generators
 from genlab.train.run import build_model, build_objective
 from model_tester import check_model
 

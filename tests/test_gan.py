@@ -24,9 +24,10 @@ from genlab.nn.spec import DataSpec
 from genlab.objectives.adversarial import (GAN, discriminator_loss, encoder_loss, generator_loss, interpolate,
                                            interpolation_weights)
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLERS
-from genlab.sampling.adversarial import (interpolations, latent_path, nearest_neighbours, sample_gan, save_gif,
-                                         save_nearest_neighbour_figure, save_strip)
-from genlab.sampling.generators import make_generators
+from genlab.reports.figures import save_nearest_neighbour_figure
+from genlab.reports.images import save_gif, save_strip
+from genlab.sampling.adversarial import interpolations, latent_path, nearest_neighbours, sample_gan
+from genlab.rng import make_generators
 from model_tester import check_model
 
 GREY = DataSpec(1, 28, 28, 8, 10)

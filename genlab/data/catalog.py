@@ -17,7 +17,7 @@ from genlab.data.download import DataFile, data_root, ensure_file
 from genlab.data.errors import DatasetError
 from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 
 
 @dataclass(frozen=True)

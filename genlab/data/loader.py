@@ -11,7 +11,7 @@ import torch
 
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 
 
 class BatchStream:

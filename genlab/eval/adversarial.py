@@ -29,6 +29,7 @@ import torch
 
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
+from genlab.eval.features import domain_feature_net, extract
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
 from genlab.sampling.adversarial import eval_mode
@@ -164,8 +165,6 @@ def evaluate_bigan_probe(model, objective, data: ImageSet, device, opts) -> dict
 
 def _classifier_agreement(x: torch.Tensor, recon: torch.Tensor, data_name: str, where: str, device, opts) -> dict:
     """Agreement of the dataset's shipped classifier on x and G(E(x)); nothing for datasets without one."""
-    from genlab.eval.features import domain_feature_net, extract
-
     net = domain_feature_net(data_name, opts, device)
     if net is None:
         return {}

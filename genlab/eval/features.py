@@ -26,15 +26,18 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from genlab.data import load_dataset
 from genlab.errors import InputError
-from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for
+from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for, spec_for_dataset
 from genlab.eval.feature_nets.inception import POOL3_DIM, FIDInceptionV3
+from genlab.eval.feature_nets.train import accuracy, fit
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST_NAME = "manifest.json"
@@ -394,3 +397,31 @@ def extract(net: FeatureNet, images: torch.Tensor) -> Features:
             logits.append(lg.float().cpu())
     out_f = torch.cat(feats) if feats else torch.zeros(0, net.dim)
     return Features(out_f, torch.cat(logits) if logits else None)
+
+
+def train_feature_net(data_name: str, data_cfg, out_dir, seed: int = 0, log=print) -> dict:
+    """Train the feature network of ``data_name`` with its fixed recipe and save it.
+
+    Args:
+        data_name: a dataset with a feature network (see ``genlab.eval.feature_nets.SPECS``).
+        data_cfg: the ``DataConfig`` used to load its train and test splits.
+        out_dir: folder receiving ``<name>.safetensors`` and an updated ``manifest.json``.
+        seed: seed of initialization, batch order, augmentation and dropout.
+
+    Returns:
+        The manifest entry written (name, version, sha256, dataset, test accuracy, ...).
+    """
+    spec = spec_for_dataset(data_name)
+    train = load_dataset(data_name, "train", data_cfg)
+    test = load_dataset(data_name, "test", data_cfg)
+    if train.labels is None or test.labels is None:
+        raise InputError(f"dataset {data_name!r} has no labels: a feature classifier cannot be trained on it")
+    x_train = train.batch(torch.arange(len(train)))["x"]
+    x_test = test.batch(torch.arange(len(test)))["x"]
+    log(f"training {spec.name} on {data_name} ({len(train)} train images): {spec.recipe.describe()}")
+    t0 = time.time()
+    net = fit(spec.arch, spec.recipe, x_train, train.labels, seed, log=log)
+    seconds = time.time() - t0
+    acc = accuracy(net, x_test, test.labels)
+    log(f"{spec.name}: test accuracy {acc:.2f} % on {len(test)} {data_name} test images ({seconds:.0f} s training)")
+    return save_feature_net(net, spec, out_dir, test_accuracy=acc, seed=seed, train_seconds=seconds)

@@ -27,12 +27,14 @@ from pathlib import Path
 import torch
 
 from genlab.card import conditioning
+from genlab.config import DataConfig
+from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
-from genlab.eval.features import FeatureNet, extract
+from genlab.eval.features import FeatureNet, domain_feature_net, extract
 from genlab.eval.metric import metric
+from genlab.eval.sample_metrics import draw_samples
 from genlab.registry import EVALUATORS
-from genlab.reports.images import save_figure  # noqa: E402
 
 QUERY_CHUNK = 1024
 REFERENCE_CHUNK = 8192  # a block of distances is QUERY_CHUNK x REFERENCE_CHUNK float32 = 32 MiB
@@ -153,15 +155,14 @@ def neighbour_figure(samples: torch.Tensor, train_x: torch.Tensor, neighbours: d
                      count: int = 12) -> Path:
     """PNG: the ``count`` samples closest to the training set (in pixels), one per column,
     above their nearest training image in each space (with the distance)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib's Figure without pyplot: the user's backend is left alone (imported here: matplotlib is slow)
+    from matplotlib.figure import Figure
 
     pixel_d, _ = neighbours["pixels"]
     order = pixel_d.argsort()[:count].tolist()
     rows = [("sample", None)] + [(space, nb) for space, nb in neighbours.items()]
-    fig, axes = plt.subplots(len(rows), len(order), figsize=(1.1 * len(order) + 0.8, 1.25 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.1 * len(order) + 0.8, 1.25 * len(rows)))
+    axes = fig.subplots(len(rows), len(order), squeeze=False)
     for c, j in enumerate(order):
         for r, (space, nb) in enumerate(rows):
             ax = axes[r][c]
@@ -175,7 +176,9 @@ def neighbour_figure(samples: torch.Tensor, train_x: torch.Tensor, neighbours: d
                 ax.set_ylabel("sample" if nb is None else f"NN {space}", fontsize=7)
     fig.suptitle("samples closest to the training set and their nearest training images (distance above)", fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return Path(path)
 
 
 def _to_hwc(img: torch.Tensor):
@@ -193,11 +196,6 @@ def evaluate_memorization(model, objective, test: ImageSet, device, opts) -> dic
     in its feature network, and writes ``opts.figure_dir/memorization.png`` when
     ``opts.figure_dir`` is set.
     """
-    from genlab.config import DataConfig
-    from genlab.data import load_dataset
-    from genlab.eval.features import domain_feature_net
-    from genlab.eval.sample_metrics import draw_samples
-
     n = int(getattr(opts, "n_samples", 10000))
     seed = int(getattr(opts, "seed", 0))
     batch_size = int(getattr(opts, "batch_size", 500))

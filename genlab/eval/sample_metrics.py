@@ -37,16 +37,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torchmetrics.image.kid import poly_mmd
 
 from genlab.card import conditioning
+from genlab.config import DataConfig
+from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.data.download import cache_home
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS
-from genlab.sampling.generators import make_generators
+from genlab.rng import make_generators
+from genlab.sampling.api import sampler_of
 
 PR_K = 3  # Kynkäänniemi et al. 2019, Sec. 3 and all their experiments
 DC_K = 5  # Naeem et al. 2020, Sec. 4 (their recommended default)
@@ -140,6 +142,8 @@ def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SI
     _check_pair(real, fake)
     if subsets < 1:
         raise InputError("kid needs subsets >= 1")
+    from torchmetrics.image.kid import poly_mmd  # imported here: torchmetrics pulls in scipy.signal (about 1 s)
+
     m = min(subset_size, len(real), len(fake))
     gen = torch.Generator().manual_seed(seed)
     values = []
@@ -414,8 +418,6 @@ def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes:
     A class-conditional model (``num_classes > 0``) gets label ``i mod num_classes`` for
     sample i, so classes are balanced. Returns (images, labels or None).
     """
-    from genlab.sampling.api import sampler_of
-
     sample_fn = sampler_of(model)
     images, labels = [], []
     for start in range(0, n, batch_size):
@@ -478,9 +480,6 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     reference = test
     split = getattr(opts, "reference_split", None)
     if split and split != test.split:
-        from genlab.config import DataConfig
-        from genlab.data import load_dataset
-
         reference = load_dataset(test.name, split, getattr(opts, "data", None) or DataConfig(name=test.name))
     records = {}
     for net in nets:

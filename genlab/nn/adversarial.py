@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from genlab.config import check_fields
 from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
-from genlab.sampling.generators import rand_per_sample, randn_per_sample
+from genlab.rng import rand_per_sample, randn_per_sample
 
 Prior = Literal["normal", "uniform"]
 Upsample = Literal["transposed", "nearest-conv"]

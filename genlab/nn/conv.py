@@ -9,6 +9,7 @@ from torch import nn
 
 from genlab.config import bounded
 from genlab.errors import InputError
+from genlab.nn.distributions import LIKELIHOODS, make_head
 from genlab.nn.spec import DataSpec
 
 Upsample = Literal["nearest-conv", "transposed"]
@@ -27,8 +28,6 @@ class CodecConfig:
     gaussian_sigma: float = bounded(0.1, gt=0.0)  # fixed std of the Gaussian likelihood, on the [0, 1] pixel scale
 
     def validate(self):
-        from genlab.nn.distributions import LIKELIHOODS
-
         if not self.channels:
             raise InputError("channels needs at least one width")
         if self.likelihood not in ("auto", *LIKELIHOODS):
@@ -37,8 +36,6 @@ class CodecConfig:
 
 def build_codec(cfg: CodecConfig, data: DataSpec, code_dim: int):
     """(likelihood head, encoder to ``code_dim`` numbers, decoder from ``cfg.latent_dim``)."""
-    from genlab.nn.distributions import make_head
-
     head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
     encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, code_dim)
     decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,

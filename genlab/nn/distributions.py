@@ -6,7 +6,7 @@ comparable across models. All methods work on the model-input scale: x in [0, 1]
 with shape (B, C, H, W), exactly 0/1 for binary data and k/255 for 8-bit data.
 
 ``sample`` takes one torch.Generator per batch row so that sample i depends only
-on its own generator (see ``genlab.sampling.generators``).
+on its own generator (see ``genlab.rng``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
-from genlab.sampling.generators import categorical_per_sample, rand_per_sample
+from genlab.rng import categorical_per_sample, rand_per_sample
 
 LEVELS = 256  # 8-bit sub-pixels
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from genlab.errors import InputError
 from genlab.nn.distributions import (HALF_BIN, PixelDistribution, discretized_logistic_log_mass,
                                      to_levels)
-from genlab.sampling.generators import categorical_per_sample, rand_per_sample
+from genlab.rng import categorical_per_sample, rand_per_sample
 
 
 

@@ -25,6 +25,8 @@ import torch
 from genlab.card import conditioning
 from genlab.config import bounded, check_fields
 from genlab.errors import InputError
+from genlab.eval.latent import iwae_log_likelihood
+from genlab.eval.surprise import pixel_nll
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
 
@@ -82,8 +84,6 @@ class LatentLikelihood(FamilyLikelihood):
     @torch.no_grad()
     def nll(self, x, generator):
         if self.variational:
-            from genlab.eval.latent import iwae_log_likelihood
-
             return -iwae_log_likelihood(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator)
         return self.pixel_nll(x).flatten(1).sum(1)
 
@@ -129,8 +129,6 @@ class AutoregressiveLikelihood(FamilyLikelihood):
         if self.classes:
             raise InputError("the per-pixel map of a class-conditional model depends on the class; "
                              "score it with an unconditional run")
-        from genlab.eval.surprise import pixel_nll
-
         return pixel_nll(self.model, x)
 
 

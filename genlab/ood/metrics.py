@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 from genlab.errors import InputError
 
@@ -50,6 +49,8 @@ def auroc(in_scores, ood_scores) -> float:
         The area under the ROC curve in [0, 1].
     """
     s_in, s_out = _as_scores(in_scores, "in-distribution"), _as_scores(ood_scores, "OOD")
+    from scipy.stats import rankdata  # imported here: scipy.stats takes about a second to import
+
     ranks = rankdata(np.concatenate([s_out, s_in]), method="average")  # ties share their mean rank
     n_out, n_in = s_out.size, s_in.size
     u = ranks[:n_out].sum() - n_out * (n_out + 1) / 2

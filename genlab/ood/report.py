@@ -5,16 +5,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from genlab.data.base import to_model_input  # noqa: E402
-from genlab.eval.surprise import save_surprise_figure  # noqa: E402
-from genlab.reports.images import grid_array, save_figure, save_panels  # noqa: E402
+from genlab.data.base import to_model_input
+from genlab.reports.autoregressive import save_surprise_figure
+from genlab.reports.images import grid_array, save_figure, save_panels, subplots
 
 EXTREMES = 8  # images shown at each end of a score's range
 
@@ -27,7 +23,7 @@ def histograms(sets: dict, names: list[str], out: Path) -> Path:
     """One panel per score: the distribution of the in-distribution scores and of each OOD set's."""
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.1 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.3 * cols, 3.1 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         values = {key: s["scores"][name] for key, s in sets.items()}
         lo = min(float(np.percentile(v, 0.5)) for v in values.values())
@@ -43,7 +39,7 @@ def histograms(sets: dict, names: list[str], out: Path) -> Path:
 
 def extremes_figure(sets: dict, name: str, out: Path) -> Path:
     """For each set, the EXTREMES images with the lowest score (most typical) and the highest (least typical)."""
-    fig, axes = plt.subplots(len(sets), 1, figsize=(9, 0.75 * len(sets) + 0.4), squeeze=False)
+    fig, axes = subplots(len(sets), 1, figsize=(9, 0.75 * len(sets) + 0.4), squeeze=False)
     for ax, (key, s) in zip(axes[:, 0], sets.items()):
         order = np.argsort(s["scores"][name], kind="stable")
         k = min(EXTREMES, len(order) // 2) or 1

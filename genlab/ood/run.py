@@ -32,10 +32,11 @@ from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS
 from genlab.ood.images import background_of, convert_imageset
 from genlab.ood.metrics import detection_metrics, threshold_at_tpr
+from genlab.ood.report import write_ood_report
 from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, batch_typicality, compute_scores
 from genlab.registry import DATASETS
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
 
@@ -199,8 +200,6 @@ def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
             arrays[f"{key}/{n}"] = v
     np.savez(run_dir / "ood_scores.npz", **arrays)
     if opts.report:
-        from genlab.ood.report import write_ood_report
-
         md, html_path = write_ood_report(run_dir, result, sets)
         log(f"wrote {md} and {html_path}")
     return result

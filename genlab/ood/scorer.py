@@ -14,7 +14,7 @@ from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS, code_lengths
 from genlab.ood.likelihood import FamilyLikelihood, LikelihoodOptions, family_likelihood
 from genlab.ood.scores import SetTerms
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 from genlab.train.run import LoadedRun, load_run
 
 

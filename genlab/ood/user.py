@@ -22,12 +22,14 @@ import numpy as np
 import torch
 
 from genlab.data import load_dataset
+from genlab.data.base import to_model_input
 from genlab.errors import InputError
 from genlab.ood.images import ImageReadError, background_of, describe_rule, read_user_image
+from genlab.ood.report import save_surprise
 from genlab.ood.run import IN_SET, read_ood_scores
 from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, compute_scores
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
 from genlab.train.run import read_config, read_run_json, read_spec
@@ -114,9 +116,6 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
                   .get("summary", {}).items()}
     out_dir = Path(out_dir) if out_dir else run_dir / "surprise"
     maps = scorer.pixel_nll(levels, transform)
-    from genlab.data.base import to_model_input
-    from genlab.ood.report import save_surprise
-
     results = []
     for i, (path, stem) in enumerate(zip(paths, _out_names(paths))):
         entry = {"path": str(path), "scores": {}}

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from genlab.errors import InputError
-from genlab.reports.images import save_panels
+from genlab.reports.images import save_panels, subplots
 from genlab.train.run import read_metrics
 
 KIND_MARK = {"exact": " (exact)", "bound": " (bound)", "estimate": " (estimate)"}
@@ -114,14 +114,9 @@ def curves_figure(histories: dict[str, list[dict]], out: Path) -> Path | None:
                    if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)})
     if not keys:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(3, len(keys))
     nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    fig, axes = subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for label, rows in histories.items():
             pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r

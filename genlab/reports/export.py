@@ -46,7 +46,8 @@ def model_card(run: LoadedRun, folder: Path) -> str:
              f"({shape}{classes}; {data.get('train_examples', '?')} training images). "
              f"Weights: {'EMA' if run.used_ema else 'raw'}, in `{EXPORT_WEIGHTS}`.", "",
              "## Use", "", "```python", "import genlab", "",
-             f"run = genlab.load(\"{folder.name}\")  # this folder", "images = run.sample(16, seed=0)  # (16, C, H, W) in [0, 1]",
+             f"run = genlab.load(\"{folder.name}\")  # this folder",
+             "images = run.sample(16, seed=0)  # (16, C, H, W) in [0, 1]",
              "```", "", "or `genlab sample FOLDER --n 64` from the command line.", ""]
     eval_path = run.run_dir / "eval.json"
     if eval_path.exists():

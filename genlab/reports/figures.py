@@ -1,21 +1,19 @@
-"""Figures for run reports: loss curves (every family) and the latent-model figures."""
+"""Figures for run reports: loss curves (every family), the latent-model and the adversarial-model figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
 
 from genlab.card import conditioning
-from genlab.registry import FIGURE_SETS  # noqa: E402
-from genlab.reports.images import save_figure, save_grid  # noqa: E402
-from genlab.sampling.api import draw  # noqa: E402
-from genlab.sampling.latent import interpolate, latent_means, manifold_grid, reconstruct  # noqa: E402
-from genlab.train.run import read_metrics  # noqa: E402
+from genlab.eval.adversarial import reconstruct_all
+from genlab.registry import FIGURE_SETS
+from genlab.reports.images import save_figure, save_gif, save_grid, save_strip, subplots
+from genlab.sampling.adversarial import interpolations, nearest_neighbours
+from genlab.sampling.api import draw
+from genlab.sampling.latent import interpolate, latent_means, manifold_grid, reconstruct
+from genlab.train.run import read_metrics
 
 
 def loss_curves(run_dir: Path, out: Path) -> Path | None:
@@ -24,7 +22,7 @@ def loss_curves(run_dir: Path, out: Path) -> Path | None:
     keys = sorted({k for r in rows for k in r if k.startswith("train/") and not k.endswith("grad_norm")})
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts))
@@ -66,7 +64,7 @@ def _latent_scatter(model, test, device, out: Path) -> str:
     idx = torch.arange(n)
     codes = torch.cat([latent_means(model, test.batch(idx[i:i + 500], torch.Generator().manual_seed(i))["x"]
                                     .to(device)).cpu() for i in range(0, n, 500)])
-    fig, ax = plt.subplots(figsize=(5, 4.4))
+    fig, ax = subplots(figsize=(5, 4.4))
     if test.labels is not None:
         sc = ax.scatter(codes[:, 0], codes[:, 1], c=test.labels[:n].cpu(), cmap="tab10", s=3)
         fig.colorbar(sc, ax=ax, label="label")
@@ -79,12 +77,23 @@ def _latent_scatter(model, test, device, out: Path) -> str:
     return save_figure(fig, out).name
 
 
+def save_nearest_neighbour_figure(samples: torch.Tensor, train: torch.Tensor, path: str | Path,
+                                  k: int = 3) -> tuple[Path, torch.Tensor]:
+    """A row per sample: the sample, then its k nearest training images (pixel L2).
+
+    Returns:
+        (the PNG path, the (N, k) RMS pixel distances, for the caption or a report).
+    """
+    dist, idx = nearest_neighbours(samples, train, k)
+    if train.dtype == torch.uint8:
+        train = train.float() / 255
+    rows = torch.cat([samples.cpu().float()[:, None], train[idx.flatten()].view(*idx.shape, *train.shape[1:])], 1)
+    return save_strip(rows, path), dist
+
+
 @FIGURE_SETS.register("adversarial")
 def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     """Samples (a row per class for conditional models), latent walks (PNG and GIF), nearest training images."""
-    from genlab.eval.adversarial import reconstruct_all
-    from genlab.sampling.adversarial import interpolations, save_gif, save_nearest_neighbour_figure, save_strip
-
     model, figs = run.model, []
     classes = conditioning(model).num_classes
     if classes:

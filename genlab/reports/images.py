@@ -41,14 +41,41 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     return path
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_options) -> Path:
-    """Write a matplotlib figure (creating its folder) and free it; returns the path."""
-    import matplotlib.pyplot as plt
+def save_strip(rows: torch.Tensor, path: str | Path) -> Path:
+    """(R, S, C, H, W) images in [0, 1] -> one PNG with a row per path."""
+    return save_grid(rows.flatten(0, 1), path, nrow=rows.shape[1])
 
+
+def save_gif(rows: torch.Tensor, path: str | Path, frame_ms: int = 80, bounce: bool = True) -> Path:
+    """(R, S, C, H, W) paths -> animated GIF whose frame t shows step t of every path side by side.
+
+    With ``bounce`` the animation plays forward then backward, so it loops without a jump.
+    """
+    r, s = rows.shape[:2]
+    order = list(range(s)) + (list(range(s - 2, 0, -1)) if bounce else [])
+    frames = [Image.fromarray(grid_array(rows[:, t], nrow=r)) for t in order]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return path
+
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize=None, layout=None, **subplot_options):
+    """``plt.subplots`` without pyplot: a matplotlib Figure and its axes.
+
+    No backend is chosen (the user's stays as it was) and no figure is kept open; ``save_figure`` writes it.
+    """
+    from matplotlib.figure import Figure  # imported here: matplotlib is slow to import and only figures need it
+
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **subplot_options)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_options) -> Path:
+    """Write a matplotlib figure (creating its folder); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, **savefig_options)
-    plt.close(fig)
     return path
 
 

@@ -10,17 +10,14 @@ whatever the batch it is drawn in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
-from PIL import Image
 
 from genlab.card import conditioning
 from genlab.errors import InputError
 from genlab.registry import register_sampler
-from genlab.reports.images import grid_array
-from genlab.sampling.generators import categorical_per_sample
+from genlab.rng import categorical_per_sample, make_generators
 from genlab.sampling.latent import slerp
 
 
@@ -110,8 +107,6 @@ def interpolations(model, pairs: int, steps: int, seed: int, device="cpu", label
     path is reproducible. ``mode="auto"`` uses slerp for a normal prior and a
     straight line for a uniform one (whose support is a box, not a sphere).
     """
-    from genlab.sampling.generators import make_generators
-
     if mode == "auto":
         mode = "slerp" if model.cfg.prior == "normal" else "linear"
     gens = make_generators(seed, 2 * pairs, device)
@@ -125,29 +120,6 @@ def interpolations(model, pairs: int, steps: int, seed: int, device="cpu", label
             y = None if y_path is None else y_path[p].expand(steps)
             rows.append(model.generate(z, y))
     return torch.stack(rows)
-
-
-def save_strip(rows: torch.Tensor, path: str | Path) -> Path:
-    """(R, S, C, H, W) images in [0, 1] -> one PNG with a row per path."""
-    r, s = rows.shape[:2]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid_array(rows.flatten(0, 1), nrow=s)).save(path)
-    return path
-
-
-def save_gif(rows: torch.Tensor, path: str | Path, frame_ms: int = 80, bounce: bool = True) -> Path:
-    """(R, S, C, H, W) paths -> animated GIF whose frame t shows step t of every path side by side.
-
-    With ``bounce`` the animation plays forward then backward, so it loops without a jump.
-    """
-    r, s = rows.shape[:2]
-    order = list(range(s)) + (list(range(s - 2, 0, -1)) if bounce else [])
-    frames = [Image.fromarray(grid_array(rows[:, t], nrow=r)) for t in order]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,18 +156,3 @@ def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor, k: int = 3,
         best_d, pos = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)
         best_i = i_all.gather(1, pos)
     return best_d / s.shape[1] ** 0.5, best_i
-
-
-def save_nearest_neighbour_figure(samples: torch.Tensor, train: torch.Tensor, path: str | Path,
-                                  k: int = 3) -> tuple[Path, torch.Tensor]:
-    """A row per sample: the sample, then its k nearest training images (pixel L2).
-
-    Returns:
-        (the PNG path, the (N, k) RMS pixel distances, for the caption or a report).
-    """
-    dist, idx = nearest_neighbours(samples, train, k)
-    if train.dtype == torch.uint8:
-        train = train.float() / 255
-    rows = torch.cat([samples.cpu().float()[:, None], train[idx.flatten()].view(*idx.shape, *train.shape[1:])], 1)
-    return save_strip(rows, path), dist
-

@@ -1,11 +1,10 @@
-"""Drawing samples from a trained run: `genlab sample`."""
+"""Drawing samples from a trained model in batches, with one generator per sample (`genlab sample`, ``Run.sample``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import typing
-from pathlib import Path
 
 import torch
 
@@ -13,7 +12,7 @@ from genlab.card import SamplerSpec
 from genlab.config import COUNT, SEED, Range, set_options
 from genlab.errors import InputError
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
-from genlab.sampling.generators import make_generators
+from genlab.rng import make_generators
 
 
 def sampler_of(model, name: str | None = None):
@@ -95,17 +94,3 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
         gens = make_generators(seed, count, device, start=first)
         out.append(sample_fn(model, count, gens, device, label=label, **options).float().cpu())
     return torch.cat(out)
-
-
-def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, device: str = "auto",
-               label: int | None = None, use_ema: bool = True, batch_size: int = 256, data_root: str | None = None,
-               **opts) -> Path:
-    """Load a run, draw n samples and save them as one image grid."""
-    from genlab.reports.images import save_grid
-    from genlab.train.distributed import resolve_device
-    from genlab.train.run import load_run
-
-    dev = resolve_device(device)
-    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
-    images = draw(run.model, n, seed, dev, batch_size, label, **opts)
-    return save_grid(images, out)

@@ -10,7 +10,7 @@ import torch
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.registry import register_sampler
-from genlab.sampling.generators import randn_per_sample
+from genlab.rng import randn_per_sample
 
 
 @dataclass

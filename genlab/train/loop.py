@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from genlab.errors import UserError
 from genlab.config import RunConfig, validate
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
-from genlab.sampling.generators import sample_seed
+from genlab.rng import sample_seed
 from genlab.train import distributed
 from genlab.train.checkpoint import CheckpointError, load_latest, save_checkpoint, unflatten_optimizer
 from genlab.train.ema import EMA
@@ -102,7 +101,12 @@ class MetricLog:
     def __init__(self, run_dir: Path, enabled: bool):
         self.enabled = enabled
         self.file = open(run_dir / "metrics.jsonl", "a") if enabled else None
-        self.tb = SummaryWriter(str(run_dir / "tb")) if enabled else None
+        self.tb = None
+        if enabled:
+            # imported here: tensorboard takes about a second to import, and only rank 0 of a training run needs it
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:

@@ -7,14 +7,14 @@ Its trained weights ship in ``genlab/weights/<name>.safetensors`` with a manifes
 Metric names carry the network name: ``fid_mnist-lenet-v1``.
 
 Train (or retrain) one with ``genlab features train --data mnist`` or
-``train_feature_net("mnist", DataConfig(root=...), out_dir)``.
+``genlab.eval.features.train_feature_net("mnist", DataConfig(root=...), out_dir)``.
 """
 
 from __future__ import annotations
 
 from genlab.errors import InputError
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
-from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe, train_feature_net
+from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe
 
 # A network's name, architecture and recipe never change once weights are shipped:
 # any change is a new version (…-v2) so that old metric values stay comparable.
@@ -78,5 +78,4 @@ __all__ = [
     "SPECS",
     "feature_net_name_for",
     "spec_for_dataset",
-    "train_feature_net",
 ]

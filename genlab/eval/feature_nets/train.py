@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genlab.errors import InputError
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
 
 
@@ -133,35 +132,3 @@ def fit(arch: LeNetConfig, recipe: Recipe, x_train: torch.Tensor, y_train: torch
                 f"({time.time() - t0:.0f} s)")
         net.eval()
     return net
-
-
-def train_feature_net(data_name: str, data_cfg, out_dir, seed: int = 0, log=print) -> dict:
-    """Train the feature network of ``data_name`` with its fixed recipe and save it.
-
-    Args:
-        data_name: a dataset with a feature network (see ``genlab.eval.feature_nets.SPECS``).
-        data_cfg: the ``DataConfig`` used to load its train and test splits.
-        out_dir: folder receiving ``<name>.safetensors`` and an updated ``manifest.json``.
-        seed: seed of initialization, batch order, augmentation and dropout.
-
-    Returns:
-        The manifest entry written (name, version, sha256, dataset, test accuracy, ...).
-    """
-    from genlab.data import load_dataset
-    from genlab.eval.feature_nets import spec_for_dataset
-    from genlab.eval.features import save_feature_net
-
-    spec = spec_for_dataset(data_name)
-    train = load_dataset(data_name, "train", data_cfg)
-    test = load_dataset(data_name, "test", data_cfg)
-    if train.labels is None or test.labels is None:
-        raise InputError(f"dataset {data_name!r} has no labels: a feature classifier cannot be trained on it")
-    x_train = train.batch(torch.arange(len(train)))["x"]
-    x_test = test.batch(torch.arange(len(test)))["x"]
-    log(f"training {spec.name} on {data_name} ({len(train)} train images): {spec.recipe.describe()}")
-    t0 = time.time()
-    net = fit(spec.arch, spec.recipe, x_train, train.labels, seed, log=log)
-    seconds = time.time() - t0
-    acc = accuracy(net, x_test, test.labels)
-    log(f"{spec.name}: test accuracy {acc:.2f} % on {len(test)} {data_name} test images ({seconds:.0f} s training)")
-    return save_feature_net(net, spec, out_dir, test_accuracy=acc, seed=seed, train_seconds=seconds)

@@ -1,4 +1,7 @@
-"""One random generator per sample, so that sample i is the same image whatever the batch size.
+"""Seeds and one random generator per sample, so that sample i is the same image whatever the batch size.
+
+The lowest layer of genlab (it imports only torch): data order, training noise, samplers, distributions and
+evaluators all seed through here.
 
 Samplers draw every random number for sample ``i`` from ``generators[i]``,
 seeded from (seed, i). Splitting the same request into batches, or across
