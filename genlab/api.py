@@ -59,7 +59,7 @@ def capabilities(model) -> Capabilities:
     card = model.card
     likelihood = None if card.likelihood == "none" else card.likelihood
     return Capabilities(card.family, bool(card.samplers), likelihood, encodes=card.encoder != "none",
-                        decodes=hasattr(model, "decode") or hasattr(model, "generate"),
+                        decodes=card.decoder != "none",
                         num_classes=conditioning(model).num_classes)
 
 
@@ -73,8 +73,9 @@ class NLL:
     method: str  # how it was computed, in words
 
 
-def _models_with(*attrs: str) -> str:
-    return ", ".join(name for name, cls in MODELS.items() if any(hasattr(cls, a) for a in attrs))
+def _models_where(card_says) -> str:
+    """The registered models whose card satisfies ``card_says(card)``, for error messages."""
+    return ", ".join(name for name, cls in MODELS.items() if card_says(cls.card))
 
 
 class Run:
@@ -194,19 +195,19 @@ class Run:
         """Codes (B, latent_dim): a VAE's posterior mean, an autoencoder's code, a BiGAN encoder's E(x)."""
         if not self.caps.encodes:
             raise CapabilityError(f"{self.name} has no encoder (no latents to encode into); models with one: "
-                                  f"{_models_with('encode')}")
+                                  f"{_models_where(lambda card: card.encoder != 'none')}")
         x = self._images(x)
-        return (latent_means(self.model, x) if self.caps.family == "latent" else self.model.encode(x)).cpu()
+        return latent_means(self.model, x).cpu()  # the posterior mean where the encoder gives a posterior
 
     @torch.no_grad()
     def decode(self, z, label: int | None = None) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1] from codes (B, latent_dim): the decoder's mean image, or G(z)."""
         if not self.caps.decodes:
             raise CapabilityError(f"{self.name} has no latents to decode; models with a decoder or generator: "
-                                  f"{_models_with('decode', 'generate')}")
+                                  f"{_models_where(lambda card: card.decoder != 'none')}")
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         z = z.unsqueeze(0) if z.dim() == 1 else z
-        if self.caps.family == "latent":
+        if self.model.card.decoder == "distribution":
             if label is not None:
                 raise CapabilityError(f"{self.name} is unconditional: drop label=")
             return self.model.distribution(self.model.decode(z)).mean().cpu()

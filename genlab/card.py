@@ -27,6 +27,9 @@ Encoder = Literal["none", "code", "posterior"]
 # Whether the model takes a class label: never, always, or when its Config's
 # ``conditional`` field is true (a knob of the autoregressive models).
 ClassLabel = Literal["no", "yes", "config"]
+# What maps codes back to images: nothing; ``decode(z)`` giving raw outputs whose
+# ``distribution(...).mean()`` is the image (latent models); ``generate(z, y)`` giving images (GANs).
+Decoder = Literal["none", "distribution", "generator"]
 
 
 # Data the registry-wide model tester builds tiny models on (DataSpec fields): a small labelled
@@ -96,6 +99,7 @@ class ModelCard:
     evaluators: tuple[str, ...] = ()  # names in EVALUATORS, run by `genlab eval`
     likelihood: LikelihoodKind = "none"
     encoder: Encoder = "none"
+    decoder: Decoder = "none"
     conditioning: ConditioningSpec = ConditioningSpec()
     ema_modules: tuple[str, ...] | None = None  # None: the EMA averages every weight
     run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value

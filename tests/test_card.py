@@ -19,6 +19,7 @@ from genlab.nn.spec import DataSpec
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
 from genlab.sampling.api import draw, sampler_of, sampler_options
 from genlab.rng import make_generators
+from genlab.sampling.latent import latent_means
 from genlab.train.run import build_model, build_objective
 from model_tester import check_model
 
@@ -124,6 +125,14 @@ def test_card_encoder_and_likelihood_match_the_model(name):
             assert torch.is_tensor(code) and code.shape[0] == 4
         else:
             assert not callable(getattr(model, "encode", None)), f"{name} encodes but its card says encoder='none'"
+        if card.decoder == "distribution":
+            z = latent_means(model, batch["x"])
+            assert model.distribution(model.decode(z)).mean().shape == batch["x"].shape
+        elif card.decoder == "generator":
+            y = batch.get("y") if conditioning(model).class_conditional else None
+            assert model.generate(model.sample_latent(4), y).shape == batch["x"].shape
+        else:
+            assert not callable(getattr(model, "decode", None)) and not callable(getattr(model, "generate", None))
         terms = objective(model, batch, model.phases()[0].name, 0)
     if card.likelihood == "exact":
         assert "nll_nats" in terms and likelihood_of(model) in ("p(x)", "p(x | y)")

@@ -78,6 +78,7 @@ class BiGAN(nn.Module):
         # Donahue et al. 2017: Adam, lr 2e-4, beta1 0.5 (as DCGAN).
         run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5},
         tiny=dict(latent_dim=6, width=4, d_hidden=16), tiny_data=TINY_GREY,
+        decoder="generator",  # generate(z, y) -> images
     )
 
     @dataclass

@@ -50,6 +50,7 @@ class CGAN(nn.Module):
         # Hinge loss as in Miyato & Koyama; DCGAN's Adam settings.
         run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5, "objective.loss": "hinge"},
         tiny=dict(latent_dim=6, width=4), tiny_data=TINY_GREY,
+        decoder="generator",  # generate(z, y) -> images
     )
 
     @dataclass

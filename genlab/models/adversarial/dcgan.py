@@ -46,6 +46,7 @@ class DCGAN(nn.Module):
         # Radford et al. 2016: Adam, lr 0.0002, beta1 0.5 (and minibatch 128, the trainer default).
         run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5},
         tiny=dict(latent_dim=6, width=4), tiny_data=TINY_GREY,
+        decoder="generator",  # generate(z, y) -> images
     )
 
     @dataclass

@@ -31,6 +31,7 @@ class Autoencoder(nn.Module):
         encoder="code",
         run_defaults={"optim.lr": 1e-3},
         tiny=dict(latent_dim=4, channels=(8,), hidden=16),
+        decoder="distribution",  # decode(z) -> raw outputs; distribution(raw).mean() is the image
     )
 
     @dataclass

@@ -34,6 +34,7 @@ class VAE(nn.Module):
         encoder="posterior",  # encode(x) -> (mean, logvar)
         run_defaults={"optim.lr": 1e-3},
         tiny=dict(latent_dim=3, channels=(8, 16), hidden=32),
+        decoder="distribution",  # decode(z) -> raw outputs; distribution(raw).mean() is the image
     )
 
     @dataclass
