@@ -17,8 +17,8 @@ from genlab.card import ModelCard, conditioning, likelihood_of
 from genlab.config import ConfigError, RunConfig, apply_overrides
 from genlab.nn.spec import DataSpec
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
-from genlab.sampling.api import draw, sampler_of, sampler_options
 from genlab.rng import make_generators
+from genlab.sampling.api import draw, sampler_of, sampler_options
 from genlab.sampling.latent import latent_means
 from genlab.train.run import build_model, build_objective
 from model_tester import check_model
