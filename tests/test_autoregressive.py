@@ -527,6 +527,47 @@ def test_objective_terms_and_exact_evaluator_agree(tmp_path):
     assert save_surprise_figure(images[7].float(), nll_map, tmp_path / "s.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("name", ["gated-pixelcnn", "pixel-transformer"])
+def test_class_conditional_evaluation_reports_the_marginal_and_labels_the_conditional(name):
+    from genlab.ood.likelihood import family_likelihood
+
+    spec = DataSpec(1, 2, 2, bits=1, num_classes=3)
+    model = tiny(name, spec, conditional=True, dtype=torch.float32)  # the evaluator feeds float32 images
+    with torch.no_grad():
+        for p in model.parameters():  # class biases start at zero: make the classes differ
+            p.add_(0.5 * torch.randn_like(p))
+    images = all_images(spec, torch.float32)  # all 16 binary 2x2 images
+    labels = torch.arange(16) % 3
+    test = ImageSet("toy", "test", images.to(torch.uint8), labels, spec, "binary")
+    with torch.no_grad():  # brute force: log p(x|y) for every class, then the uniform mixture
+        log_cond = torch.stack([log_likelihood(model, images, torch.full((16,), k)) for k in range(3)])  # (3, 16)
+    log_cond = log_cond.double()
+    log_px = torch.logsumexp(log_cond, 0) - math.log(3)
+    assert torch.logsumexp(log_px, 0).exp().item() == pytest.approx(1.0, abs=1e-6)  # a distribution over x
+
+    class Opts:
+        batch_size = 5
+        max_examples = None
+
+    with torch.no_grad():
+        result = exact_nll(model, NLL(NLL.Config(), spec), test, "cpu", Opts())
+    assert set(result) == {"nll", "bpd", "nll_conditional", "bpd_conditional"}
+    assert result["nll"]["value"] == pytest.approx(-log_px.mean().item(), rel=1e-5)
+    cond = -log_cond.gather(0, labels.view(1, -1)).squeeze(0)
+    assert result["nll_conditional"]["value"] == pytest.approx(cond.mean().item(), rel=1e-5)
+    assert result["bpd_conditional"]["value"] == pytest.approx(cond.mean().item() / (4 * math.log(2)), rel=1e-5)
+    conditional = result["nll_conditional"]
+    assert conditional["of"] == "p(x | y)" and "-log p(x | y)" in conditional["protocol"]
+    assert result["nll"]["of"] == "p(x)" and "uniform prior" in result["nll"]["protocol"]
+    # -log p(x) lies between min_y -log p(x|y) and -log p(x|true y) + log K, image by image.
+    per_image = -log_px
+    assert (per_image >= -log_cond.max(0).values - 1e-9).all() and (per_image <= cond + math.log(3) + 1e-9).all()
+    assert (per_image < cond).any() and (per_image > cond).any()  # neither name stands for the other
+    # The OOD scores use the same marginal.
+    lik = family_likelihood(model, NLL(NLL.Config(), spec))
+    assert torch.allclose(lik.nll(images, None).double(), per_image, atol=1e-5)
+
+
 def test_transformer_with_learned_positions_is_causal_normalized_and_cacheable():
     spec = DataSpec(3, 2, 2, bits=1)
     model = tiny("pixel-transformer", spec, positions="learned")

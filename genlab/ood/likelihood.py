@@ -17,7 +17,6 @@ A later family plugs in by registering a class with the same three members
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ import torch
 from genlab.card import conditioning
 from genlab.config import bounded, check_fields
 from genlab.errors import InputError
+from genlab.eval.exact import class_conditional_nlls, marginal_nll, objective_nll
 from genlab.eval.latent import iwae_log_likelihood
 from genlab.eval.surprise import pixel_nll
 from genlab.registry import Registry
@@ -105,24 +105,15 @@ class AutoregressiveLikelihood(FamilyLikelihood):
     def describe(self) -> str:
         text = "exact chain-rule NLL (objective term nll_nats)"
         if self.classes:
-            text += f", marginalized over {self.classes} classes with a uniform prior"
+            text += (f", -log p(x) marginalized over {self.classes} classes with a uniform prior "
+                     "(not -log p(x | y))")
         return text
-
-    def _nll_given(self, x, y):
-        batch = {"x": x} if y is None else {"x": x, "y": y}
-        terms = self.objective(self.model, batch, "eval", 0)
-        if "nll_nats" not in terms:
-            raise InputError(f"the run's objective returns {sorted(terms)}, not 'nll_nats': score autoregressive "
-                             "runs trained with the 'nll' objective (or 'nll-mutated')")
-        return terms["nll_nats"]
 
     @torch.no_grad()
     def nll(self, x, generator):
         if not self.classes:
-            return self._nll_given(x, None)
-        per_class = torch.stack([self._nll_given(x, torch.full((x.shape[0],), k, dtype=torch.long,
-                                                                 device=x.device)) for k in range(self.classes)])
-        return -(torch.logsumexp(-per_class, dim=0) - math.log(self.classes))
+            return objective_nll(self.model, self.objective, {"x": x})
+        return marginal_nll(class_conditional_nlls(self.model, self.objective, x, self.classes))
 
     @torch.no_grad()
     def pixel_nll(self, x):
