@@ -240,8 +240,9 @@ def _add_ood(sub):
                                    "likelihood ratio with --background); writes RUN_DIR/ood.json, "
                                    "ood_scores.npz and ood_report.md/html.")
     p.add_argument("run_dir", help="a run folder of a model with a likelihood (vae, autoencoder, pixelcnn, ...)")
-    p.add_argument("--ood", action="append", required=True, metavar="NAME",
-                   help="an OOD dataset from `genlab data list`, repeatable")
+    p.add_argument("--ood", action="append", required=True, metavar="NAME_OR_PATH",
+                   help="an OOD dataset from `genlab data list`, or your own set: a folder of images (converted "
+                        "like `genlab score`'s), an .npz of uint8 images or an IDX file; repeatable")
     p.add_argument("--background", metavar="RUN_DIR",
                    help="run folder of a background model trained on mutated inputs (the *-background presets) "
                         "for the likelihood ratio of Ren et al. 2019")
@@ -262,7 +263,8 @@ def _add_ood(sub):
                                    "dataset's background colour, ITU-R 601-2 luma or RGB, centre crop, box "
                                    "shrink by whole factors then Lanczos, Bernoulli binarization for binary "
                                    "models), print its scores and save its surprise map. After `genlab ood RUN_DIR` the scores come with percentiles "
-                                   "among the test images and the 95%-TPR verdict.")
+                                   "among the test images and the 95%-TPR verdict. Warns when an image's "
+                                   "background (its median border pixel) is the opposite of the run's images'.")
     p.add_argument("run_dir", help="a run folder of a model with a likelihood")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... files of any size and mode")
     p.add_argument("--out", default=None, help="folder for the surprise maps and scores.json "

@@ -244,7 +244,7 @@ def make_head(name: str, data: DataSpec, gaussian_sigma: float = 0.1, min_log_sc
 
         return PixelHead(name, 2, logistic)
     if not (math.isfinite(gaussian_sigma) and gaussian_sigma > 0):
-        raise ValueError(f"gaussian_sigma={gaussian_sigma}: the Gaussian likelihood's standard deviation (on the "
+        raise InputError(f"gaussian_sigma={gaussian_sigma}: the Gaussian likelihood's standard deviation (on the "
                          "[0, 1] pixel scale) must be a finite number > 0, e.g. model.gaussian_sigma=0.1")
     log_sigma = math.log(2 * gaussian_sigma)  # sigma on [0, 1] scale -> on [-1, 1] scale
 

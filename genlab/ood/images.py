@@ -1,8 +1,9 @@
 """Bringing images from elsewhere into a model's format: size, channels, bits.
 
-Two sources: another dataset's test split (``convert_imageset``, for `genlab ood`)
-and the user's own files (``read_user_image``, for `genlab score`). Both go through
-one rule, ``to_model_levels``, stated here once:
+Three sources: another dataset's test split (``convert_imageset``, for `genlab ood`),
+the user's own files (``read_user_image``, for `genlab score`), and the user's own
+outlier set (``read_outlier_set``, for `genlab ood --ood PATH`: a folder of images, an
+``.npz`` or an IDX file). All go through one rule, ``to_model_levels``, stated here once:
 
 1. Depth. 16-bit grey (Pillow modes I;16*, I) becomes 8-bit by v / 257 rounded
    (65535 -> 255 exactly); a 1-bit image becomes 0/255; 32-bit float is refused.
@@ -28,6 +29,7 @@ one rule, ``to_model_levels``, stated here once:
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,8 @@ import torch
 from genlab.errors import InputError
 from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
-from genlab.data.folder import open_image
+from genlab.data.folder import EXTENSIONS, open_image, scan_folder
+from genlab.data.idx import parse_idx
 from genlab.nn.spec import DataSpec
 
 
@@ -44,14 +47,31 @@ class ImageReadError(InputError):
     """A user's image file cannot be read or converted; the message names the file in one line."""
 
 
+def _border(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, P): each image's outermost rows and columns, every channel."""
+    return torch.cat([images[..., 0, :].flatten(1), images[..., -1, :].flatten(1),
+                      images[..., :, 0].flatten(1), images[..., :, -1].flatten(1)], dim=1)
+
+
+def _colour(level: float) -> str:
+    return "black" if level < 128 else "white"
+
+
 def background_of(data: ImageSet) -> str:
     """"black" or "white": the median border pixel of (up to 1000 of) the set's images, on the 0..255 scale."""
     images = data.images[:1000].float()
     if data.transform == "binary":
         images = images * 255
-    border = torch.cat([images[..., 0, :].flatten(), images[..., -1, :].flatten(),
-                        images[..., :, 0].flatten(), images[..., :, -1].flatten()])
-    return "black" if border.median().item() < 128 else "white"
+    return _colour(_border(images).median().item())
+
+
+def image_backgrounds(levels: torch.Tensor) -> list[tuple[str, int]]:
+    """Per image of uint8 (N, C, H, W) levels 0..255: ("black" | "white", its median border level).
+
+    The border tells the polarity: MNIST-like data has white strokes on a black background,
+    a scan of ink on paper the opposite."""
+    medians = _border(levels.float()).median(dim=1).values
+    return [(_colour(v), int(v)) for v in medians.tolist()]
 
 
 def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -124,16 +144,9 @@ def describe_rule(spec: DataSpec, background: str, seed: int) -> str:
             f"shrink by whole factors then Lanczos to {spec.width}x{spec.height}, {bits}")
 
 
-def read_user_image(path: str | Path, spec: DataSpec, background: str = "black", seed: int = 0) -> torch.Tensor:
-    """One image file in the model's format.
+def read_user_levels(path: str | Path, spec: DataSpec, background: str = "black") -> torch.Tensor:
+    """One image file as uint8 (C, H, W) levels 0..255 at the model's size and channels (steps 1-4).
 
-    Args:
-        path: a PNG, JPEG or any file Pillow reads.
-        spec: the model's data spec.
-        background: "black" or "white": what transparent pixels become.
-        seed: seed of the Bernoulli draw for binary models.
-    Returns:
-        uint8 (C, H, W): 0..255 levels for an 8-bit model, 0/1 for a binary one.
     Raises:
         ImageReadError: the file is missing, not an image, corrupt or of an unsupported kind;
             the one-line message names the file.
@@ -148,8 +161,28 @@ def read_user_image(path: str | Path, spec: DataSpec, background: str = "black",
     except Exception as err:  # any decoder failure: name the file, keep Pillow's reason, drop the traceback
         reason = " ".join(str(err).split()) or type(err).__name__
         raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {reason}") from None
-    out = torch.from_numpy(levels)
-    return binarize_levels(out, seed) if spec.bits == 1 else out
+    return torch.from_numpy(levels)
+
+
+def to_model_bits(levels: torch.Tensor, spec: DataSpec, seed: int) -> torch.Tensor:
+    """Step 5: 0..255 levels as they are for an 8-bit model, one seeded Bernoulli(k/255) draw for a binary one."""
+    return binarize_levels(levels, seed) if spec.bits == 1 else levels
+
+
+def read_user_image(path: str | Path, spec: DataSpec, background: str = "black", seed: int = 0) -> torch.Tensor:
+    """One image file in the model's format.
+
+    Args:
+        path: a PNG, JPEG or any file Pillow reads.
+        spec: the model's data spec.
+        background: "black" or "white": what transparent pixels become.
+        seed: seed of the Bernoulli draw for binary models.
+    Returns:
+        uint8 (C, H, W): 0..255 levels for an 8-bit model, 0/1 for a binary one.
+    Raises:
+        ImageReadError: as ``read_user_levels``.
+    """
+    return to_model_bits(read_user_levels(path, spec, background), spec, seed)
 
 
 def convert_imageset(data: ImageSet, spec: DataSpec, background: str, seed: int) -> tuple[ImageSet, str]:
@@ -200,3 +233,69 @@ def convert_imageset(data: ImageSet, spec: DataSpec, background: str, seed: int)
     note = f"{data.name}/{data.split}: " + ("; ".join(steps) if steps else "already in the model's format")
     out = ImageSet(data.name, data.split, images.contiguous(), data.labels, spec, transform, note)
     return out, note
+
+
+def is_outlier_path(name: str) -> bool:
+    """Whether an --ood value names a user's set (an existing folder or file) rather than a dataset."""
+    return Path(name).expanduser().exists()
+
+
+def _array_images(a: np.ndarray, path: Path) -> torch.Tensor:
+    """An .npz/IDX array as uint8 (N, C, H, W) levels 0..255: (N, H, W), (N, C, H, W) or (N, H, W, C), C 1 or 3."""
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255  # binary images: 0/1 -> levels 0/255
+    if a.dtype != np.uint8:
+        raise InputError(f"{path}: images must be uint8 levels 0..255 (or bool), not {a.dtype}: convert them with "
+                         "np.rint(x * 255).astype(np.uint8) for floats in [0, 1]")
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[1] not in (1, 3) and a.shape[3] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)  # channels last -> first
+    if a.ndim != 4 or a.shape[1] not in (1, 3) or a.shape[0] < 1:
+        raise InputError(f"{path}: an array of shape {a.shape} is not images: give (N, H, W), (N, C, H, W) or "
+                         "(N, H, W, C) with C = 1 or 3")
+    return torch.from_numpy(np.array(a, dtype=np.uint8, order="C"))  # a copy: np.load gives read-only arrays
+
+
+def _read_array_file(path: Path) -> torch.Tensor:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:  # no pickles: a file handed to us runs no code
+            keys = list(z.files)
+            key = "images" if "images" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise InputError(f"{path} holds arrays [{', '.join(keys)}]: save the images as one array, "
+                                 "or name it 'images'")
+            return _array_images(z[key], path)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzipped, as the official MNIST files
+        data = gzip.decompress(data)
+    return _array_images(parse_idx(data, path), path)
+
+
+def read_outlier_set(path: str | Path, spec: DataSpec, background: str) -> ImageSet:
+    """A user's outlier set as 8-bit levels, ready for ``convert_imageset`` like a dataset's test split.
+
+    Args:
+        path: a folder of images (directly inside or in subfolders; each file converted by the rule of
+            `genlab score`, steps 1-4), an ``.npz`` holding one uint8 array (or one named "images"), or an
+            IDX file of unsigned bytes, gzipped or not (as MNIST's); arrays are (N, H, W), (N, C, H, W) or
+            (N, H, W, C).
+        spec: the model's data spec.
+        background: "black" or "white": what transparent pixels become.
+    Returns:
+        ImageSet named after the path, split "all", uint8 levels 0..255 with transform "scale" (step 5,
+        binarization for binary models, is ``convert_imageset``'s), no labels.
+    """
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix.lower() in EXTENSIONS:
+        raise InputError(f"{path} is one image: score it with `genlab score RUN_DIR {path}`, or give --ood a "
+                         "folder of images")
+    if path.is_dir():
+        files, _, _ = scan_folder(path)
+        images = torch.stack([read_user_levels(f, spec, background) for f in files])
+        note = f"{path}: {len(files)} image files, each converted by the rule of `genlab score`"
+    else:
+        images = _read_array_file(path)
+        note = f"{path}: {images.shape[0]} uint8 images of {'x'.join(map(str, images.shape[1:]))}"
+    c, h, w = images.shape[1:]
+    return ImageSet(path.name, "all", images, None, DataSpec(c, h, w, bits=8), "scale", note)

@@ -30,7 +30,7 @@ from genlab.data.base import ImageSet
 from genlab.data.dynamic import binarize_once
 from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS
-from genlab.ood.images import background_of, convert_imageset
+from genlab.ood.images import background_of, convert_imageset, image_backgrounds, is_outlier_path, read_outlier_set
 from genlab.ood.metrics import detection_metrics, threshold_at_tpr
 from genlab.ood.report import write_ood_report
 from genlab.ood.scorer import ScorerOptions, load_scorer
@@ -45,7 +45,7 @@ IN_SET = "in-distribution"
 
 @dataclass
 class OODOptions:
-    ood: list[str] = field(default_factory=list)  # OOD dataset names (`genlab data list`)
+    ood: list[str] = field(default_factory=list)  # OOD dataset names (`genlab data list`) or paths (folder/.npz/IDX)
     background: str | None = None  # run folder of a background model, for the likelihood ratio
     max_examples: int | None = bounded(None, ge=2)  # per set: a seeded random subset of this many images; None: all
     reference_examples: int = bounded(2000, ge=1)  # training images for the typicality test's H_hat
@@ -64,8 +64,9 @@ class OODOptions:
         if not self.ood:
             raise InputError("name at least one OOD dataset: --ood NAME (`genlab data list` lists them)")
         for name in self.ood:
-            if name not in DATASETS:
-                raise InputError(f"unknown OOD dataset {name!r}; datasets: {', '.join(DATASETS.names())}")
+            if name not in DATASETS and not is_outlier_path(name):
+                raise InputError(f"unknown OOD dataset {name!r}: give a dataset ({', '.join(DATASETS.names())}) or "
+                                 "an existing image folder, .npz or IDX file")
         check_fields(self)
         for c in self.compressors:
             if c not in COMPRESSORS:
@@ -125,21 +126,32 @@ def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
     def score_set(key: str, data: ImageSet, stream: int):
         index = subset(len(data), opts.max_examples, sample_seed(opts.seed, 1000 + stream))
         picked = _take(data, index)
+        reversed_share = None
         if key == IN_SET:
             note = data.note or f"{data.name}/test as the run sees it"
         else:  # only the chosen images are converted
+            src = picked.images * 255 if picked.transform == "binary" else picked.images
             picked, note = convert_imageset(picked, spec, background, seed=opts.seed)
+            if key not in DATASETS:  # a user's set (read_outlier_set): say where it came from
+                note = f"{data.note}; then {note}"
+            reversed_share = float(np.mean([bg != background for bg, _ in image_backgrounds(src)]))
+            if reversed_share > 0.5:
+                log(f"  warning: most {key} images have a {'white' if background == 'black' else 'black'} "
+                    f"background where the run's images have a {background} one (reversed polarity): such "
+                    "images are flagged trivially")
         levels, transform = fixed_levels(picked, opts.seed)
         t0 = time.perf_counter()
         log(f"  scoring {len(index)} images of {data.name}/{data.split} ...")
         terms = scorer.terms(levels, transform, stream, log=log)
         log(f"    {time.perf_counter() - t0:.1f} s; mean {terms.bpd.mean():.4f} bits/dim")
         sets[key] = {"index": index, "levels": levels, "transform": transform, "terms": terms, "note": note,
-                     "n_split": len(data)}
+                     "n_split": len(data), "reversed_polarity": reversed_share}
 
     score_set(IN_SET, test, 0)
     for k, name in enumerate(opts.ood, start=1):
-        score_set(name, load_dataset(name, "test", dataclasses.replace(run.cfg.data, name=name)), k)
+        data = (load_dataset(name, "test", dataclasses.replace(run.cfg.data, name=name)) if name in DATASETS
+                else read_outlier_set(name, spec, background))
+        score_set(name, data, k)
 
     # H_hat for the typicality test, from training images (not the test set the metrics use).
     train = run.dataset("train")
@@ -184,6 +196,8 @@ def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
         metrics = {n: detection_metrics(in_scores[n], s["scores"][n]) for n in names}
         result["ood"][name] = {
             "n": len(s["index"]), "n_split": s["n_split"], "note": s["note"],
+            # share of images whose border colour is the opposite of the run's test images'
+            "reversed_polarity": s["reversed_polarity"],
             "summary": {n: _summary(v) for n, v in s["scores"].items()},
             "metrics": metrics,
             "typicality_batches": batch_typicality(sets[IN_SET]["terms"].bpd, s["terms"].bpd, ref.mean_bpd,

@@ -24,7 +24,8 @@ import torch
 from genlab.data import load_dataset
 from genlab.data.base import to_model_input
 from genlab.errors import InputError
-from genlab.ood.images import ImageReadError, background_of, describe_rule, read_user_image
+from genlab.ood.images import (ImageReadError, background_of, describe_rule, image_backgrounds, read_user_levels,
+                               to_model_bits)
 from genlab.ood.report import save_surprise
 from genlab.ood.run import IN_SET, read_ood_scores
 from genlab.ood.scorer import ScorerOptions, load_scorer
@@ -93,10 +94,18 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     compressors = tuple(protocol.get("compressors") or ("png", "zlib"))
     # Read every image before loading the model, so a bad file fails fast.
     spec = read_spec(run_dir)
+    data_background = protocol.get("background_colour") or _test_background(run_dir, data_root)
     if alpha_over == "auto":
-        alpha_over = protocol.get("background_colour") or _test_background(run_dir, data_root)
+        alpha_over = data_background
     rule = describe_rule(spec, alpha_over, seed)
-    levels = torch.stack([read_user_image(p, spec, alpha_over, sample_seed(seed, i)) for i, p in enumerate(paths)])
+    raw = torch.stack([read_user_levels(p, spec, alpha_over) for p in paths])  # (N, C, H, W) 0..255
+    backgrounds = image_backgrounds(raw)
+    for path, (colour, level) in zip(paths, backgrounds):
+        if colour != data_background:
+            log(f"warning: {path} has a {colour} background (median border level {level}) where the run's "
+                f"images have a {data_background} one: an image of reversed polarity is an outlier trivially; "
+                "invert it to score its shape")
+    levels = torch.stack([to_model_bits(r, spec, sample_seed(seed, i)) for i, r in enumerate(raw)])
     transform = "binary" if spec.bits == 1 else "scale"
     dev = resolve_device(device)
     scorer = load_scorer(run_dir, background, ScorerOptions(batch_size=64, iwae_k=k,
@@ -118,7 +127,8 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     maps = scorer.pixel_nll(levels, transform)
     results = []
     for i, (path, stem) in enumerate(zip(paths, _out_names(paths))):
-        entry = {"path": str(path), "scores": {}}
+        entry = {"path": str(path), "scores": {}, "background": backgrounds[i][0],
+                 "reversed_polarity": backgrounds[i][0] != data_background}
         for n in names:
             value = float(scores[n][i])
             rec = {"value": value, "unit": "bits/dim"}
@@ -137,6 +147,7 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     summary = {"run": str(run_dir), "likelihood": scorer.lik.describe(), "likelihood_kind": scorer.lik.kind,
                "background": None if scorer.background is None else str(scorer.background.run_dir),
                "conversion": rule, "surprise_map": scorer.lik.pixel_map_name,
+               "data_background": data_background,
                "iwae_k": k if scorer.lik.kind == "bound" else None, "seed": seed,
                "scores": {n: OOD_SCORES.get(n).label for n in names},
                "percentiles": ("% of the in-distribution test images of `genlab ood` with a lower score"
