@@ -202,7 +202,8 @@ def test_autoregressive_temperature_sharpens_and_one_is_the_model_itself():
 
 
 def test_exact_nll_labels_its_numbers_from_the_card():
-    """exact-nll writes the card's likelihood kind, and says p(x | y) for a class-conditional model."""
+    """exact-nll writes the card's likelihood kind; a class-conditional model's -log p(x | y) is labelled so,
+    beside its marginal -log p(x)."""
     from genlab.data.base import ImageSet
     from genlab.eval.options import EvalOptions
 
@@ -212,7 +213,8 @@ def test_exact_nll_labels_its_numbers_from_the_card():
     test = ImageSet("toy", "test", images, torch.arange(6) % spec.num_classes, spec, "scale")
     evaluate = EVALUATORS.get("exact-nll")
     out = evaluate(model, objective, test, "cpu", EvalOptions(batch_size=4))
-    assert out["nll"]["kind"] == "exact" and out["nll"]["of"] == "p(x | y)" and "-log p(x | y)" in out["bpd"]["protocol"]
+    assert out["nll"]["kind"] == "exact" and out["nll"]["of"] == "p(x)"
+    assert out["nll_conditional"]["of"] == "p(x | y)" and "-log p(x | y)" in out["bpd_conditional"]["protocol"]
 
     class Bounded(type(model)):  # the same network, declared a bound: the label must follow the card
         card = dataclasses.replace(type(model).card, likelihood="bound")
@@ -220,3 +222,4 @@ def test_exact_nll_labels_its_numbers_from_the_card():
     model.__class__ = Bounded
     out = evaluate(model, objective, test, "cpu", EvalOptions(batch_size=4))
     assert out["nll"]["kind"] == "bound" and "upper bound" in out["nll"]["protocol"]
+    assert out["nll_conditional"]["kind"] == "bound"
