@@ -102,6 +102,7 @@ def test_export_moves_to_another_folder_and_loads_the_same_model(vae, tmp_path):
     folder = vae.export(tmp_path / "export")
     card = (folder / "README.md").read_text()
     assert "neg_elbo" in card and "genlab.train(" in card  # the eval table and the command that made it
+    assert "likelihood: bound -log p(x)" in card and "run.encode(x)" in card  # what the model card says it does
     assert json.loads((folder / "export.json").read_text())["step"] == 8
     moved = tmp_path / "elsewhere" / "model"  # as if copied to another machine: no run folder left beside it
     shutil.copytree(folder, moved)

@@ -21,6 +21,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from genlab import __version__
+from genlab.card import conditioning, likelihood_of
 from genlab.reports.report import metrics_table
 from genlab.train.checkpoint import sha256, write_text_atomic
 from genlab.train.run import EXPORT_INFO, EXPORT_WEIGHTS, LoadedRun, read_run_json
@@ -30,6 +31,35 @@ COPIED = ("config.json", "data.json", "eval.json", "command.txt", "git.txt")
 
 def _read(path: Path, default: str = "?") -> str:
     return path.read_text().strip() if path.exists() else default
+
+
+def _card_facts(model) -> list[str]:
+    """The model's card, in words."""
+    card, cond = model.card, conditioning(model)
+    samplers = ", ".join(f"`{spec.name}`" for spec in card.samplers) or "none (it does not generate)"
+    likelihood = ("none" if card.likelihood == "none" else
+                  f"{card.likelihood} -log {likelihood_of(model)} (`run.nll(x)`, in nats and bits/dim)")
+    facts = [f"samplers: {samplers}", f"likelihood: {likelihood}",
+             f"latents: {'none' if card.encoder == 'none' else card.encoder + ' (`run.encode(x)` / `run.decode(z)`)'}"]
+    if cond.num_classes:
+        facts.append(f"class-conditional: labels 0..{cond.num_classes - 1}"
+                     + (" (optional: a random class when none is given)" if cond.label_optional else ""))
+    if card.evaluators:
+        facts.append("evaluators: " + ", ".join(f"`{e}`" for e in card.evaluators))
+    return facts
+
+
+def _use_lines(model) -> list[str]:
+    card, cond = model.card, conditioning(model)
+    label = ", label=0" if cond.num_classes else ""
+    lines = [f"images = run.sample(16, seed=0{label})  # (16, C, H, W) in [0, 1]"] if card.samplers else []
+    if card.likelihood != "none" or card.encoder != "none":
+        lines.append("# x: your images (B, C, H, W), floats in [0, 1] or uint8, in the model's format")
+    if card.likelihood != "none":
+        lines.append(f"nll = run.nll(x{label})  # .nats, .bits_per_dim, .kind == \"{card.likelihood}\"")
+    if card.encoder != "none":
+        lines.append("z = run.encode(x); reconstructions = run.decode(z)")
+    return lines
 
 
 def model_card(run: LoadedRun, folder: Path) -> str:
@@ -45,9 +75,9 @@ def model_card(run: LoadedRun, folder: Path) -> str:
              f"`{cfg.objective_name}`) trained for {run.step} steps on `{cfg.data.name}` "
              f"({shape}{classes}; {data.get('train_examples', '?')} training images). "
              f"Weights: {'EMA' if run.used_ema else 'raw'}, in `{EXPORT_WEIGHTS}`.", "",
+             "## What it is", "", *[f"- {fact}" for fact in _card_facts(model)], "",
              "## Use", "", "```python", "import genlab", "",
-             f"run = genlab.load(\"{folder.name}\")  # this folder",
-             "images = run.sample(16, seed=0)  # (16, C, H, W) in [0, 1]",
+             f"run = genlab.load(\"{folder.name}\")  # this folder", *_use_lines(model),
              "```", "", "or `genlab sample FOLDER --n 64` from the command line.", ""]
     eval_path = run.run_dir / "eval.json"
     if eval_path.exists():
