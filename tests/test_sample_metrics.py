@@ -142,6 +142,24 @@ def test_density_coverage_on_a_hand_computed_example():
     assert coverage == pytest.approx(3 / 5)
 
 
+def test_density_coverage_use_open_balls_as_the_reference_on_ties():
+    # Naeem et al.'s code (prdc) counts d < r. With duplicated real points (radius 0) and a sample
+    # on them, closed balls (d <= r) would count the sample in every duplicate's empty ball.
+    real = torch.tensor([[0.0], [0.0], [1.0], [3.0]])  # k = 1 radii: 0, 0, 1, 2
+    fake = torch.tensor([[0.0], [2.0]])
+    # Brute force of the reference formulas: sample 0.0 lies on the boundary of the balls of 0, 0
+    # and 1, so it is in none; 2.0 is in the ball [1, 5) of 3. Only 3's ball holds a sample.
+    d = torch.cdist(real, fake)
+    radii = torch.tensor([0.0, 0.0, 1.0, 2.0])
+    density_ref = (d < radii[:, None]).sum(0).double().mean().item() / 1
+    coverage_ref = (d.min(1).values < radii).double().mean().item()
+    assert (density_ref, coverage_ref) == (0.5, 0.25)
+    assert sm.density_coverage(real, fake, k=1) == pytest.approx((density_ref, coverage_ref))
+    # Mode collapse onto a duplicated real point: no density, as in the reference.
+    collapsed = sm.density_coverage(torch.tensor([[0.0]] * 6 + [[4.0], [9.0]]), torch.zeros(10, 1), k=5)
+    assert collapsed == (0.0, 0.0)
+
+
 def test_knn_radii_excludes_the_point_itself_and_keeps_duplicates():
     f = torch.tensor([[0.0], [0.0], [2.0], [5.0]])
     assert sm.knn_radii(f, 1).tolist() == [0.0, 0.0, 2.0, 3.0]

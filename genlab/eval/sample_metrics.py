@@ -184,12 +184,19 @@ def knn_radii(features, k: int, chunk: int | None = None) -> torch.Tensor:
     return out
 
 
-def _count_in_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
+def _count_in_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, closed: bool,
                     chunk: int | None = None) -> torch.Tensor:
-    """For each point, how many closed balls B(centre_j, radius_j) contain it, (N_points,)."""
+    """For each point, how many balls B(centre_j, radius_j) contain it, (N_points,).
+
+    ``closed``: the ball includes its boundary (d <= r, Kynkäänniemi et al.'s reference
+    code) or not (d < r, Naeem et al.'s). The two differ only on ties, which duplicates
+    and collapsed samples make common: a sample on top of duplicated real points lies on
+    the boundary of their radius-0 balls.
+    """
     counts = torch.empty(len(points), dtype=torch.int64)
     for start, d in pairwise_distances(points, centres, chunk):
-        counts[start:start + len(d)] = (d <= radii[None, :]).sum(1)
+        inside = d <= radii[None, :] if closed else d < radii[None, :]
+        counts[start:start + len(d)] = inside.sum(1)
     return counts
 
 
@@ -203,8 +210,8 @@ def precision_recall(real, fake, k: int = PR_K) -> tuple[float, float]:
     """
     real, fake = _as_f64(real), _as_f64(fake)
     _check_pair(real, fake, min_n=k + 1)
-    precision = (_count_in_balls(fake, real, knn_radii(real, k)) > 0).double().mean()
-    recall = (_count_in_balls(real, fake, knn_radii(fake, k)) > 0).double().mean()
+    precision = (_count_in_balls(fake, real, knn_radii(real, k), closed=True) > 0).double().mean()
+    recall = (_count_in_balls(real, fake, knn_radii(fake, k), closed=True) > 0).double().mean()
     return float(precision), float(recall)
 
 
@@ -214,18 +221,20 @@ def density_coverage(real, fake, k: int = DC_K) -> tuple[float, float]:
         density  = 1 / (k M) * sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))]
         coverage = 1 / N * sum_i 1[exists j: Y_j in B(X_i, NND_k(X_i))]
 
-    NND_k(X_i) is the distance from X_i to its k-th nearest other real feature. Density
-    can exceed 1 (samples crowding where real data is dense); coverage is in [0, 1].
+    NND_k(X_i) is the distance from X_i to its k-th nearest other real feature. The balls
+    are open (``<``, as in the authors' reference code ``prdc``), so a real point whose k
+    nearest neighbours are its own duplicates has an empty ball. Density can exceed 1
+    (samples crowding where real data is dense); coverage is in [0, 1].
     """
     real, fake = _as_f64(real), _as_f64(fake)
     _check_pair(real, fake, min_n=2)
     radii = knn_radii(real, k)
-    density = _count_in_balls(fake, real, radii).double().sum() / (k * len(fake))
+    density = _count_in_balls(fake, real, radii, closed=False).double().sum() / (k * len(fake))
     # Coverage: is the nearest generated feature of each real one inside its ball?
     nearest = torch.empty(len(real), dtype=torch.float32)
     for start, d in pairwise_distances(real, fake):
         nearest[start:start + len(d)] = d.min(1).values
-    coverage = (nearest <= radii).double().mean()
+    coverage = (nearest < radii).double().mean()
     return float(density), float(coverage)
 
 
