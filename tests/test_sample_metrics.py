@@ -23,6 +23,7 @@ from genlab.eval.features import FeatureNet, load_feature_net
 from genlab.eval.memorization import copy_statistics, memorization, nearest_neighbours
 from genlab.nn.spec import DataSpec
 from genlab.registry import SAMPLERS
+from genlab.stats import standard_error
 from genlab.reports.compare import compare_runs, metric_table
 
 
@@ -93,7 +94,7 @@ def test_kid_is_unbiased_for_the_population_mmd():
     x = torch.randn(reps, m, 1, generator=g, dtype=torch.float64) + a
     y = torch.randn(reps, m, 1, generator=g, dtype=torch.float64) + b
     est = torch.tensor([sm.kid(x[r], y[r], subsets=1, subset_size=m)[0] for r in range(reps)])
-    se = est.std().item() / math.sqrt(reps)
+    se = standard_error(est)
     assert abs(est.mean().item() - true) < 4 * se
     # The biased (V-statistic) estimate would be off by ~(E k(x,x) - E k(x,x'))*2/m = 4.8 here.
     assert 4 * se < 2.0

@@ -22,8 +22,9 @@ import torch
 from genlab.card import conditioning, likelihood_of
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
-from genlab.eval.metric import metric
+from genlab.eval.metric import averaged
 from genlab.registry import EVALUATORS
+from genlab.stats import RunningMean
 
 
 def _describe_pixels(data: ImageSet) -> str:
@@ -98,15 +99,13 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
                          "-log p(x | y)")
     was_training = model.training
     model.eval()
-    total, total_sq = {}, {}  # per reported name
+    accs = {}  # per reported name: a RunningMean of the per-image NLL
     try:
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
             for name, nll in example_nlls(model, objective, batch, classes).items():
-                nll = nll.double()
-                total[name] = total.get(name, 0.0) + nll.sum().item()
-                total_sq[name] = total_sq.get(name, 0.0) + nll.pow(2).sum().item()
+                accs.setdefault(name, RunningMean()).add(nll)
     finally:
         model.train(was_training)
     dims = test.spec.dims
@@ -120,11 +119,9 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
             "nll_conditional": " -log p(x | y) at each image's true label y (a conditional likelihood: not "
                                "comparable with an unconditional model's -log p(x))"}
     out = {}
-    for name in total:
-        mean = total[name] / n
-        stderr = math.sqrt(max(total_sq[name] / n - mean**2, 0.0) / max(n - 1, 1))
+    for name, acc in accs.items():
         proto = protocol + says[name]
-        out[name] = metric(mean, "nats/image", kind, proto, n=n, stderr=stderr, of=of[name])
-        out[name.replace("nll", "bpd")] = metric(mean / (dims * math.log(2)), "bits/dim", kind, proto, n=n,
-                                                 stderr=stderr / (dims * math.log(2)), of=of[name])
+        out[name] = averaged(acc, "nats/image", kind, proto, of=of[name])
+        out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=1 / (dims * math.log(2)),
+                                                   of=of[name])
     return out

@@ -8,10 +8,11 @@ import torch
 from tqdm import tqdm
 
 from genlab.data.base import ImageSet
-from genlab.eval.metric import metric
+from genlab.eval.metric import averaged, metric
 from genlab.objectives.latent import gaussian_kl, gaussian_log_density, per_dim
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
+from genlab.stats import RunningMean
 
 
 def _batches(data: ImageSet, opts, device, desc: str | None = None):
@@ -28,6 +29,11 @@ def _batches(data: ImageSet, opts, device, desc: str | None = None):
 def _protocol(data: ImageSet, n: int, extra: str = "") -> str:
     what = f"{data.name}/{data.split}, {n} images" + (f" ({data.note})" if data.note else "")
     return f"{what}{'; ' + extra if extra else ''}"
+
+
+def _bits_per_dim(data: ImageSet) -> float:
+    """Bits per dimension in one nat per image."""
+    return per_dim(torch.tensor(1.0, dtype=torch.float64), data.spec).item()
 
 
 def _count(data, opts) -> int:
@@ -59,19 +65,15 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
 @EVALUATORS.register("iwae")
 def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
     g = torch.Generator(device=device).manual_seed(opts.seed)
-    total, sq = 0.0, 0.0
+    nll = RunningMean()  # -log p(x) bound per image
     for batch in _batches(data, opts, device, desc=f"IWAE k={opts.iwae_k}"):
         chunk = max(1, opts.iwae_decodes // batch["x"].shape[0])
-        ll = iwae_log_likelihood(model, batch["x"], opts.iwae_k, chunk, g).double()
-        total += (-ll).sum().item()
-        sq += ll.pow(2).sum().item()
-    n = _count(data, opts)
-    nll = total / n
-    stderr = math.sqrt(max(sq / n - nll**2, 0.0) / n)
-    proto = _protocol(data, n, f"IWAE bound, k={opts.iwae_k} importance samples, seed {opts.seed}")
+        nll.add(-iwae_log_likelihood(model, batch["x"], opts.iwae_k, chunk, g))
+    proto = _protocol(data, nll.n, f"IWAE bound, k={opts.iwae_k} importance samples, seed {opts.seed}; "
+                                   "stderr over images")
     return {
-        "iwae_nll": metric(nll, "nats/image", "bound", proto, k=opts.iwae_k, stderr=stderr),
-        "iwae_bpd": metric(per_dim(torch.tensor(nll), data.spec).item(), "bits/dim", "bound", proto, k=opts.iwae_k),
+        "iwae_nll": averaged(nll, "nats/image", "bound", proto, k=opts.iwae_k),
+        "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=_bits_per_dim(data), k=opts.iwae_k),
     }
 
 
@@ -79,24 +81,23 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
 def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
     """Test -ELBO with the KL in closed form and one posterior sample per image."""
     g = torch.Generator(device=device).manual_seed(opts.seed)
-    sums = {"neg_elbo": 0.0, "distortion": 0.0, "rate": 0.0}
+    terms = {"neg_elbo": RunningMean(), "distortion": RunningMean(), "rate": RunningMean()}  # per image
     for batch in _batches(data, opts, device):
         x = batch["x"]
         mu, logvar = model.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=mu.device)
         distortion = -model.distribution(model.decode(z)).log_prob(x).flatten(1).sum(1)
         rate = gaussian_kl(mu, logvar)
-        sums["distortion"] += distortion.double().sum().item()
-        sums["rate"] += rate.double().sum().item()
-        sums["neg_elbo"] += (distortion + rate).double().sum().item()
-    n = _count(data, opts)
-    proto = _protocol(data, n, f"1 posterior sample per image, analytic KL, seed {opts.seed}")
-    neg_elbo = sums["neg_elbo"] / n
+        terms["distortion"].add(distortion)
+        terms["rate"].add(rate)
+        terms["neg_elbo"].add(distortion + rate)
+    proto = _protocol(data, terms["neg_elbo"].n,
+                      f"1 posterior sample per image, analytic KL, seed {opts.seed}; stderr over images")
     return {
-        "neg_elbo": metric(neg_elbo, "nats/image", "bound", proto),
-        "neg_elbo_bpd": metric(neg_elbo / (data.spec.dims * math.log(2)), "bits/dim", "bound", proto),
-        "distortion": metric(sums["distortion"] / n, "nats/image", "estimate", proto),
-        "rate": metric(sums["rate"] / n, "nats/image", "exact", proto),
+        "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto),
+        "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=_bits_per_dim(data)),
+        "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto),
+        "rate": averaged(terms["rate"], "nats/image", "exact", proto),
     }
 
 

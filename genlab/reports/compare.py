@@ -94,6 +94,8 @@ def metric_table(evals: dict[str, dict[str, dict]]) -> tuple[list[str], list[lis
             cell = _fmt(r["value"])
             if "std" in r:
                 cell += f" ± {_fmt(r['std'])}"
+            elif r.get("stderr") is not None:
+                cell += f" ± {_fmt(r['stderr'])} (s.e.)"
             if not same:
                 cell += f" {r.get('unit', '')}{KIND_MARK.get(r.get('kind'), ' (' + str(r.get('kind')) + ')')}"
             cells.append(cell)
