@@ -16,6 +16,9 @@ import genlab.models.autoregressive  # noqa: F401
 import genlab.objectives.autoregressive  # noqa: F401
 import genlab.sampling.autoregressive  # noqa: F401
 from genlab.cli import main
+from genlab.config import DataConfig
+from genlab.data import load_dataset
+from genlab.data.base import images_sha256
 
 COMMON = ["--set", "train.progress=false", "--set", "train.log_every=5", "--device", "cpu"]
 
@@ -63,8 +66,11 @@ def test_pixelcnn_on_binarized_mnist_end_to_end(data_root, tmp_path):
     assert main(["train", "pixelcnn", "--data", "binarized-mnist", "--out", str(run), "--steps", "20",
                  "--set", "optim.lr=3e-3", *tiny, *COMMON]) == 0
     assert main(["eval", str(run), "--device", "cpu", "--max-examples", "64", "--data-root", str(data_root)]) == 0
-    nll = json.loads((run / "eval.json").read_text())["metrics"]["nll"]
+    written = json.loads((run / "eval.json").read_text())
+    nll = written["metrics"]["nll"]
     assert "binarized-mnist/test, 64 images" in nll["protocol"] and "random subset" in nll["protocol"]
+    test = load_dataset("binarized-mnist", "test", DataConfig(name="binarized-mnist", root=str(data_root)))
+    assert written["run"]["split_sha256"] == images_sha256(test.images)  # which images were evaluated
     assert nll["value"] < 784 * math.log(2)  # better than a fair coin per pixel
     assert main(["sample", str(run), "--n", "2", "--device", "cpu", "--out", str(tmp_path / "x.png"),
                  "--data-root", str(data_root)]) == 0

@@ -21,8 +21,9 @@ from data_helpers import RunsCode, cifar_tarball, py2_pickle
 from genlab.config import DataConfig
 from genlab.data import DatasetError, check_datasets, list_datasets, load_dataset
 from genlab.data import data_root as resolve_root
-from genlab.data import download
+from genlab.data import download, dynamic
 from genlab.data.amat import parse_amat
+from genlab.data.base import images_sha256
 from genlab.data.catalog import seeded_split
 from genlab.data.cifar import parse_cifar10_tarball
 from genlab.data.download import DataFile, ensure_file, hash_file
@@ -195,6 +196,19 @@ def test_dynamic_binarization(data_root, mnist):
     p = train.images[index].double() / 255
     sd = (p * (1 - p)).sum().sqrt().item() / p.numel()
     assert abs(a.double().mean().item() - p.mean().item()) < 5 * sd
+
+
+def test_dynamic_test_binarization_is_the_pinned_one(data_root, monkeypatch):
+    # The seed-0 test binarization depends on torch's Bernoulli kernel: its checksum is pinned and
+    # carried by the split's note (hence by every metric's protocol), so a changed kernel is noticed.
+    test = load_dataset("dynamic-binarized-mnist", "test", cfg_at(data_root))
+    sha = images_sha256(test.images)
+    assert sha == dynamic.PINNED_TEST_SHA256[0]
+    assert f"sha256 {sha} (the pinned binarization)" in test.note
+    monkeypatch.setitem(dynamic.PINNED_TEST_SHA256, 0, "0" * 64)
+    with pytest.warns(UserWarning, match="not comparable"):
+        other = load_dataset("dynamic-binarized-mnist", "test", cfg_at(data_root))
+    assert "NOT the pinned binarization" in other.note
 
 
 def test_check_datasets_on_shared_data(data_root):

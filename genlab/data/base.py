@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,16 @@ class ImageSet:
         if self.labels is not None:
             out["y"] = self.labels[index]
         return out
+
+
+def images_sha256(images: torch.Tensor) -> str:
+    """sha256 of uint8 images (N, C, H, W) as stored: the bytes in C order, on the CPU.
+
+    Names exactly which images a number was computed on (e.g. one binarization of a test set).
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images_sha256 hashes stored uint8 images, got {images.dtype}")
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def scale(images: torch.Tensor) -> torch.Tensor:

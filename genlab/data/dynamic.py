@@ -12,16 +12,28 @@ Grosse & Salakhutdinov, "Importance Weighted Autoencoders", arXiv:1509.00519.
   runs with the same seed evaluate on the same binary images, so their test
   NLLs can be compared. Results on this set are NOT comparable with the static
   binarization of Larochelle & Murray (``binarized-mnist``).
+
+Which pixels a seed draws is up to torch's Bernoulli kernel, which may change between
+torch versions or devices, so "the same seed" is checked rather than assumed: the sha256
+of the binarized test set is written into the split's note (and so into the protocol of
+every metric on it, and into eval.json), and compared with ``PINNED_TEST_SHA256``; a
+different binarization warns, since its NLLs are not comparable with pinned results.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from genlab.data.base import ImageSet, binarize
+from genlab.data.base import ImageSet, binarize, images_sha256
 from genlab.data.catalog import Dataset, DatasetInfo
 from genlab.data.idx import MNIST_FILES, load_idx_split
 from genlab.registry import DATASETS
+
+
+# sha256 (``images_sha256``) of the test split binarized by torch 2.13's CPU Bernoulli kernel, per seed.
+PINNED_TEST_SHA256 = {0: "81da61c13385c7ee248f679be8155e36e04cf97a2e5721a43a4db356dce583fa"}
 
 
 def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -48,6 +60,22 @@ class DynamicBinarizedMNIST(Dataset):
             note = "MNIST train, 0..255 intensities; each batch draws fresh Bernoulli(k/255) pixels"
             return self.imageset(split, images, labels, "bernoulli", note)
         seed = int(cfg.test_binarization_seed)
+        binary = binarize_once(images, seed)
+        sha = images_sha256(binary)
         note = (f"MNIST test binarized once: Bernoulli(k/255) drawn with torch.Generator seed {seed} "
-                f"(data.test_binarization_seed); compare NLLs only at equal seeds")
-        return self.imageset(split, binarize_once(images, seed), labels, "binary", note)
+                f"(data.test_binarization_seed), sha256 {sha} ({pinned_status(seed, sha)}); "
+                f"compare NLLs only on equal sha256")
+        return self.imageset(split, binary, labels, "binary", note)
+
+
+def pinned_status(seed: int, sha: str) -> str:
+    """Whether a test binarization is the pinned one; warns when it is not."""
+    pinned = PINNED_TEST_SHA256.get(seed)
+    if pinned is None:
+        return "no pinned checksum for this seed"
+    if sha == pinned:
+        return "the pinned binarization"
+    warnings.warn(f"dynamic-binarized-mnist: seed {seed} drew a test binarization (sha256 {sha[:12]}...) other than "
+                  f"the pinned one ({pinned[:12]}...), probably a different torch Bernoulli kernel ({torch.__version__}); "
+                  "its NLLs are not comparable with results on the pinned set")
+    return f"NOT the pinned binarization {pinned}"

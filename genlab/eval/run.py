@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.data.base import images_sha256
 from genlab.errors import InputError
 from genlab.eval.options import EvalOptions
 from genlab.registry import EVALUATORS
@@ -57,7 +58,9 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
             metrics[key] = record
             log(f"  {key} = {record['value']:.4f} {record['unit']} [{record['kind']}]")
         log(f"  ({time.perf_counter() - began:.1f} s)")
+    # The exact images evaluated (e.g. one seeded binarization), so equal numbers mean equal data.
     out = {"run": {"model": run.cfg.model_name, "data": run.cfg.data.name, "step": run.step,
-                   "device": str(dev)}, "metrics": metrics}
+                   "device": str(dev), "split": test.split, "split_sha256": images_sha256(test.images)},
+           "metrics": metrics}
     write_text_atomic(path, json.dumps(out, indent=1) + "\n")
     return out

@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from genlab.card import conditioning
 from genlab.config import DataConfig
 from genlab.data import load_dataset
-from genlab.data.base import ImageSet
+from genlab.data.base import ImageSet, images_sha256
 from genlab.data.download import cache_home
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
@@ -328,7 +328,7 @@ def reference_stats(net: FeatureNet, data: ImageSet, n: int = 10000, seed: int =
     raw = data.images.cpu()[index].contiguous()
     ident = {
         "dataset": data.name, "split": data.split, "transform": data.transform, "n": len(index), "seed": used,
-        "net": net.name, "net_sha256": net.sha256, "images_sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest(),
+        "net": net.name, "net_sha256": net.sha256, "images_sha256": images_sha256(raw),
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
