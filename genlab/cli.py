@@ -161,6 +161,9 @@ def _add_run_cmds(sub):
                    help="generated samples for sample-quality metrics")
     p.add_argument("--n-reference", type=_eval_field("n_reference"), default=10000,
                    help="real images behind the reference statistics")
+    p.add_argument("--sample-output", choices=("sample", "mean"), default="sample",
+                   help="what a VAE's samples are for sample metrics and memorization: pixels drawn from its "
+                        "likelihood p(x|z) (default) or the decoder means E[x|z]; the protocol says which")
     p.add_argument("--reference-split", default=None, help="split the samples are compared with (default: --split)")
     p.add_argument("--inception-weights", default="",
                    help="Inception-v3 weights file for standard FID (default: the dataset's own feature network)")
@@ -347,7 +350,7 @@ def _eval(args) -> int:
     opts = EvalOptions(batch_size=args.batch_size, max_examples=args.max_examples, split=args.split,
                        iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples, n_reference=args.n_reference,
                        reference_split=args.reference_split, inception_weights=args.inception_weights,
-                       inception_unverified=args.inception_unverified)
+                       inception_unverified=args.inception_unverified, sample_output=args.sample_output)
     evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     return 0

@@ -7,6 +7,7 @@ images in the shipped mnist-lenet-v1 feature space.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -292,6 +293,27 @@ def test_evaluator_conditions_a_class_conditional_model_on_balanced_labels(tmp_p
     assert torch.equal(torch.cat(model.seen_labels), torch.arange(30) % 10)
     acc = out["label_accuracy_mnist-lenet-v1"]
     assert acc["unit"] == "%" and 0 <= acc["value"] <= 100
+
+
+def test_vae_sample_metrics_judge_samples_from_the_likelihood_unless_asked_for_means(tmp_path):
+    from genlab.eval.options import EvalOptions
+    from genlab.models.latent.vae import VAE
+
+    torch.manual_seed(0)
+    vae = VAE(VAE.Config(latent_dim=4, channels=(4,), hidden=16), DataSpec(1, 28, 28, bits=1, num_classes=10)).eval()
+    binary = ImageSet("binarized-mnist", "test", (torch.rand(60, 1, 28, 28) < 0.2).to(torch.uint8), None,
+                      DataSpec(1, 28, 28, bits=1), "binary")
+    opts = EvalOptions(n_samples=24, batch_size=10, n_reference=50, cache_dir=str(tmp_path))
+    images, _, note = sm.model_samples(vae, "cpu", opts)
+    assert set(images.unique().tolist()) == {0.0, 1.0}  # binary data, binary samples
+    assert "pixels drawn from the likelihood p(x|z)" in note
+    means, _, mean_note = sm.model_samples(vae, "cpu", dataclasses.replace(opts, sample_output="mean"))
+    assert ((means > 0) & (means < 1)).float().mean() > 0.9  # grey decoder means
+    assert "decoder means E[x|z], not samples" in mean_note
+    records = sm.evaluate_sample_quality(vae, None, binary, "cpu", opts)
+    assert "pixels drawn from the likelihood" in records["fid_mnist-lenet-v1"]["protocol"]
+    with pytest.raises(ValueError, match="sample_output"):
+        sm.model_samples(vae, "cpu", dataclasses.replace(opts, sample_output="mode"))
 
 
 def test_evaluator_skips_with_a_reason_when_the_dataset_has_no_feature_network(tmp_path):

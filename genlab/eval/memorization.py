@@ -26,14 +26,13 @@ from pathlib import Path
 
 import torch
 
-from genlab.card import conditioning
 from genlab.config import DataConfig
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, domain_feature_net, extract
 from genlab.eval.metric import metric
-from genlab.eval.sample_metrics import draw_samples
+from genlab.eval.sample_metrics import model_samples
 from genlab.registry import EVALUATORS
 
 QUERY_CHUNK = 1024
@@ -196,14 +195,10 @@ def evaluate_memorization(model, objective, test: ImageSet, device, opts) -> dic
     in its feature network, and writes ``opts.figure_dir/memorization.png`` when
     ``opts.figure_dir`` is set.
     """
-    n = int(getattr(opts, "n_samples", 10000))
     seed = int(getattr(opts, "seed", 0))
-    batch_size = int(getattr(opts, "batch_size", 500))
     train = load_dataset(test.name, "train", getattr(opts, "data", None) or DataConfig(name=test.name))
     net = domain_feature_net(test.name, opts, device)
-    num_classes = conditioning(model).num_classes
-    samples, _ = draw_samples(model, n, seed, device, batch_size, num_classes)
+    samples, _, note = model_samples(model, device, opts)
     figure_dir = getattr(opts, "figure_dir", None)
-    note = f"model {type(model).__name__}, sampler {model.card.sampler().name}, seed {seed}"
     return memorization(samples, train, test, net, seed=seed, samples_note=note,
                         figure=Path(figure_dir) / "memorization.png" if figure_dir else None)

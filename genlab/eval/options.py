@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from genlab.config import bounded, check_fields, seed_field
 
@@ -16,6 +17,7 @@ class EvalOptions:
     iwae_decodes: int = bounded(4096, ge=1)  # images decoded per forward pass in the IWAE bound (bounds memory)
     seed: int = seed_field(0)  # every stochastic estimate is seeded
     n_samples: int = bounded(10000, ge=1)  # generated samples for sample-quality metrics
+    sample_output: Literal["sample", "mean"] = "sample"  # latent models: "sample" draws x ~ p(x|z); "mean" takes E[x|z] (named in protocols)
     inception_weights: str = ""  # Inception-v3 FID weights file; "" = domain feature networks only
     inception_unverified: bool = False  # accept weights whose sha256 is not the official file's (tensors only)
     n_reference: int = bounded(10000, ge=1)  # real images behind FID/KID/precision-recall reference statistics

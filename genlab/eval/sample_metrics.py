@@ -26,6 +26,7 @@ weights, n, seed, image content) under ``~/.cache/genlab/reference-stats`` (or
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -46,7 +47,7 @@ from genlab.data.download import cache_home
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
-from genlab.registry import EVALUATORS
+from genlab.registry import EVALUATORS, SAMPLER_OPTIONS
 from genlab.rng import make_generators
 from genlab.sampling.api import sampler_of
 
@@ -420,12 +421,18 @@ def sample_quality(fake_images: torch.Tensor, net: FeatureNet, ref: Reference, s
 # Evaluator
 
 
+# What the latent sampler returns (its ``output`` option), as the protocol states it.
+SAMPLE_OUTPUTS = {"sample": "pixels drawn from the likelihood p(x|z)",
+                  "mean": "decoder means E[x|z], not samples from the model"}
+
+
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes: int = 0):
+def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes: int = 0, **sampler_opts):
     """n samples (n, C, H, W) on CPU from the model's sampler; sample i uses generator (seed, i).
 
     A class-conditional model (``num_classes > 0``) gets label ``i mod num_classes`` for
-    sample i, so classes are balanced. Returns (images, labels or None).
+    sample i, so classes are balanced. ``sampler_opts`` go to the sampler. Returns
+    (images, labels or None).
     """
     sample_fn = sampler_of(model)
     images, labels = [], []
@@ -434,11 +441,45 @@ def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes:
         gens = make_generators(seed, count, device, start=start)
         if num_classes:
             y = torch.arange(start, start + count, device=device) % num_classes
-            images.append(sample_fn(model, count, gens, device, label=y).float().cpu())
+            images.append(sample_fn(model, count, gens, device, label=y, **sampler_opts).float().cpu())
             labels.append(y.cpu())
         else:
-            images.append(sample_fn(model, count, gens, device).float().cpu())
+            images.append(sample_fn(model, count, gens, device, **sampler_opts).float().cpu())
     return torch.cat(images), (torch.cat(labels) if num_classes else None)
+
+
+def model_samples(model, device, opts) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """The samples every sample-based evaluator judges, and how they were drawn.
+
+    ``opts.n_samples`` (10000) samples with seed ``opts.seed`` (0) in batches of
+    ``opts.batch_size`` (500). A latent-variable model's sampler decodes z ~ p(z) and
+    then either draws the pixels from its likelihood (``opts.sample_output`` "sample",
+    the default: binary images on binary data, like the real ones) or returns the
+    decoder means ("mean": grey images on binary data, which sample metrics judge far
+    worse than the model's actual samples).
+
+    Returns:
+        (images (n, C, H, W) on CPU, labels (n,) or None, a protocol note).
+    """
+    n = int(getattr(opts, "n_samples", 10000))
+    seed = int(getattr(opts, "seed", 0))
+    batch_size = int(getattr(opts, "batch_size", 500))
+    num_classes = conditioning(model).num_classes
+    sampler = model.card.sampler().name
+    options = SAMPLER_OPTIONS.get(sampler) if sampler in SAMPLER_OPTIONS else None
+    sampler_opts, how = {}, ""
+    if options is not None and "output" in {f.name for f in dataclasses.fields(options)}:
+        # A sampler that can return decoder means instead of samples (the latent one): say which.
+        output = getattr(opts, "sample_output", "sample")
+        if output not in SAMPLE_OUTPUTS:
+            raise InputError(f"sample_output must be one of {', '.join(SAMPLE_OUTPUTS)}, got {output!r}")
+        sampler_opts["output"] = output
+        how = f", {SAMPLE_OUTPUTS[output]}"
+    images, labels = draw_samples(model, n, seed, device, batch_size, num_classes, **sampler_opts)
+    note = f"model {type(model).__name__}, sampler {sampler}, seed {seed}{how}"
+    if num_classes:
+        note += f", label i mod {num_classes}"
+    return images, labels, note
 
 
 def feature_nets_for(data: ImageSet, opts, device) -> tuple[list[FeatureNet], list[str]]:
@@ -462,7 +503,8 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     """FID/KID/precision-recall/density-coverage (+ classifier score) of model samples.
 
     Draws ``opts.n_samples`` (10000) samples with seed ``opts.seed`` (0) in batches of
-    ``opts.batch_size`` (500) through the first sampler on the model's card, and compares them with
+    ``opts.batch_size`` (500) through the first sampler on the model's card (``model_samples``:
+    a VAE's are drawn from its likelihood unless ``opts.sample_output`` is "mean"), and compares them with
     up to ``opts.n_reference`` (10000) images of ``test`` (the split the evaluation runs
     on; ``opts.reference_split`` = "train" loads that split instead, with ``opts.data``)
     in the dataset's feature network, plus Inception-v3 when ``opts.inception_weights``
@@ -471,9 +513,7 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
     cached in ``opts.cache_dir`` (default ``~/.cache/genlab/reference-stats``).
     Results do not depend on batch_size.
     """
-    n = int(getattr(opts, "n_samples", 10000))
     seed = int(getattr(opts, "seed", 0))
-    batch_size = int(getattr(opts, "batch_size", 500))
     n_ref = int(getattr(opts, "n_reference", 10000))
     cache = getattr(opts, "cache_dir", None)
     nets, skipped = feature_nets_for(test, opts, device)
@@ -481,11 +521,7 @@ def evaluate_sample_quality(model, objective, test: ImageSet, device, opts) -> d
         warnings.warn(f"sample-quality: skipped domain-network metrics: {reason}")
     if not nets:
         return {}
-    num_classes = conditioning(model).num_classes
-    images, labels = draw_samples(model, n, seed, device, batch_size, num_classes)
-    note = f"model {type(model).__name__}, sampler {model.card.sampler().name}, seed {seed}"
-    if num_classes:
-        note += f", label i mod {num_classes}"
+    images, labels, note = model_samples(model, device, opts)
     reference = test
     split = getattr(opts, "reference_split", None)
     if split and split != test.split:
