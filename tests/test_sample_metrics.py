@@ -17,15 +17,18 @@ import torch
 from scipy import linalg
 
 from genlab.card import ConditioningSpec, ModelCard, SamplerSpec
+from genlab.config import DataConfig
+from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.eval import sample_metrics as sm
 from genlab.eval.feature_nets import LeNet, LeNetConfig
 from genlab.eval.features import FeatureNet, load_feature_net
-from genlab.eval.memorization import copy_statistics, memorization, nearest_neighbours
+from genlab.eval.memorization import (COPYING_Z, copy_statistics, data_copying_test, mann_whitney_z, memorization,
+                                      nearest_neighbours)
 from genlab.nn.spec import DataSpec
 from genlab.registry import SAMPLERS
-from genlab.stats import standard_error
 from genlab.reports.compare import compare_runs, metric_table
+from genlab.stats import standard_error
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,14 +355,63 @@ def test_memorization_flags_copies_and_not_fresh_images(tmp_path):
     copies = train.images[:40].float() / 255
     fresh = _imageset(40, seed=3).images.float() / 255
     out = memorization(copies, train, test, net, figure=tmp_path / "nn.png", figure_count=5)
+    assert out["data_copying_ct_pixels"]["copying"] and out["data_copying_ct_toy-lenet"]["copying"]
     assert out["copy_fraction_pixels"]["value"] == 1.0
     assert out["copy_fraction_toy-lenet"]["value"] == 1.0
     assert out["nn_train_median_pixels"]["value"] < 0.05  # float32 cdist round-off only
     assert (tmp_path / "nn.png").stat().st_size > 1000
     novel = memorization(fresh, train, test, net)
+    assert not novel["data_copying_ct_pixels"]["copying"]
     assert novel["copy_fraction_pixels"]["value"] <= 0.1
     assert novel["nn_train_median_pixels"]["value"] == pytest.approx(novel["nn_train_median_test_pixels"]["value"],
                                                                     rel=0.05)
+
+
+def test_mann_whitney_z_matches_scipy_with_ties():
+    from scipy.stats import mannwhitneyu, norm
+
+    g = np.random.default_rng(0)
+    test_d = g.integers(0, 6, 70).astype(float)  # discrete distances: many ties
+    sample_d = g.integers(0, 5, 50).astype(float)
+    p = mannwhitneyu(sample_d, test_d, alternative="less", method="asymptotic", use_continuity=False).pvalue
+    assert mann_whitney_z(test_d, sample_d) == pytest.approx(norm.ppf(p), rel=1e-9)
+    assert mann_whitney_z(np.ones(5), np.ones(7)) == 0.0
+
+
+def test_data_copying_test_flags_copies_of_the_training_points_and_not_new_points():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 2, generator=g) * 10  # six clusters, so the cells matter
+    draw = lambda n: centres[torch.randint(0, 6, (n,), generator=g)] + torch.randn(n, 2, generator=g)  # noqa: E731
+    train, test, new = draw(2000), draw(600), draw(600)
+    copies = train[torch.randint(0, 2000, (600,), generator=g)] + 0.05 * torch.randn(600, 2, generator=g)
+    copied = data_copying_test(train, test, copies, cells=6)
+    assert copied["ct"] < COPYING_Z and copied["cells_used"] == 6
+    assert abs(data_copying_test(train, test, new, cells=6)["ct"]) < 2.5  # a z-score under H0
+    far = data_copying_test(train, test, new * 1.5, cells=6)["ct"]
+    assert far > 3  # samples farther from the training set than new data: underfitting
+
+
+def test_perfect_memorizer_of_dynamic_mnist_is_flagged_and_held_out_digits_are_not(data_root):
+    # A model that outputs fresh binarizations of training digits copies them, although it is no closer
+    # to one seeded binarization of the training set than a test image is. Compared with the intensities
+    # the model trained on, and judged by the whole distribution of distances, it is caught.
+    cfg = DataConfig(name="dynamic-binarized-mnist", root=str(data_root))
+    full_train = load_dataset("dynamic-binarized-mnist", "train", cfg)
+    full_test = load_dataset("dynamic-binarized-mnist", "test", cfg)
+    g = torch.Generator().manual_seed(1)
+    pick = torch.randperm(len(full_train), generator=g)[:3000]
+    train = ImageSet(full_train.name, "train", full_train.images[pick], None, full_train.spec, "bernoulli")
+    order = torch.randperm(len(full_test), generator=g)
+    test = ImageSet(full_test.name, "test", full_test.images[order[:1000]], None, full_test.spec, "binary")
+    memorizer = torch.bernoulli(train.images[torch.randint(0, 3000, (1000,), generator=g)].float() / 255,
+                                generator=g)
+    held_out = full_test.images[order[1000:2000]].float()  # new digits from the same distribution
+    copied = memorization(memorizer, train, test)
+    assert copied["data_copying_ct_pixels"]["copying"] and copied["data_copying_ct_pixels"]["value"] < -5
+    assert "intensities k/255" in copied["data_copying_ct_pixels"]["protocol"]
+    fresh = memorization(held_out, train, test)
+    assert not fresh["data_copying_ct_pixels"]["copying"] and abs(fresh["data_copying_ct_pixels"]["value"]) < 2.5
+    assert fresh["copy_fraction_pixels"]["value"] < 0.03 < copied["copy_fraction_pixels"]["value"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,16 +4,31 @@ generated samples, judged against those of held-out test images.
 For each generated sample and each test image we find the nearest training image, in
 pixels (Euclidean on the [0, 1] scale) and in a feature network's space. Test images are
 what "new images from the data distribution" look like: if a model generalizes, its
-samples are no closer to the training set than test images are. We report the fraction
-of samples closer to a training image than the 1st percentile of the test images'
-nearest-train distances (about 0.01 for a model that does not copy; up to 1 for one that
-reproduces training images), the medians of both distance distributions, and a figure of
-the samples nearest to the training set with their nearest neighbours.
+samples are no closer to the training set than test images are.
 
-This is the test-set-calibrated nearest-neighbour check used e.g. by Meehan, Chaudhuri &
-Dasgupta 2020, "A Non-Parametric Test to Detect Data-Copying in Generative Models"
-(arXiv:2004.05675), in its simplest form: a quantile threshold instead of their
-cell-wise Mann-Whitney statistic.
+The training images are what the model could copy. For a dynamically binarized set
+(transform "bernoulli") that is the intensity image k/255, the mean of every
+binarization the model trained on: a model that outputs fresh binarizations of a
+training digit copies it, yet is no closer to any one fixed binarization of the training
+set than a test image is. So samples and (binary) test images are compared with the
+intensities.
+
+The verdict is the data-copying test of Meehan, Chaudhuri & Dasgupta 2020, "A
+Non-Parametric Test to Detect Data-Copying in Generative Models" (arXiv:2004.05675):
+the training set is partitioned into cells by k-means; in each cell the nearest-train
+distances (to the training images of that cell) of the samples and of the test images
+are compared by a Mann-Whitney U test, z-scored under the null hypothesis that both
+come from one distribution; C_T is the average of the cells' z-scores weighted by their
+share of test images, over cells holding at least ``MIN_CELL_SAMPLES`` samples. C_T
+much below 0 means samples are closer to the training set than new data is (copying;
+we flag C_T < ``COPYING_Z``), much above 0 that they are farther (underfitting). Unlike
+the paper's code the variance of U is corrected for ties, which discrete (binary-pixel)
+distances make common.
+
+Also reported, as before: the fraction of samples closer to a training image than the
+1st percentile of the test images' nearest-train distances (about 0.01 for a model that
+does not copy), the medians of both distance distributions, and a figure of the samples
+nearest to the training set with their nearest neighbours.
 
 Nearest-neighbour search is chunked over both sets (``torch.cdist`` on blocks of
 ``QUERY_CHUNK`` x ``REFERENCE_CHUNK``), so 10k samples x 60k training images runs in a
@@ -24,11 +39,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from genlab.config import DataConfig
 from genlab.data import load_dataset
-from genlab.data.base import ImageSet
+from genlab.data.base import ImageSet, scale
 from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, domain_feature_net, extract
 from genlab.eval.metric import metric
@@ -38,6 +55,9 @@ from genlab.registry import EVALUATORS
 QUERY_CHUNK = 1024
 REFERENCE_CHUNK = 8192  # a block of distances is QUERY_CHUNK x REFERENCE_CHUNK float32 = 32 MiB
 PERCENTILE = 0.01
+CELLS = 50  # k-means cells of the training set (Meehan et al. use tens of cells on MNIST)
+MIN_CELL_SAMPLES = 20  # a cell's U test counts only with this many samples in it (their tau = 20 / m)
+COPYING_Z = -3.0  # C_T below this flags data copying
 
 
 @torch.no_grad()
@@ -83,6 +103,68 @@ def _images(data: ImageSet, n: int | None, seed: int) -> torch.Tensor:
     return data.batch(index, generator=torch.Generator().manual_seed(seed))["x"].cpu()
 
 
+def copy_targets(train: ImageSet, seed: int) -> torch.Tensor:
+    """The training images a model could copy, (N, C, H, W) in [0, 1]: the intensities k/255
+    of a dynamically binarized set (the mean of all its binarizations), else the images as seen."""
+    if train.transform == "bernoulli":
+        return scale(train.images.cpu())
+    return _images(train, None, seed)
+
+
+def mann_whitney_z(test_d: np.ndarray, sample_d: np.ndarray) -> float:
+    """Z-scored Mann-Whitney U of samples against test values under H0 (one distribution).
+
+    U counts the pairs (sample, test) where the sample's value is the larger (ties count
+    1/2); its null mean is n m / 2 and its variance n m / 12 ((N + 1) - sum(t^3 - t) / (N (N - 1)))
+    with t the sizes of groups of tied values and N = n + m. Negative: samples tend to be
+    smaller. 0 when every value is tied.
+    """
+    n, m = len(test_d), len(sample_d)
+    ranks = rankdata(np.concatenate([sample_d, test_d]))  # mid-ranks for ties
+    u = ranks[:m].sum() - m * (m + 1) / 2
+    total = n + m
+    _, ties = np.unique(np.concatenate([sample_d, test_d]), return_counts=True)
+    tie_term = (ties.astype(np.float64) ** 3 - ties).sum() / (total * (total - 1)) if total > 1 else 0.0
+    var = n * m / 12 * ((total + 1) - tie_term)
+    return float((u - n * m / 2) / np.sqrt(var)) if var > 0 else 0.0
+
+
+def data_copying_test(train: torch.Tensor, test: torch.Tensor, samples: torch.Tensor, cells: int = CELLS,
+                      seed: int = 0, min_cell_samples: int = MIN_CELL_SAMPLES) -> dict:
+    """The C_T statistic of Meehan et al. 2020 for row vectors (flattened) of three sets.
+
+    Args:
+        train: (L, ...) what the model was trained on (the copy targets).
+        test: (n, ...) held-out data, the model of "not copied".
+        samples: (m, ...) generated data.
+        cells: k-means cells of ``train`` (fewer when the sets are small: a cell holds
+            3 x ``min_cell_samples`` test and generated points on average).
+        seed: k-means initialisation.
+    Returns:
+        dict(ct, cells (k), cells_used, z (per cell, NaN where unused), weights (test share)).
+    """
+    from sklearn.cluster import KMeans
+
+    tr, te, sa = (x.reshape(len(x), -1).float().numpy() for x in (train, test, samples))
+    # About 3 x min_cell_samples points per cell on average, so most cells have enough to count.
+    k = max(1, min(cells, len(te) // (3 * min_cell_samples), len(sa) // (3 * min_cell_samples), len(tr)))
+    km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(tr)
+    tr_c, te_c, sa_c = km.labels_, km.predict(te), km.predict(sa)
+    z = np.full(k, np.nan)
+    weights = np.bincount(te_c, minlength=k) / len(te)
+    for c in range(k):
+        t_in, s_in, r_in = te_c == c, sa_c == c, tr_c == c
+        if s_in.sum() < min_cell_samples or t_in.sum() == 0 or r_in.sum() == 0:
+            continue  # too few samples for the normal approximation; no test share to weigh it
+        ref = torch.from_numpy(tr[r_in])
+        t_d = nearest_neighbours(torch.from_numpy(te[t_in]), ref)[0].double().numpy()
+        s_d = nearest_neighbours(torch.from_numpy(sa[s_in]), ref)[0].double().numpy()
+        z[c] = mann_whitney_z(t_d, s_d)
+    used = ~np.isnan(z)
+    ct = float((weights[used] * z[used]).sum() / weights[used].sum()) if used.any() else float("nan")
+    return {"ct": ct, "cells": k, "cells_used": int(used.sum()), "z": z.tolist(), "weights": weights.tolist()}
+
+
 def copy_statistics(sample_d: torch.Tensor, test_d: torch.Tensor, q: float = PERCENTILE) -> dict:
     """Compare nearest-train distances of samples with those of test images.
 
@@ -101,7 +183,7 @@ def copy_statistics(sample_d: torch.Tensor, test_d: torch.Tensor, q: float = PER
 
 def memorization(samples: torch.Tensor, train: ImageSet, test: ImageSet, net: FeatureNet | None = None,
                  n_test: int | None = None, seed: int = 0, figure: str | Path | None = None,
-                 figure_count: int = 12, samples_note: str = "") -> dict:
+                 figure_count: int = 12, samples_note: str = "", cells: int = CELLS) -> dict:
     """Memorization records for generated samples (M, C, H, W) in [0, 1].
 
     Args:
@@ -114,16 +196,22 @@ def memorization(samples: torch.Tensor, train: ImageSet, test: ImageSet, net: Fe
         figure: PNG path of the figure of samples and their nearest training images.
         figure_count: how many samples the figure shows (the closest to the training set).
         samples_note: how the samples were drawn, for the protocol.
+        cells: k-means cells of the data-copying test.
+    Returns:
+        ``metric`` records per space (pixels, and the network's): ``data_copying_ct_*``
+        (Meehan et al.'s C_T, flagged ``copying`` below ``COPYING_Z``), ``copy_fraction_*``,
+        ``nn_train_median_*`` and ``nn_train_median_test_*``.
     """
     if samples.shape[1:] != train.images.shape[1:]:
         raise InputError(f"samples are {tuple(samples.shape[1:])} but training images are {tuple(train.images.shape[1:])}")
-    train_x = _images(train, None, seed)
+    train_x = copy_targets(train, seed)
     test_x = _images(test, n_test, seed)
     samples = samples.float().cpu()
     spaces = {"pixels": (samples, test_x, train_x)}
     if net is not None:
         spaces[net.name] = tuple(extract(net, x).features for x in (samples, test_x, train_x))
-    proto = (f"nearest {train.name}/{train.split} image ({len(train_x)}) of {len(samples)} generated samples"
+    what = " intensities k/255 (the mean of its binarizations)" if train.transform == "bernoulli" else ""
+    proto = (f"nearest {train.name}/{train.split} image{what} ({len(train_x)}) of {len(samples)} generated samples"
              f"{' (' + samples_note + ')' if samples_note else ''} vs of {len(test_x)} {test.name}/{test.split} images")
     records, neighbours = {}, {}
     for space, (s, t, tr) in spaces.items():
@@ -134,6 +222,15 @@ def memorization(samples: torch.Tensor, train: ImageSet, test: ImageSet, net: Fe
         unit = "L2, [0,1] pixels" if space == "pixels" else f"L2 in {space} features"
         where = "Euclidean in pixel space" if space == "pixels" else f"Euclidean in {net.description}"
         common = dict(space=space, n_generated=len(samples), n_test=len(test_x), n_train=len(train_x), seed=seed)
+        test_result = data_copying_test(tr, t, s, cells, seed)
+        records[f"data_copying_ct_{space}"] = metric(
+            test_result["ct"], "z", "estimate",
+            f"data-copying test C_T (Meehan et al. 2020): Mann-Whitney z of samples' vs test images' nearest-train "
+            f"distances ({where}) in {test_result['cells_used']} of {test_result['cells']} k-means cells of the "
+            f"training set (cells with >= {MIN_CELL_SAMPLES} samples; tie-corrected), averaged with the cells' "
+            f"test shares; ~0 for new data, < {COPYING_Z:g} flags copying, > 0 underfitting; {proto}",
+            copying=bool(test_result["ct"] < COPYING_Z), cells=test_result["cells"],
+            cells_used=test_result["cells_used"], **common)
         records[f"copy_fraction_{space}"] = metric(
             stats["fraction_below"], "fraction", "estimate",
             f"fraction of samples closer to a training image than the {PERCENTILE:.0%} quantile "
