@@ -153,6 +153,7 @@ def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SI
         f = fake[torch.randperm(len(fake), generator=gen)[:m]]
         values.append(float(poly_mmd(r, f, degree=3, gamma=None, coef=1.0)))
     v = torch.tensor(values, dtype=torch.float64)
+    # A spread over subsets (n denominator, as the reference code's np.std), not a standard error.
     return float(v.mean()), float(v.std(unbiased=False)) if len(v) > 1 else 0.0
 
 
@@ -260,7 +261,7 @@ def classifier_score(logits, splits: int = IS_SPLITS) -> tuple[float, float]:
         kl = (part.exp() * (part - log_marginal)).sum(1)
         scores.append(kl.mean().exp())
     s = torch.stack(scores)
-    return float(s.mean()), float(s.std(unbiased=False))
+    return float(s.mean()), float(s.std(unbiased=False))  # spread over splits, np.std as Salimans et al.'s code
 
 
 def label_accuracy(logits, labels) -> float:
