@@ -219,13 +219,15 @@ class Run:
         """Run the model's evaluators (or ``only`` these); merges into RUN_DIR/eval.json and returns it.
 
         Args:
-            options: ``EvalOptions`` fields, e.g. ``max_examples=1000, iwae_k=100, n_samples=2000``.
+            options: ``EvalOptions`` fields, e.g. ``protocol="paper"`` or ``max_examples=1000, iwae_k=100``.
         """
-        valid = {f.name for f in fields(EvalOptions)} - {"data", "figure_dir"}
+        valid = {f.name for f in fields(EvalOptions)} - {"data", "figure_dir", "state_dir", "log"}
         unknown = sorted(set(options) - valid)
         if unknown:
             raise ConfigError(f"unknown evaluation option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-        return evaluate_loaded(self._loaded, EvalOptions(**options), self.device, only, log)
+        # protocol="paper" sets the protocol's sizes; the other options override them.
+        opts = EvalOptions.for_protocol(options.pop("protocol", "quick"), **options)
+        return evaluate_loaded(self._loaded, opts, self.device, only, log)
 
     def report(self) -> tuple[Path, Path]:
         """Write RUN_DIR/report.md and report.html (figures, eval table, config); returns both paths."""

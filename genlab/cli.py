@@ -153,13 +153,20 @@ def _add_run_cmds(sub):
     p.add_argument("run_dir")
     p.add_argument("--only", nargs="+", help="evaluator names to run (default: the model's own list)")
     p.add_argument("--split", default="test", help="split to evaluate on (default test)")
-    p.add_argument("--iwae-k", type=_eval_field("iwae_k"), default=1000,
+    p.add_argument("--protocol", default="quick", choices=("quick", "paper"),
+                   help="quick (default): sizes that finish in minutes on a CPU (IWAE k=100, 1000 random test "
+                        "images, 1000 samples); paper: IWAE k=5000 and exact NLL on the whole test set, 10000 "
+                        "samples. Flags below override the protocol's value; eval.json states what was used")
+    p.add_argument("--iwae-k", type=_eval_field("iwae_k"), default=None,
                    help="importance samples per image for the IWAE bound")
-    p.add_argument("--max-examples", type=_eval_field("max_examples"), default=None,
-                   help="evaluate a random subset of this many images")
-    p.add_argument("--n-samples", type=_eval_field("n_samples"), default=10000,
+    p.add_argument("--iwae-prior-fraction", type=_eval_field("iwae_prior_fraction"), default=None,
+                   help="share of IWAE samples drawn from the prior instead of the encoder (default 0.1; "
+                        "0: plain IWAE); the bound stays valid and finite when the encoder is wrong")
+    p.add_argument("--max-examples", type=_count_or_all, default=None,
+                   help="evaluate a random subset of this many images, or 'all'")
+    p.add_argument("--n-samples", type=_eval_field("n_samples"), default=None,
                    help="generated samples for sample-quality metrics")
-    p.add_argument("--n-reference", type=_eval_field("n_reference"), default=10000,
+    p.add_argument("--n-reference", type=_eval_field("n_reference"), default=None,
                    help="real images behind the reference statistics")
     p.add_argument("--sample-output", choices=("sample", "mean"), default="sample",
                    help="what a VAE's samples are for sample metrics and memorization: pixels drawn from its "
@@ -170,7 +177,8 @@ def _add_run_cmds(sub):
     p.add_argument("--inception-unverified", action="store_true",
                    help="accept Inception weights whose sha256 is not the official file's (tensors only; "
                         "metrics are then named inception-v3-unverified)")
-    p.add_argument("--batch-size", type=_eval_field("batch_size"), default=256)
+    p.add_argument("--batch-size", type=_eval_field("batch_size"), default=None,
+                   help="images per forward pass (default 256 on a GPU, 32 on a CPU)")
     p.add_argument("--seed", type=SEED, default=0)
     _add_run_loading(p)
 
@@ -343,15 +351,29 @@ def _export(args) -> int:
     return 0
 
 
+def _count_or_all(text: str):
+    """--max-examples: a count, or 'all' (the whole split; overrides the protocol's subset)."""
+    return "all" if text == "all" else _eval_field("max_examples")(text)
+
+
 def _eval(args) -> int:
+    from genlab.eval.batches import EvalInterrupted
     from genlab.eval.options import EvalOptions
     from genlab.eval.run import evaluate_run
 
-    opts = EvalOptions(batch_size=args.batch_size, max_examples=args.max_examples, split=args.split,
-                       iwae_k=args.iwae_k, seed=args.seed, n_samples=args.n_samples, n_reference=args.n_reference,
-                       reference_split=args.reference_split, inception_weights=args.inception_weights,
-                       inception_unverified=args.inception_unverified, sample_output=args.sample_output)
-    evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
+    given = {"batch_size": args.batch_size, "max_examples": args.max_examples, "iwae_k": args.iwae_k,
+             "iwae_prior_fraction": args.iwae_prior_fraction, "n_samples": args.n_samples,
+             "n_reference": args.n_reference}
+    explicit = {k: (None if v == "all" else v) for k, v in given.items() if v is not None}
+    opts = EvalOptions.for_protocol(args.protocol, split=args.split, seed=args.seed,
+                                    reference_split=args.reference_split, inception_weights=args.inception_weights,
+                                    inception_unverified=args.inception_unverified,
+                                    sample_output=args.sample_output, **explicit)
+    try:
+        evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
+    except EvalInterrupted as stopped:
+        print(f"genlab eval: interrupted: {stopped}", file=sys.stderr)
+        return 130
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     return 0
 

@@ -62,3 +62,13 @@ class RunningMean:
         if self.n < 2:
             return None
         return math.sqrt(self._m2 / (self.n - 1)) / math.sqrt(self.n)
+
+    def state(self) -> list[float]:
+        """[n, mean, sum of squared deviations]: enough to continue exactly (an interrupted evaluation)."""
+        return [self.n, self.mean, self._m2]
+
+    @classmethod
+    def from_state(cls, state: list[float]) -> "RunningMean":
+        acc = cls()
+        acc.n, acc.mean, acc._m2 = int(state[0]), float(state[1]), float(state[2])
+        return acc

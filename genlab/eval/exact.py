@@ -22,9 +22,9 @@ import torch
 from genlab.card import conditioning, likelihood_of
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
+from genlab.eval.batches import Sums, image_order, run_batches
 from genlab.eval.metric import averaged
 from genlab.registry import EVALUATORS
-from genlab.stats import RunningMean
 
 
 def _describe_pixels(data: ImageSet) -> str:
@@ -66,14 +66,14 @@ def example_nlls(model, objective, batch: dict, classes: int) -> dict[str, torch
 
 
 @EVALUATORS.register("exact-nll")
-@torch.no_grad()
 def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
     """Test NLL of the whole split (or a seeded random subset of ``opts.max_examples``).
 
     Args:
         model: an autoregressive model; ``objective`` must return per-example "nll_nats".
         test: the split to score; images are sent to ``device`` batch by batch.
-        opts: needs ``batch_size``; optional ``max_examples`` (None: all) and ``seed``.
+        opts: needs ``batch_size``; optional ``max_examples`` (None: all), ``seed``, and ``state_dir``
+            (finished batches are kept there, so an interrupted evaluation continues).
     Returns:
         {"nll": nats/image, "bpd": bits/dim} of -log p(x), each a ``metric`` record of the card's
         likelihood kind, ``of`` = "p(x)", with the standard error of the mean over images; for a
@@ -82,46 +82,41 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
     kind, classes = model.card.likelihood, conditioning(model).num_classes
     if kind == "none":
         raise InputError(f"{type(model).__name__} gives no likelihood: exact-nll does not apply to it")
-    batch_size = getattr(opts, "batch_size", 256)
-    max_examples = getattr(opts, "max_examples", None)
     seed = getattr(opts, "seed", 0)
-    n_all = len(test)
-    n = n_all if max_examples is None else min(n_all, int(max_examples))
-    if n < 1:
-        raise InputError("nothing to evaluate: the split is empty or max_examples < 1")
-    g = torch.Generator().manual_seed(seed)
     # A random subset, not a prefix: the binarized-MNIST test file is sorted by digit.
-    order = torch.arange(n_all) if n == n_all else torch.randperm(n_all, generator=g)[:n]
+    order, subset = image_order(len(test), getattr(opts, "max_examples", None), seed)
     # Used only by a split binarized on the fly ("bernoulli" transform), on the images' device.
     binarize_gen = torch.Generator(device=test.images.device).manual_seed(seed)
     if classes and test.labels is None:
         raise InputError(f"{test.name}/{test.split} has no labels: a class-conditional model needs them for "
                          "-log p(x | y)")
+
+    def step(idx):
+        batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
+        return example_nlls(model, objective, batch, classes)
+
+    def finish(sums: Sums) -> dict:
+        n, dims = sums.n, test.spec.dims
+        what = {"exact": "exact chain-rule NLL", "bound": "upper bound on the NLL", "estimate": "estimated NLL"}[kind]
+        protocol = f"{test.name}/{test.split}, {n} images ({subset}); {_describe_pixels(test)}; {what}"
+        of = {"nll": "p(x)", "nll_conditional": likelihood_of(model)}
+        says = {"nll": "" if not classes else
+                f" -log p(x) = -log sum_y p(x | y) p(y), the class-conditional model marginalized over its "
+                f"{classes} classes with a uniform prior p(y) = 1/{classes} ({classes} passes per image)",
+                "nll_conditional": " -log p(x | y) at each image's true label y (a conditional likelihood: not "
+                                   "comparable with an unconditional model's -log p(x))"}
+        out = {}
+        for name, acc in sums.acc.items():  # a RunningMean of the per-image NLL per reported name
+            proto = protocol + says[name]
+            out[name] = averaged(acc, "nats/image", kind, proto, images=subset, of=of[name])
+            out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=1 / (dims * math.log(2)),
+                                                       images=subset, of=of[name])
+        return out
+
     was_training = model.training
     model.eval()
-    accs = {}  # per reported name: a RunningMean of the per-image NLL
     try:
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
-            for name, nll in example_nlls(model, objective, batch, classes).items():
-                accs.setdefault(name, RunningMean()).add(nll)
+        with torch.inference_mode():
+            return run_batches("exact-nll", opts, order, step, finish, [binarize_gen])
     finally:
         model.train(was_training)
-    dims = test.spec.dims
-    subset = "all images" if n == n_all else f"random subset of {n} of {n_all} (seed {seed})"
-    what = {"exact": "exact chain-rule NLL", "bound": "upper bound on the NLL", "estimate": "estimated NLL"}[kind]
-    protocol = f"{test.name}/{test.split}, {n} images ({subset}); {_describe_pixels(test)}; {what}"
-    of = {"nll": "p(x)", "nll_conditional": likelihood_of(model)}
-    says = {"nll": "" if not classes else
-            f" -log p(x) = -log sum_y p(x | y) p(y), the class-conditional model marginalized over its {classes} "
-            f"classes with a uniform prior p(y) = 1/{classes} ({classes} passes per image)",
-            "nll_conditional": " -log p(x | y) at each image's true label y (a conditional likelihood: not "
-                               "comparable with an unconditional model's -log p(x))"}
-    out = {}
-    for name, acc in accs.items():
-        proto = protocol + says[name]
-        out[name] = averaged(acc, "nats/image", kind, proto, of=of[name])
-        out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=1 / (dims * math.log(2)),
-                                                   of=of[name])
-    return out

@@ -5,25 +5,21 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm import tqdm
 
 from genlab.data.base import ImageSet
-from genlab.eval.metric import averaged, metric
+from genlab.errors import InputError
+from genlab.eval.batches import Sums, image_order, run_batches
+from genlab.eval.metric import averaged
 from genlab.objectives.latent import gaussian_kl, gaussian_log_density, per_dim
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
 from genlab.stats import RunningMean
 
 
-def _batches(data: ImageSet, opts, device, desc: str | None = None):
-    n = len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
-    # The binarized-MNIST test file is sorted by digit: a prefix would be biased, so subsets are random.
-    g = torch.Generator().manual_seed(opts.seed)
-    order = torch.arange(len(data)) if n == len(data) else torch.randperm(len(data), generator=g)[:n]
-    starts = range(0, n, opts.batch_size)
-    for start in (tqdm(starts, desc=desc, unit="batch", leave=False) if desc else starts):
-        idx = order[start:start + opts.batch_size]
-        yield {k: v.to(device) for k, v in data.batch(idx).items()}
+def _loader(data: ImageSet, opts, device):
+    """(order, which-images words, indices -> model-ready batch on ``device``)."""
+    order, which = image_order(len(data), opts.max_examples, opts.seed)
+    return order, which, lambda idx: {k: v.to(device) for k, v in data.batch(idx.to(data.images.device)).items()}
 
 
 def _protocol(data: ImageSet, n: int, extra: str = "") -> str:
@@ -36,79 +32,132 @@ def _bits_per_dim(data: ImageSet) -> float:
     return per_dim(torch.tensor(1.0, dtype=torch.float64), data.spec).item()
 
 
-def _count(data, opts) -> int:
-    return len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
+# Share of importance samples drawn from the prior (a defensive mixture, Hesterberg 1995, "Weighted
+# average importance sampling and defensive mixture distributions"): when the encoder is wrong about an
+# image, the weights of the prior's samples keep the bound near -log E_p(z)[p(x|z)] instead of exploding.
+PRIOR_FRACTION = 0.1
 
 
-@torch.no_grad()
-def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: torch.Generator) -> torch.Tensor:
-    """log p(x) >= log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z|x) (Burda et al. 2016, arXiv:1509.00519).
+def prior_samples(k: int, prior_fraction: float) -> int:
+    """How many of k importance samples come from the prior: floor(prior_fraction * k), so k = 1 is the ELBO."""
+    if not 0.0 <= prior_fraction < 1.0:
+        raise InputError(f"the prior share of the IWAE proposal must be in [0, 1), got {prior_fraction}")
+    return int(math.floor(prior_fraction * k))
 
-    Returns (B,) lower bounds in nats; k = 1 is an unbiased estimate of the ELBO.
+
+@torch.inference_mode()
+def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: torch.Generator,
+                        prior_fraction: float = PRIOR_FRACTION) -> torch.Tensor:
+    """log p(x) >= log (1/k) sum_i p(x, z_i) / r(z_i | x) (Burda et al. 2016, arXiv:1509.00519).
+
+    The proposal r = (1 - a) q(z|x) + a p(z) mixes the encoder with the prior, a = m / k with
+    m = floor(prior_fraction * k) samples drawn from the prior and k - m from the encoder
+    (stratified: a fixed number from each part). The average weight is still an unbiased estimate
+    of p(x), so its log is a lower bound in expectation (Jensen), and every weight is at most
+    p(x | z) / a, which keeps the bound finite when the encoder is wrong. prior_fraction = 0 is
+    the plain IWAE bound.
+
+    Args:
+        model: encode(x) -> (mu, logvar) each (B, L); decode(z) -> raw; distribution(raw).log_prob.
+        x: (B, C, H, W) images.
+        k: importance samples per image; k = 1 is an unbiased estimate of the ELBO.
+        chunk: importance samples per decoder pass (chunk * B images are decoded at once).
+        generator: the source of all noise, on x's device.
+    Returns:
+        (B,) lower bounds in nats.
     """
-    mu, logvar = model.encode(x)
+    mu, logvar = model.encode(x)  # each (B, L); encoded once for all k samples
     std = torch.exp(0.5 * logvar)
-    log_w = []
+    m = prior_samples(k, prior_fraction)
+    log_enc, log_pri = (math.log1p(-m / k), math.log(m / k)) if m else (0.0, None)
+    half_log_2pi = 0.5 * math.log(2 * math.pi) * mu.shape[1]
+    log_w = torch.empty(k, x.shape[0], dtype=torch.float64, device=x.device)
     for start in range(0, k, chunk):
         kc = min(chunk, k - start)
         eps = torch.randn((kc, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + std * eps  # (kc, B, L)
-        raw = model.decode(z.flatten(0, 1))
-        x_rep = x.unsqueeze(0).expand(kc, *x.shape).flatten(0, 1)
+        n_prior = min(max(m - start, 0), kc)  # samples 0 .. m-1 come from the prior
+        if n_prior:
+            z[:n_prior] = eps[:n_prior]
+        raw = model.decode(z.flatten(0, 1))  # (kc * B, C * params, H, W)
+        x_rep = x.expand(kc, *x.shape).flatten(0, 1)
         log_px_z = model.distribution(raw).log_prob(x_rep).flatten(1).sum(1).view(kc, -1)
-        log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_pz = -0.5 * z.pow(2).sum(-1) - half_log_2pi
         log_qz = gaussian_log_density(z, mu, logvar)
-        log_w.append(log_px_z + log_pz - log_qz)
-    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+        if m:
+            log_qz = torch.logaddexp(log_qz + log_enc, log_pz + log_pri)
+        log_w[start:start + kc] = (log_px_z + log_pz - log_qz).double()
+    return (torch.logsumexp(log_w, dim=0) - math.log(k)).to(x.dtype)
 
 
 @EVALUATORS.register("iwae")
 def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
+    """IWAE bound with ``opts.iwae_k`` samples per image, a share ``opts.iwae_prior_fraction`` from the prior."""
     g = torch.Generator(device=device).manual_seed(opts.seed)
-    nll = RunningMean()  # -log p(x) bound per image
-    for batch in _batches(data, opts, device, desc=f"IWAE k={opts.iwae_k}"):
-        chunk = max(1, opts.iwae_decodes // batch["x"].shape[0])
-        nll.add(-iwae_log_likelihood(model, batch["x"], opts.iwae_k, chunk, g))
-    proto = _protocol(data, nll.n, f"IWAE bound, k={opts.iwae_k} importance samples, seed {opts.seed}; "
-                                   "stderr over images")
-    return {
-        "iwae_nll": averaged(nll, "nats/image", "bound", proto, k=opts.iwae_k),
-        "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=_bits_per_dim(data), k=opts.iwae_k),
-    }
+    order, which, load = _loader(data, opts, device)
+    k, a = opts.iwae_k, opts.iwae_prior_fraction
+
+    def step(idx):
+        x = load(idx)["x"]
+        chunk = max(1, opts.iwae_decodes // x.shape[0])
+        return {"nll": -iwae_log_likelihood(model, x, k, chunk, g, a)}  # -log p(x) bound per image
+
+    def finish(sums: Sums) -> dict:
+        m, nll = prior_samples(k, a), sums.acc["nll"]
+        proposal = (f"proposal {k - m} from the encoder + {m} from the prior (defensive mixture)" if m
+                    else "proposal: the encoder")
+        proto = _protocol(data, nll.n, f"{which}; IWAE bound, k={k} importance samples, {proposal}, "
+                                       f"seed {opts.seed}; stderr over images")
+        extra = dict(k=k, prior_samples=m, images=which)
+        return {"iwae_nll": averaged(nll, "nats/image", "bound", proto, **extra),
+                "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=_bits_per_dim(data), **extra)}
+
+    return run_batches("iwae", opts, order, step, finish, [g])
 
 
 @EVALUATORS.register("elbo")
 def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
     """Test -ELBO with the KL in closed form and one posterior sample per image."""
     g = torch.Generator(device=device).manual_seed(opts.seed)
-    terms = {"neg_elbo": RunningMean(), "distortion": RunningMean(), "rate": RunningMean()}  # per image
-    for batch in _batches(data, opts, device):
-        x = batch["x"]
+    order, which, load = _loader(data, opts, device)
+
+    @torch.inference_mode()
+    def step(idx):
+        x = load(idx)["x"]
         mu, logvar = model.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=mu.device)
         distortion = -model.distribution(model.decode(z)).log_prob(x).flatten(1).sum(1)
         rate = gaussian_kl(mu, logvar)
-        terms["distortion"].add(distortion)
-        terms["rate"].add(rate)
-        terms["neg_elbo"].add(distortion + rate)
-    proto = _protocol(data, terms["neg_elbo"].n,
-                      f"1 posterior sample per image, analytic KL, seed {opts.seed}; stderr over images")
-    return {
-        "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto),
-        "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=_bits_per_dim(data)),
-        "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto),
-        "rate": averaged(terms["rate"], "nats/image", "exact", proto),
-    }
+        return {"neg_elbo": distortion + rate, "distortion": distortion, "rate": rate}  # per image
+
+    def finish(sums: Sums) -> dict:
+        terms = sums.acc
+        proto = _protocol(data, sums.n, f"{which}; 1 posterior sample per image, analytic KL, seed {opts.seed}; "
+                                        "stderr over images")
+        return {
+            "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto, images=which),
+            "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=_bits_per_dim(data),
+                                     images=which),
+            "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto, images=which),
+            "rate": averaged(terms["rate"], "nats/image", "exact", proto, images=which),
+        }
+
+    return run_batches("elbo", opts, order, step, finish, [g])
 
 
 @EVALUATORS.register("reconstruction")
 def evaluate_reconstruction(model, objective, data: ImageSet, device, opts) -> dict:
     """Squared error of the decoder mean at the posterior mean, per pixel on the [0, 1] scale."""
-    sq, n_pix = 0.0, 0
-    for batch in _batches(data, opts, device):
-        x = batch["x"]
-        sq += (reconstruct(model, x) - x).double().pow(2).sum().item()
-        n_pix += x.numel()
-    n = _count(data, opts)
-    return {"reconstruction_mse": metric(sq / n_pix, "mse per sub-pixel ([0,1] scale)", "exact",
-                                         _protocol(data, n, "decoder mean at the posterior mean"))}
+    order, which, load = _loader(data, opts, device)
+
+    @torch.inference_mode()
+    def step(idx):
+        x = load(idx)["x"]
+        return {"mse": (reconstruct(model, x) - x).pow(2).flatten(1).mean(1)}
+
+    def finish(sums: Sums) -> dict:
+        proto = _protocol(data, sums.n, f"{which}; decoder mean at the posterior mean")
+        return {"reconstruction_mse": averaged(sums.acc["mse"], "mse per sub-pixel ([0,1] scale)", "exact", proto,
+                                               images=which)}
+
+    return run_batches("reconstruction", opts, order, step, finish)

@@ -25,7 +25,7 @@ from genlab.card import conditioning
 from genlab.config import bounded, check_fields
 from genlab.errors import InputError
 from genlab.eval.exact import class_conditional_nlls, marginal_nll, objective_nll
-from genlab.eval.latent import iwae_log_likelihood
+from genlab.eval.latent import PRIOR_FRACTION, iwae_log_likelihood, prior_samples
 from genlab.eval.surprise import pixel_nll
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
@@ -77,8 +77,9 @@ class LatentLikelihood(FamilyLikelihood):
 
     def describe(self) -> str:
         if self.variational:
+            m = prior_samples(self.opts.iwae_k, PRIOR_FRACTION)
             return (f"IWAE upper bound on -log p(x) (Burda et al. 2016), k={self.opts.iwae_k} importance "
-                    "samples per image")
+                    f"samples per image ({m} of them from the prior: a defensive mixture proposal)")
         return "reconstruction NLL -log p(x | z = encoder(x)) of an autoencoder: not a likelihood (no prior)"
 
     @torch.no_grad()

@@ -19,6 +19,7 @@ from torch import nn
 
 from genlab.card import ModelCard, SamplerSpec
 from genlab.config import bounded
+from genlab.errors import InputError
 from genlab.nn.conv import CodecConfig, build_codec
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.spec import DataSpec, Phase
@@ -40,6 +41,15 @@ class VAE(nn.Module):
     @dataclass
     class Config(CodecConfig):
         min_logvar: float = bounded(-12.0)  # floor on the posterior log-variance, for stability
+        # A posterior wider than the N(0, I) prior never helps the bound; std <= e on outliers.
+        max_logvar: float = bounded(2.0)
+        max_abs_mean: float = bounded(10.0, gt=0)  # posterior means beyond 10 prior std cost >= 50 nats of KL each
+        max_abs_raw: float = bounded(30.0, gt=0)  # decoder outputs (logits, locations, log-scales): >= -30 nats/pixel
+
+        def validate(self):
+            super().validate()
+            if not self.min_logvar < self.max_logvar:
+                raise InputError("model.min_logvar must be below model.max_logvar")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -50,13 +60,14 @@ class VAE(nn.Module):
         return [Phase("main")]
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior q(z|x) = N(mu, diag(exp(logvar))); each (B, latent_dim)."""
+        """Posterior q(z|x) = N(mu, diag(exp(logvar))); each (B, latent_dim), within the configured bounds."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar.clamp_min(self.cfg.min_logvar)
+        c = self.cfg
+        return mu.clamp(-c.max_abs_mean, c.max_abs_mean), logvar.clamp(c.min_logvar, c.max_logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw likelihood parameters (B, C * params, H, W)."""
-        return self.decoder(z)
+        """Raw likelihood parameters (B, C * params, H, W), each within +-max_abs_raw."""
+        return self.decoder(z).clamp(-self.cfg.max_abs_raw, self.cfg.max_abs_raw)
 
     def distribution(self, raw: torch.Tensor) -> PixelDistribution:
         return self.head.build(raw)
