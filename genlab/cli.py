@@ -353,7 +353,8 @@ def _export(args) -> int:
 
 def _count_or_all(text: str):
     """--max-examples: a count, or 'all' (the whole split; overrides the protocol's subset)."""
-    return "all" if text == "all" else _eval_field("max_examples")(text)
+    value = None if text == "all" else _eval_field("max_examples")(text)
+    return "all" if value is None else value  # "all" and "none" both mean the whole split
 
 
 def _eval(args) -> int:
