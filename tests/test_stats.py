@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genlab.data.base import ImageSet
+from genlab.eval.batches import image_order
 from genlab.eval.latent import evaluate_elbo, evaluate_iwae, iwae_log_likelihood
 from genlab.eval.options import EvalOptions
 from genlab.models.latent.vae import VAE
@@ -50,9 +51,10 @@ def test_every_averaged_likelihood_of_a_vae_has_the_standard_error_over_images()
     assert iwae["iwae_bpd"]["stderr"] == pytest.approx(iwae["iwae_nll"]["stderr"] * bits, rel=1e-12)
     assert elbo["neg_elbo_bpd"]["stderr"] == pytest.approx(elbo["neg_elbo"]["stderr"] * bits, rel=1e-12)
     # The per-image IWAE values, recomputed batch by batch with the same generator: stderr = s (n - 1) / sqrt(n).
-    g = torch.Generator().manual_seed(opts.seed)
+    # The evaluator takes the images in its seeded order (a permutation, also of the whole split).
+    g, order = torch.Generator().manual_seed(opts.seed), image_order(30, None, opts.seed)[0]
     with torch.no_grad():
-        values = torch.cat([-iwae_log_likelihood(model, test.batch(torch.arange(s, min(s + 7, 30)))["x"], 4,
+        values = torch.cat([-iwae_log_likelihood(model, test.batch(order[s:s + 7])["x"], 4,
                                                  max(1, 64 // min(7, 30 - s)), g) for s in range(0, 30, 7)])
     assert iwae["iwae_nll"]["value"] == pytest.approx(values.double().mean().item(), rel=1e-6)
     assert iwae["iwae_nll"]["stderr"] == pytest.approx(values.double().std().item() / math.sqrt(30), rel=1e-6)
