@@ -23,7 +23,8 @@ from genlab.config import RunConfig, apply_overrides
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.registry import MODELS
-from genlab.train.loop import make_optimizer, phase_parameters, train
+from genlab.train.loop import make_optimizer, train
+from genlab.train.step import phase_parameters
 from genlab.train.run import build_model, build_objective
 
 # A dataset each family can train on without downloads beyond the shared MNIST files.

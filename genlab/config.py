@@ -171,7 +171,7 @@ class TrainConfig:
     ema_decay: float = bounded(0.0, ge=0.0, lt=1.0)  # 0 disables the exponential moving average of weights
     log_every: int = bounded(50, ge=1)  # steps between metric lines (JSONL, TensorBoard)
     ckpt_every: int = bounded(1000, ge=1)  # steps between checkpoints (one is always written at the end)
-    keep_checkpoints: int = bounded(2, ge=0)  # older ones are deleted beyond this many; 0 keeps all
+    keep_checkpoints: int = bounded(2, ge=0)  # N >= 1: keep the newest N, delete older ones; 0: keep all
     max_bad_steps: int = bounded(20, ge=0)  # consecutive non-finite steps before the run stops
     progress: bool = True  # tqdm progress bar on rank 0
 

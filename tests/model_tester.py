@@ -13,6 +13,8 @@ import copy
 import torch
 from safetensors.torch import load_file, save_file
 
+from genlab.train.step import PhaseOptimizers, train_step
+
 
 def _terms(model, objective, batch, phase, step=0, seed=0):
     torch.manual_seed(seed)
@@ -54,15 +56,14 @@ def check_model(model, objective, batch, tmp_path, step_lr: float = 1e-2):
             _terms(model, objective, batch, ph.name)
     after = _state(model)
     assert all(torch.equal(before[k], after[k]) for k in before), "an eval pass changed weights or buffers"
-    # A training step on each phase changes that phase's parameters.
+    # A training step on each phase (the trainer's own step) changes that phase's parameters.
     model.train()
+    opts = PhaseOptimizers(model, phases, lambda params: torch.optim.SGD(params, lr=step_lr))
     for ph in phases:
-        params = ([p for p in model.parameters()] if ph.modules is None else
-                  [p for m in ph.modules for p in model.get_submodule(m).parameters()])
-        opt = torch.optim.SGD(params, lr=step_lr)
+        params = opts.params[ph.optimizer_key]
         before = [p.detach().clone() for p in params]
-        model.zero_grad(set_to_none=True)
-        _terms(model, objective, batch, ph.name)["loss"].mean().backward()
-        opt.step()
+        torch.manual_seed(0)
+        result = train_step(model, objective, [batch], 0, opts.select(ph.name))[ph.name]
+        assert not result.skipped, f"phase {ph.name}: the loss or gradient is not finite"
         changed = sum(not torch.equal(b, p) for b, p in zip(before, params))
         assert changed >= 0.5 * len(params), f"phase {ph.name}: only {changed}/{len(params)} tensors changed"

@@ -28,6 +28,7 @@ from genlab.reports.figures import save_nearest_neighbour_figure
 from genlab.reports.images import save_gif, save_strip
 from genlab.sampling.adversarial import interpolations, latent_path, nearest_neighbours, sample_gan
 from genlab.rng import make_generators
+from genlab.train.step import PhaseOptimizers, train_step
 from model_tester import check_model
 
 GREY = DataSpec(1, 28, 28, 8, 10)
@@ -189,13 +190,11 @@ def test_shared_model_tester(name, loss, penalty, tmp_path):
 # Phase routing: a D step changes only D, a G step only G (and E), as the trainer runs them
 
 
-def run_phase(model, objective, batch, phase, optimizers):
-    """One phase of the trainer: zero all grads, loss.mean().backward(), step this phase's optimizer."""
-    model.zero_grad(set_to_none=True)
-    terms = objective(model, batch, phase.name, 0)
-    terms["loss"].mean().backward()
-    optimizers[phase.name].step()
-    return terms
+def run_phase(model, objective, batch, phase, opts):
+    """One phase of the trainer's step (genlab.train.step.train_step) at step 0."""
+    result = train_step(model, objective, [batch], 0, opts.select(phase.name))[phase.name]
+    assert not result.skipped
+    return result.terms
 
 
 def snapshot(module):
@@ -213,15 +212,14 @@ def test_each_phase_updates_only_its_players(name, loss, penalty):
     model = tiny(name, GREY, d_norm="layer" if penalty != "none" else "batch")
     objective = GAN(GAN.Config(loss=loss, penalty=penalty))
     phases = {p.name: p for p in model.phases()}
-    optimizers = {n: torch.optim.Adam([q for m in p.modules for q in model.get_submodule(m).parameters()], lr=1e-2)
-                  for n, p in phases.items()}
+    opts = PhaseOptimizers(model, model.phases(), lambda params: torch.optim.Adam(params, lr=1e-2))
     batch = batch_for(GREY)
     players = {"D": {"discriminator"}, "G": set(phases["G"].modules)}
     all_parts = {"discriminator", "generator"} | ({"encoder"} if name == "bigan" else set())
 
     for phase_name in ("D", "G"):
         before = {part: snapshot(model.get_submodule(part)) for part in all_parts}
-        run_phase(model, objective, batch, phases[phase_name], optimizers)
+        run_phase(model, objective, batch, phases[phase_name], opts)
         for part in all_parts:
             moved = changed(model.get_submodule(part), before[part])
             if part in players[phase_name]:

@@ -47,10 +47,19 @@ class Phase:
     models (GANs) declare e.g. ``Phase("D", ("discriminator",))`` and
     ``Phase("G", ("generator",))``: the trainer builds one optimizer per phase
     over the parameters of the named submodules and runs the phases in order
-    on every step whose index is a multiple of ``every``.
+    on every step whose index is a multiple of ``every``. Phases that name the
+    same ``group`` share one optimizer and its state (StyleGAN's lazy
+    regularization: ``Phase("Dmain", ("discriminator",), group="D")`` every
+    step and ``Phase("Dreg", ("discriminator",), every=16, group="D")``); they
+    must then name the same modules.
     """
 
     name: str
     modules: tuple[str, ...] | None = None  # None: every parameter of the model
     every: int = 1
     lr_scale: float = 1.0  # this phase's learning rate is optim.lr x lr_scale (e.g. two time-scale GANs)
+    group: str | None = None  # the optimizer this phase steps (and its checkpoint key); None: the phase's name
+
+    @property
+    def optimizer_key(self) -> str:
+        return self.group or self.name

@@ -1,10 +1,9 @@
 """A minimal in-memory phase loop for toy GANs.
 
-It keeps the contract of the real trainer (genlab/train/loop.py) and nothing
-else: one Adam per phase over the parameters of the phase's submodules; every
-step, for each phase due (step % every == 0), in order: zero all gradients,
-``terms = objective(model, batch, phase, step)``, back-propagate
-``terms["loss"].mean()``, step that phase's optimizer only. The toy
+It runs the real trainer's step (``genlab.train.step.train_step``: for each
+phase due, zero all gradients, back-propagate the mean loss, skip a non-finite
+update, step that phase's optimizer) with one Adam per optimizer group and
+nothing else: no seeding, schedule, EMA or logging. The toy
 experiments need densities known in closed form and thousands of tiny steps
 in a test or a benchmark, not run folders, checkpoints or datasets, which is
 why they do not go through the trainer.
@@ -17,19 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from genlab.nn.spec import Phase
-
-
-def phase_optimizers(model: torch.nn.Module, phases: Sequence[Phase], lr: float,
-                     betas: tuple[float, float]) -> dict[str, torch.optim.Optimizer]:
-    """One Adam per phase over the parameters of its named submodules (all of them for None)."""
-    opts = {}
-    for phase in phases:
-        if phase.modules is None:
-            params = list(model.parameters())
-        else:
-            params = [p for name in phase.modules for p in model.get_submodule(name).parameters()]
-        opts[phase.name] = torch.optim.Adam(params, lr=lr, betas=betas)
-    return opts
+from genlab.train.step import PhaseOptimizers, train_step
 
 
 def fit(model: torch.nn.Module, objective, next_batch: Callable[[int], dict], steps: int, lr: float = 1e-3,
@@ -52,22 +39,12 @@ def fit(model: torch.nn.Module, objective, next_batch: Callable[[int], dict], st
         One dict per step of the recorded batch means.
     """
     phases = list(model.phases() if phases is None else phases)
-    opts = phase_optimizers(model, phases, lr, betas)
+    opts = PhaseOptimizers(model, phases, lambda params: torch.optim.Adam(params, lr=lr, betas=betas))
     model.train()
     history = []
     for step in range(steps):
-        batch = next_batch(step)
-        row = {}
-        for phase in phases:
-            if step % phase.every:
-                continue
-            model.zero_grad(set_to_none=True)
-            terms = objective(model, batch, phase.name, step)
-            terms["loss"].mean().backward()
-            opts[phase.name].step()
-            for name in record:
-                if name in terms:
-                    row[f"{phase.name}/{name}"] = float(terms[name].float().mean())
-        history.append(row)
+        results = train_step(model, objective, [next_batch(step)], step, opts)
+        history.append({f"{name}/{term}": float(r.terms[term]) for name, r in results.items()
+                        for term in record if term in r.terms})
     model.zero_grad(set_to_none=True)
     return history

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,11 @@ from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.rng import sample_seed
 from genlab.train import distributed
-from genlab.train.checkpoint import CheckpointError, load_latest, save_checkpoint, unflatten_optimizer
+from genlab.train.checkpoint import (CheckpointError, check_tensors, join_tensors, list_checkpoints, load_latest,
+                                     save_checkpoint, unflatten_optimizer, write_text_atomic)
 from genlab.train.ema import EMA
-from genlab.train.run import build_model, build_objective, read_config, write_run_header
+from genlab.train.run import build_model, build_objective, read_config, read_metrics, write_run_header
+from genlab.train.step import PhaseOptimizers, train_step
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -56,15 +59,6 @@ def learning_rate(cfg: RunConfig, step: int) -> float:
         progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
         return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
     return o.lr
-
-
-def phase_parameters(model: torch.nn.Module, modules: tuple[str, ...] | None) -> list[torch.nn.Parameter]:
-    if modules is None:
-        return [p for p in model.parameters() if p.requires_grad]
-    params = []
-    for name in modules:
-        params.extend(p for p in model.get_submodule(name).parameters() if p.requires_grad)
-    return params
 
 
 def make_optimizer(cfg: RunConfig, params: list) -> torch.optim.Optimizer:
@@ -98,8 +92,13 @@ class _StopFlag:
 class MetricLog:
     """Metrics to RUN_DIR/metrics.jsonl and TensorBoard, from rank 0 only."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
+    def __init__(self, run_dir: Path, enabled: bool, start: int = 0):
         self.enabled = enabled
+        if enabled and (run_dir / "metrics.jsonl").exists():
+            # Rows past the step training restarts from were written by a process that died before its
+            # next checkpoint; the resumed run writes them again.
+            kept = [json.dumps(row) + "\n" for row in read_metrics(run_dir) if row.get("step", 0) <= start]
+            write_text_atomic(run_dir / "metrics.jsonl", "".join(kept))
         self.file = open(run_dir / "metrics.jsonl", "a") if enabled else None
         self.tb = None
         if enabled:
@@ -128,8 +127,10 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
 
     Args:
         cfg: the run's configuration; None when resuming (read from the run folder).
-        run_dir: the run folder; created for a new run.
-        resume: continue from the newest valid checkpoint in ``run_dir``.
+        run_dir: the run folder; created for a new run. A folder whose run died before its
+            first checkpoint is started again.
+        resume: continue from the newest valid checkpoint in ``run_dir`` (from step 0 if the
+            run died before writing one).
         until_step: stop after this step with a checkpoint even if the run is longer
             (for time-limited jobs); the run can be resumed later.
         total_steps: when resuming, extend or shorten the run to this many steps.
@@ -141,7 +142,7 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
         if total_steps is not None:
             cfg.train.steps = total_steps
             validate(cfg)
-    elif (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+    elif list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir} already holds a run: resume it with `genlab train --resume {run_dir}` "
                               "or choose another --out folder")
     t = cfg.train
@@ -152,6 +153,58 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
         distributed.teardown(info)
 
 
+def _restore(ckpt: dict, model, opts: PhaseOptimizers, ema: EMA | None, objective) -> None:
+    """Check that a checkpoint holds everything this run needs, then load it (CheckpointError if not)."""
+    path, state = ckpt["path"], ckpt["state"]
+    check_tensors(path, "model", ckpt["model"], model.state_dict())
+    if ema is not None:
+        if "ema" not in ckpt:
+            raise CheckpointError(f"{path} has no EMA weights but the run has train.ema_decay > 0")
+        check_tensors(path, "ema", ckpt["ema"], ema.state_dict())
+    optim = {}
+    for name, opt in opts.optimizers.items():
+        meta = state.get("optimizers", {}).get(name)
+        if meta is None or "optim" not in ckpt:
+            raise CheckpointError(f"{path} holds no state for the optimizer {name!r}")
+        optim[name] = unflatten_optimizer(name, ckpt["optim"], meta)
+        params = opts.params[name]
+        for idx, fields in optim[name]["state"].items():
+            if idx >= len(params) or any(torch.is_tensor(v) and v.dim() and v.shape != params[idx].shape
+                                         for v in fields.values()):
+                raise CheckpointError(f"{path / 'optim.safetensors'} does not match the parameters of {name!r}")
+    if "cpu" not in ckpt["rng"]:
+        raise CheckpointError(f"{path / 'rng.safetensors'} holds no 'cpu' generator state")
+    has_state = callable(getattr(objective, "load_state_dict", None))
+    if has_state and "objective" not in state:
+        raise CheckpointError(f"{path} holds no state for the objective, which keeps one")
+    objective_state = join_tensors(ckpt.get("objective", {}), state["objective"]) if has_state else None
+    model.load_state_dict(ckpt["model"])
+    for name, opt in opts.optimizers.items():
+        try:
+            opt.load_state_dict(optim[name])
+        except ValueError as err:  # a parameter-group size mismatch
+            raise CheckpointError(f"{path / 'optim.safetensors'}: {err}") from None
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
+    if has_state:
+        objective.load_state_dict(objective_state)
+    torch.set_rng_state(ckpt["rng"]["cpu"].cpu())
+
+
+def data_init(model, stream: BatchStream, seed: int) -> None:
+    """Run the model's data-dependent initialization (ActNorm-style) on the first micro-batch, if it has one.
+
+    Each process runs it on its own first batch; the caller then broadcasts rank 0's parameters,
+    so every process starts from the same weights.
+    """
+    init = getattr(model, "data_init", None)  # optional hook: data_init(batch) -> None, in place
+    if init is None:
+        return
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(sample_seed(seed, -1))
+        init(stream.micro_batches(0)[0])
+
+
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
     train_set = load_dataset(cfg.data.name, "train", cfg.data)
@@ -159,35 +212,32 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
     torch.manual_seed(t.seed)  # same initial weights on every process
     model = build_model(cfg, spec).to(device)
     objective = build_objective(cfg, spec)
-    phases = model.phases()
-    params = {ph.name: phase_parameters(model, ph.modules) for ph in phases}
-    optimizers = {ph.name: make_optimizer(cfg, params[ph.name]) for ph in phases}
+    stream = BatchStream(train_set.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
+    if resume and not list_checkpoints(run_dir):
+        warnings.warn(f"{run_dir} has no checkpoint yet (its first run stopped before writing one): "
+                      "training starts again from step 0", stacklevel=3)
+        resume = False
+    if not resume:
+        if info.is_main:
+            write_run_header(run_dir, cfg, spec, train_set, command)
+        data_init(model, stream, t.seed)
+    distributed.broadcast_parameters(model, info)  # before the EMA and optimizers copy anything
+    opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     start, skipped = 0, 0
-    if info.is_main and not resume:
-        write_run_header(run_dir, cfg, spec, train_set, command)
     if resume:
-        ckpt = load_latest(run_dir, device)
-        model.load_state_dict(ckpt["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(unflatten_optimizer(name, ckpt["optim"], ckpt["state"]["optimizers"][name]))
-        if ema is not None:
-            if "ema" not in ckpt:
-                raise CheckpointError(f"{ckpt['path']} has no EMA weights but the run has train.ema_decay > 0")
-            ema.load_state_dict(ckpt["ema"])
-        torch.set_rng_state(ckpt["rng"]["cpu"].cpu())
-        start, skipped = ckpt["state"]["step"], ckpt["state"]["skipped_steps"]
-    distributed.broadcast_parameters(model, info)
+        ckpt = load_latest(run_dir, device, restore=lambda c: _restore(c, model, opts, ema, objective))
+        start, skipped = ckpt["state"]["step"], ckpt["state"].get("skipped_steps", 0)
     if t.compile:
         for child in model.children():
             child.compile()
-    stream = BatchStream(train_set.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and t.precision == "bf16" else nullcontext())
-    log = MetricLog(run_dir, info.is_main)
+    log = MetricLog(run_dir, info.is_main, start)
     end = t.steps if until_step is None else min(t.steps, until_step)
     bar = tqdm(total=t.steps, initial=start, disable=not (info.is_main and t.progress), dynamic_ncols=True,
                desc=f"{cfg.model_name}/{cfg.data.name}")
+    single = len(opts.phases) == 1
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     bad_streak, window_start, window_steps = 0, time.perf_counter(), 0
@@ -198,8 +248,13 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
             return
         rng = {"cpu": torch.get_rng_state()}
         state = {"skipped_steps": skipped, "model": cfg.model_name, "epoch": stream.epoch_of(step)}
-        save_checkpoint(run_dir, step, model.state_dict(), ema.state_dict() if ema else None, optimizers, rng,
-                        state, t.keep_checkpoints)
+        objective_state = objective.state_dict() if callable(getattr(objective, "state_dict", None)) else None
+        save_checkpoint(run_dir, step, model.state_dict(), ema.state_dict() if ema else None, opts.optimizers, rng,
+                        state, t.keep_checkpoints, objective_state)
+
+    def add(key, value):
+        sums[key] = sums.get(key, 0.0) + value
+        counts[key] = counts.get(key, 0) + 1  # phases with `every` > 1 log the mean over the steps they ran
 
     step, interrupted = start, False
     model.train()
@@ -209,46 +264,23 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
             while step < end:
                 torch.manual_seed(sample_seed(t.seed + 104729 * info.rank, step))
                 lr = learning_rate(cfg, step)
-                micro = stream.micro_batches(step)
-                for ph in phases:
-                    if step % ph.every:
-                        continue
-                    opt = optimizers[ph.name]
-                    for g in opt.param_groups:
-                        g["lr"] = lr * ph.lr_scale
-                    model.zero_grad(set_to_none=True)
-                    loss_sum = torch.zeros((), device=device)
-                    for batch in micro:
-                        with autocast:
-                            terms = objective(model, batch, ph.name, step)
-                        (terms["loss"].float().mean() / len(micro)).backward()
-                        loss_sum = loss_sum + terms["loss"].detach().float().mean()
-                        for k, v in terms.items():
-                            key = f"train/{k}" if len(phases) == 1 else f"train/{ph.name}/{k}"
-                            sums[key] = sums.get(key, 0.0) + v.detach().float().mean() / len(micro)
-                    for k in terms:  # phases with `every` > 1 log the mean over the steps they ran
-                        key = f"train/{k}" if len(phases) == 1 else f"train/{ph.name}/{k}"
-                        counts[key] = counts.get(key, 0) + 1
-                    distributed.average_gradients(params[ph.name], info)
-                    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params[ph.name], max_norm)
-                    bad = ~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))
-                    if distributed.any_true(bad, info):
+                results = train_step(model, objective, stream.micro_batches(step), step, opts, lr=lr,
+                                     grad_clip=cfg.optim.grad_clip, info=info, autocast=autocast)
+                for name, r in results.items():
+                    for k, v in r.terms.items():
+                        add(f"train/{k}" if single else f"train/{name}/{k}", v)
+                    if r.skipped:
                         skipped += 1
                         bad_streak += 1
-                        model.zero_grad(set_to_none=True)
-                        if bad_streak > t.max_bad_steps:
-                            raise TrainingDiverged(
-                                f"{bad_streak} consecutive steps had a non-finite loss or gradient (step {step}); "
-                                f"the last good checkpoint in {run_dir / 'checkpoints'} is intact. Lower optim.lr, "
-                                "set optim.grad_clip, or check the data")
                         continue
                     bad_streak = 0
-                    opt.step()
                     # The loop's own figures live under optim/, apart from the objective's terms.
-                    key = "optim/grad_norm" if len(phases) == 1 else f"optim/{ph.name}/grad_norm"
-                    sums[key] = sums.get(key, 0.0) + grad_norm.detach()
-                    counts[key] = counts.get(key, 0) + 1
+                    add("optim/grad_norm" if single else f"optim/{name}/grad_norm", r.grad_norm)
+                if bad_streak > t.max_bad_steps:
+                    raise TrainingDiverged(
+                        f"{bad_streak} consecutive steps had a non-finite loss or gradient (step {step}); "
+                        f"the last good checkpoint in {run_dir / 'checkpoints'} is intact. Lower optim.lr, "
+                        "set optim.grad_clip, or check the data")
                 if ema is not None:
                     ema.update(model)
                 step += 1

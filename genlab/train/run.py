@@ -17,7 +17,7 @@ from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
-from genlab.train.checkpoint import CheckpointError, load_latest, sha256, write_text_atomic
+from genlab.train.checkpoint import CheckpointError, check_tensors, load_latest, sha256, write_text_atomic
 from genlab.train.ema import merged
 
 
@@ -140,12 +140,20 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
     model = build_model(cfg, spec)
     if is_export(run_dir):
         weights, step, used_ema = _export_weights(run_dir, use_ema)
+        model.load_state_dict(weights)
     else:
-        ckpt = load_latest(run_dir)
+        def restore(ckpt):  # a checkpoint without the tensors this model needs counts as corrupt
+            check_tensors(ckpt["path"], "model", ckpt["model"], model.state_dict())
+            if use_ema and "ema" in ckpt:
+                expected = {k: v for k, v in model.state_dict().items() if k in ckpt["ema"]}
+                check_tensors(ckpt["path"], "ema", ckpt["ema"], expected)
+                model.load_state_dict(merged(ckpt["model"], ckpt["ema"]))
+            else:
+                model.load_state_dict(ckpt["model"])
+
+        ckpt = load_latest(run_dir, restore=restore)
         used_ema = use_ema and "ema" in ckpt
-        weights = merged(ckpt["model"], ckpt["ema"]) if used_ema else ckpt["model"]
         step = ckpt["state"]["step"]
-    model.load_state_dict(weights)
     model.to(device).eval()
     return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema)
 

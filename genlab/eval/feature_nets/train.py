@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
+from genlab.nn.spec import Phase
+from genlab.train.step import PhaseOptimizers, train_step
 
 
 @dataclass
@@ -107,7 +109,13 @@ def fit(arch: LeNetConfig, recipe: Recipe, x_train: torch.Tensor, y_train: torch
         torch.manual_seed(seed)
         net = LeNet(arch)
         gen = torch.Generator().manual_seed(seed + 1)
-        opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        opts = PhaseOptimizers(net, [Phase("main")], lambda params: torch.optim.AdamW(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay))
+
+        def objective(model, batch, phase, step):
+            return {"loss": F.cross_entropy(model(batch["x"]), batch["y"], reduction="none",
+                                            label_smoothing=recipe.label_smoothing)}
+
         n = len(x_train)
         steps_per_epoch = n // recipe.batch_size  # the last partial batch is dropped
         total = recipe.epochs * steps_per_epoch
@@ -119,14 +127,9 @@ def fit(arch: LeNetConfig, recipe: Recipe, x_train: torch.Tensor, y_train: torch
             loss_sum = 0.0
             for i in range(steps_per_epoch):
                 idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-                x = augment(x_train[idx], recipe, gen)
-                loss = F.cross_entropy(net(x), y_train[idx], label_smoothing=recipe.label_smoothing)
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, recipe)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item()
+                batch = {"x": augment(x_train[idx], recipe, gen), "y": y_train[idx]}
+                result = train_step(net, objective, [batch], step, opts, lr=lr_at(step, total, recipe))["main"]
+                loss_sum += result.terms["loss"].item()
                 step += 1
             log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {loss_sum / steps_per_epoch:.4f} "
                 f"({time.time() - t0:.0f} s)")

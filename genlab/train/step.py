@@ -1,0 +1,124 @@
+"""One training step, shared by the trainer and every smaller loop that trains a network.
+
+For every phase due at this step (``step % every == 0``), in order: zero the
+gradients, run the objective on each micro-batch and back-propagate the mean
+loss scaled by 1 / (number of micro-batches), average gradients across
+processes, clip, and step the phase's optimizer, unless the loss or the
+gradient is not finite on some process, in which case the update is skipped
+(and reported, so the caller can count it). Seeding, learning-rate schedules,
+EMA, logging and checkpoints stay with the caller.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from genlab.nn.spec import Phase
+from genlab.train import distributed
+from genlab.train.distributed import DistInfo
+
+
+@dataclass
+class PhaseResult:
+    terms: dict[str, torch.Tensor]  # each term's mean over the batch (0-d, detached), averaged over micro-batches
+    grad_norm: torch.Tensor  # 0-d, the gradient norm before clipping
+    skipped: bool  # the loss or gradient was not finite on some process: no update was made
+
+
+def phase_parameters(model: torch.nn.Module, modules: tuple[str, ...] | None) -> list[torch.nn.Parameter]:
+    """The trainable parameters of the named submodules (all of the model's for None)."""
+    if modules is None:
+        return [p for p in model.parameters() if p.requires_grad]
+    params = []
+    for name in modules:
+        params.extend(p for p in model.get_submodule(name).parameters() if p.requires_grad)
+    return params
+
+
+class PhaseOptimizers:
+    """The phases of a model and one optimizer per group of modules (``Phase.optimizer_key``).
+
+    Args:
+        model: the network whose submodules the phases name.
+        phases: the phases to run, in order.
+        make: builds an optimizer over a list of parameters.
+    """
+
+    def __init__(self, model: torch.nn.Module, phases: Sequence[Phase],
+                 make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]):
+        self.phases = list(phases)
+        self.params: dict[str, list[torch.nn.Parameter]] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        modules: dict[str, tuple[str, ...] | None] = {}
+        for ph in self.phases:
+            key = ph.optimizer_key
+            if key in modules:
+                if modules[key] != ph.modules:
+                    raise ValueError(f"phases sharing the optimizer {key!r} name different modules "
+                                     f"({modules[key]} and {ph.modules}); one optimizer steps one set of parameters")
+                continue
+            modules[key] = ph.modules
+            self.params[key] = phase_parameters(model, ph.modules)
+            self.optimizers[key] = make(self.params[key])
+
+    def select(self, *names: str) -> "PhaseOptimizers":
+        """The same optimizers, running only the named phases (in the given order)."""
+        by_name = {ph.name: ph for ph in self.phases}
+        view = copy.copy(self)
+        view.phases = [by_name[n] for n in names]
+        return view
+
+
+def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict], step: int, opts: PhaseOptimizers,
+               lr: float | None = None, grad_clip: float = 0.0, info: DistInfo = DistInfo(),
+               autocast=None) -> dict[str, PhaseResult]:
+    """Run every phase due at ``step`` on one batch split into ``micro_batches``.
+
+    Args:
+        objective: called as objective(model, batch, phase_name, step) -> dict of (B,) terms with "loss".
+        micro_batches: this process's share of the batch; gradients are summed over them with
+            weight 1 / len(micro_batches), so the update equals one pass over their concatenation.
+        lr: if given, each phase's optimizer runs at lr x phase.lr_scale; None leaves it alone.
+        grad_clip: clip the gradient norm of each phase's parameters to this (0: no clipping).
+        info: the process group (gradients are averaged over it; one process by default).
+        autocast: a context manager around each objective call (e.g. bf16 autocast), or None.
+
+    Returns:
+        One PhaseResult per phase that ran, keyed by phase name, in phase order.
+    """
+    autocast = autocast if autocast is not None else nullcontext()
+    max_norm = grad_clip if grad_clip > 0 else float("inf")
+    results = {}
+    for ph in opts.phases:
+        if step % ph.every:
+            continue
+        opt, params = opts.optimizers[ph.optimizer_key], opts.params[ph.optimizer_key]
+        if lr is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr * ph.lr_scale
+        model.zero_grad(set_to_none=True)
+        loss_sum, terms_mean = None, {}
+        for batch in micro_batches:
+            with autocast:
+                terms = objective(model, batch, ph.name, step)
+            (terms["loss"].float().mean() / len(micro_batches)).backward()
+            loss = terms["loss"].detach().float().mean()
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            for k, v in terms.items():
+                v = v.detach().float().mean() / len(micro_batches)
+                terms_mean[k] = v if k not in terms_mean else terms_mean[k] + v
+        distributed.average_gradients(params, info)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        bad = ~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))
+        skipped = distributed.any_true(bad, info)
+        if skipped:
+            model.zero_grad(set_to_none=True)
+        else:
+            opt.step()
+        results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), skipped)
+    return results
