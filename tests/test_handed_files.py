@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -458,13 +459,23 @@ def test_unwritable_out_is_one_line(trained_run, tmp_path, capsys):
         assert code == 2 and "genlab sample: error:" in _one_line(err), err
 
 
-def test_read_only_out_is_one_line(trained_run, tmp_path, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders; the /sys case of test_unwritable_out covers it")
+def test_read_only_out_is_one_line(trained_run, tmp_path, capsys, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o555)
-    code, _, err = _cli(capsys, "sample", trained_run, "--n", "4", "--out", ro / "s.png", "--device", "cpu")
-    assert code == 2 and "Permission denied" in _one_line(err)
+    if os.geteuid() == 0:  # root writes into a 0555 folder; a read-only mount refuses even root
+        real = Path.mkdir
+
+        def read_only_mount(self, *a, **k):
+            if self == ro / "run" or ro in self.parents:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(Path, "mkdir", read_only_mount)
+        reason = "Read-only file system"
+    else:
+        reason = "Permission denied"
+    code, _, err = _cli(capsys, "train", "vae", "--data", "digits", "--out", ro / "run", "--steps", "2", *TINY)
+    assert code == 2 and reason in _one_line(err) and str(ro / "run") in err
 
 
 @pytest.mark.parametrize("damage", ["run is a file", "config is a folder", "config is binary", "config unreadable",
