@@ -42,7 +42,7 @@ from genlab.eval.features import FeatureNetError, extract, load_feature_net, loa
 from genlab.ood.images import ImageReadError, read_user_image
 from genlab.ood.run import read_ood_scores
 from genlab.nn.spec import DataSpec
-from genlab.train.checkpoint import list_checkpoints, load_latest
+from genlab.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from payloads import code_pickle, torch_save_payload, torchscript_payload
 
 TINY = ["--set", "model.channels=8,16", "--set", "model.hidden=32", "--set", "train.progress=false",
@@ -196,7 +196,7 @@ def test_feature_weights_folder_with_a_pickle_never_runs(tmp_path, marker, kind)
     assert not marker.exists()
 
 
-def test_checkpoint_with_a_pickle_never_runs(trained_run, tmp_path, marker):
+def test_checkpoint_with_a_pickle_never_runs(trained_run, tmp_path, marker, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     ckpt = list_checkpoints(run)[0]
@@ -204,8 +204,10 @@ def test_checkpoint_with_a_pickle_never_runs(trained_run, tmp_path, marker):
     state = json.loads((ckpt / "state.json").read_text())
     state["files"]["model.safetensors"] = fe.sha256_file(ckpt / "model.safetensors")  # a consistent forgery
     (ckpt / "state.json").write_text(json.dumps(state))
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
         load_latest(run)
+    code, _, err = _cli(capsys, "sample", run, "--n", "4", "--out", tmp_path / "s.png", "--device", "cpu")
+    assert code == 2 and "model.safetensors" in _one_line(err)
     assert not marker.exists()
 
 
