@@ -52,3 +52,4 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
 
 from genlab.configs import adversarial, autoregressive, latent  # noqa: E402,F401  (registers the presets)
 from genlab.configs import ood  # noqa: E402,F401  (registers the OOD presets)
+from genlab.configs import diffusion  # noqa: E402,F401  (registers the diffusion presets)

@@ -1,0 +1,113 @@
+"""Diffusion model: one U-Net, with DDPM, improved-DDPM and EDM parameterizations as configuration.
+
+Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (arXiv:2006.11239): linear
+schedule, eps prediction, L_simple, fixed variance.
+Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (arXiv:2102.09672):
+cosine schedule, learned variance Sigma = exp(v log beta_t + (1 - v) log beta~_t), L_hybrid.
+Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative
+Models" (arXiv:2206.00364): preconditioning c_skip, c_out, c_in, c_noise with sigma_data
+(``parameterization=edm``).
+Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (arXiv:2207.12598): with
+``conditional=true`` the label embedding has a null token (row num_classes) that the objective
+substitutes with probability p_uncond, so one network is both the conditional and the
+unconditional model.
+
+Differences from the papers: widths sized for CPU (the papers use 128 channels and 35-100 M
+weights); GroupNorm of 8 groups instead of 32; the EDM network reads c_noise through the same
+sinusoidal embedding as the discrete one. The noise process is not here: it is
+``genlab/nn/diffusion.py``, shared by the objective, the samplers and the likelihood bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genlab.card import ConditioningSpec, ModelCard, SamplerSpec
+from genlab.config import bounded
+from genlab.errors import InputError
+from genlab.nn.diffusion import Schedule, ScheduleKind, Target, Variance, edm_scalings, sigma_to_t, x0_from_abar
+from genlab.nn.spec import DataSpec, Phase
+from genlab.nn.unet import UNet
+from genlab.registry import MODELS
+
+
+@MODELS.register("diffusion")
+class Diffusion(nn.Module):
+    card = ModelCard(
+        family="diffusion", default_objective="diffusion",
+        # DDIM first: `genlab sample` and the sample-quality evaluator then take 50 steps, not T.
+        samplers=(SamplerSpec("ddim"), SamplerSpec("ddpm"), SamplerSpec("euler"), SamplerSpec("heun")),
+        evaluators=("diffusion-bound", "sample-quality"),
+        likelihood="bound",  # the discrete-time variational bound
+        conditioning=ConditioningSpec(class_label="config"),  # model.conditional=true
+        run_defaults={"optim.lr": 2e-4, "optim.grad_clip": 1.0, "optim.warmup_steps": 100},
+        tiny=dict(channels=8, mult=(1, 2), blocks=1, attention_resolutions=(4,), heads=2, timesteps=20,
+                  conditional=True),
+    )
+
+    @dataclass
+    class Config:
+        channels: int = bounded(64, ge=1)  # width of the first U-Net level (papers: 128)
+        mult: tuple[int, ...] = bounded((1, 2, 2), ge=1)  # width multiplier per resolution; each level halves H, W
+        blocks: int = bounded(2, ge=1)  # residual blocks per level (papers: 2-3)
+        attention_resolutions: tuple[int, ...] = bounded((7,), ge=1)  # feature-map sizes with self-attention
+        heads: int = bounded(4, ge=1)  # attention heads
+        dropout: float = bounded(0.1, ge=0.0, lt=1.0)  # in every residual block (DDPM: 0.1 on CIFAR-10)
+        parameterization: Literal["ddpm", "edm"] = "ddpm"  # discrete timesteps, or EDM's preconditioned denoiser
+        schedule: ScheduleKind = "linear"  # linear (DDPM) or cosine (iDDPM); edm: the schedule of its discrete samplers
+        timesteps: int = bounded(1000, ge=2)  # T
+        target: Target = "eps"  # what the network predicts (ddpm): eps, x0, or v
+        variance: Variance = "small"  # reverse variance (ddpm): beta~_t, beta_t, or learned (iDDPM; needs L_hybrid)
+        sigma_data: float = bounded(0.5, gt=0.0)  # EDM: standard deviation of the data on [-1, 1]
+        conditional: bool = False  # class embedding + null token (classifier-free guidance)
+
+    def __init__(self, cfg: Config, data: DataSpec):
+        super().__init__()
+        self.cfg, self.data = cfg, data
+        if cfg.conditional and data.num_classes < 1:
+            raise InputError("model.conditional=true needs a labelled dataset (this one has no classes)")
+        if cfg.parameterization == "edm" and cfg.variance == "learned":
+            raise InputError("model.variance=learned is a ddpm parameterization: use model.variance=small with edm")
+        learned = cfg.variance == "learned"
+        self.net = UNet(data.channels, data.channels * (2 if learned else 1), min(data.height, data.width),
+                        cfg.channels, tuple(cfg.mult), cfg.blocks, tuple(cfg.attention_resolutions), cfg.dropout,
+                        cfg.heads, data.num_classes if cfg.conditional else 0)
+        self.schedule = Schedule.create(cfg.schedule, cfg.timesteps)  # float64 constants, not weights
+
+    @property
+    def null_label(self) -> int:
+        """The label index meaning "no label" (the unconditional branch of guidance)."""
+        return self.data.num_classes
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main")]
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw network outputs (B, C or 2C, H, W) for inputs on [-1, 1] scale and (B,) time inputs."""
+        return self.net(x, time, y if self.cfg.conditional else None)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None,
+                time: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The x_0 estimate D(x; sigma) of a noisy x = x_0 + sigma * eps (variance-exploding scale).
+
+        Args:
+            x: (B, C, H, W); sigma: (B,) noise levels.
+            time: (B,) the network's timesteps when the caller knows them exactly (discrete samplers);
+                None reads them off the schedule (fractional, linear in log sigma).
+        Returns:
+            (x0 estimate, the learned-variance channels in [-1, 1] or None).
+        """
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        if self.cfg.parameterization == "edm":
+            c_skip, c_out, c_in, c_noise = edm_scalings(sigma.reshape(shape), self.cfg.sigma_data)
+            raw = self(c_in * x, c_noise.flatten(), y)
+            return c_skip * x + c_out * raw, None
+        abar = 1 / (1 + sigma.reshape(shape) ** 2)
+        time = sigma_to_t(self.schedule, sigma) if time is None else time
+        raw = self(x * abar.sqrt(), time, y)
+        out, frac = raw.chunk(2, dim=1) if self.cfg.variance == "learned" else (raw, None)
+        return x0_from_abar(abar, x * abar.sqrt(), out, self.cfg.target), frac

@@ -1,0 +1,211 @@
+"""Samplers of diffusion models: ancestral DDPM, DDIM, and EDM's Euler and Heun, with classifier-free guidance.
+
+Every sampler is a pure function; sample i draws its initial noise and every later noise from
+``generators[i]`` only, so it is the same image whatever the batch size. All of them reach the
+network through ``denoised`` below, which also applies guidance.
+
+Guidance scale convention (``guidance``, written s): the guided estimate is
+eps_u + s (eps_c - eps_u), so s = 1 is the conditional model, s = 0 the unconditional one, and
+s > 1 extrapolates. Ho & Salimans (2022) write w = s - 1 ((1 + w) eps_c - w eps_u). The same
+combination is applied to the x_0 estimate, which is affine in eps at a fixed x_t. The two
+branches run as one batched network call.
+
+NFE (network function evaluations) of each sampler, counted in batched calls, is given by
+``nfe(name, options, model)``: ddpm and ddim take one per step, Euler N, Heun 2N - 1 (its last
+step is an Euler step, EDM Algorithm 1).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from genlab.card import conditioning
+from genlab.config import bounded
+from genlab.errors import InputError
+from genlab.nn import diffusion as proc
+from genlab.registry import register_sampler
+from genlab.sampling.generators import randn_per_sample
+
+
+@dataclass
+class DDPMOptions:
+    steps: int = bounded(0, ge=0)  # reverse steps; 0: all T, fewer: respaced timesteps (iDDPM Section 4)
+    guidance: float = bounded(1.0)  # s in eps_u + s (eps_c - eps_u): 1 conditional, 0 unconditional
+    clip: bool = True  # clip each x_0 estimate to [-1, 1] (as DDPM does)
+
+
+@dataclass
+class DDIMOptions:
+    steps: int = bounded(50, ge=0)  # respaced timesteps; 0: all T
+    eta: float = bounded(0.0, ge=0.0)  # 0: deterministic DDIM; 1 on all T steps: ancestral DDPM with beta~_t
+    guidance: float = bounded(1.0)  # s in eps_u + s (eps_c - eps_u): 1 conditional, 0 unconditional
+    clip: bool = True  # clip each x_0 estimate to [-1, 1]
+
+
+@dataclass
+class EDMOptions:
+    steps: int = bounded(18, ge=1)  # N noise levels (EDM uses 18 on CIFAR-10: 35 evaluations with Heun)
+    sigma_min: float | None = bounded(None, gt=0.0)  # None: the schedule's smallest (ddpm) or 0.002 (edm)
+    sigma_max: float | None = bounded(None, gt=0.0)  # None: the schedule's largest (ddpm) or 80 (edm)
+    rho: float = bounded(7.0, gt=0.0)  # spacing exponent of the noise levels (EDM eq. 5)
+    guidance: float = bounded(1.0)  # s in eps_u + s (eps_c - eps_u): 1 conditional, 0 unconditional
+
+
+def _labels(model, n: int, label, device) -> torch.Tensor | None:
+    cond = conditioning(model)
+    if label is None:
+        if cond.class_conditional:
+            raise InputError("this diffusion model is class-conditional: pass --label (and --set guidance=0 "
+                             "for its unconditional samples)")
+        return None
+    if not cond.class_conditional:
+        raise InputError("this model is unconditional: drop --label")
+    y = torch.as_tensor(label, device=device, dtype=torch.long)
+    return y.expand(n).clone() if y.dim() == 0 else y
+
+
+def denoised(model, x: torch.Tensor, sigma: torch.Tensor, y, guidance: float, time=None):
+    """Guided D(x; sigma) (and learned-variance channels, from the conditional branch) of ``model.denoise``.
+
+    s = 1 (or an unconditional model) is one plain call; s = 0 one call with the null token; any
+    other s one call on the doubled batch [conditional; null token].
+    """
+    if y is None or guidance == 1.0:
+        return model.denoise(x, sigma, y, time)
+    null = torch.full_like(y, model.null_label)
+    if guidance == 0.0:
+        return model.denoise(x, sigma, null, time)
+    both, frac = model.denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([y, null]),
+                               None if time is None else torch.cat([time, time]))
+    cond, uncond = both.chunk(2)
+    if torch.equal(cond, uncond):
+        raise InputError("this conditional model ignores its label (both guidance branches are equal): "
+                         "it was not trained with labels, so guidance cannot work")
+    return uncond + guidance * (cond - uncond), None if frac is None else frac.chunk(2)[0]
+
+
+def _in_eval_mode(sampler):
+    """Run ``sampler`` with dropout off (the model's train/eval mode is restored after): otherwise
+    dropout's global random numbers would make sample i depend on the batch it is drawn in."""
+
+    @functools.wraps(sampler)
+    def wrapper(model, *args, **kwargs):
+        was_training = model.training
+        model.eval()
+        try:
+            return sampler(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    return wrapper
+
+
+def _start(model, n, generators, device, label):
+    y = _labels(model, n, label, device)
+    shape = (model.data.channels, model.data.height, model.data.width)
+    return y, shape, randn_per_sample(generators, shape, device)
+
+
+def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta: float | None):
+    """Ancestral sampling (eta None: variance from the model) or DDIM (eta), on respaced timesteps."""
+    y, shape, x = _start(model, n, generators, device, label)
+    sched, times = proc.respace(model.schedule, steps or model.schedule.T)
+    sigmas = model.schedule.sigmas[times].float().to(device)  # noise level of each kept timestep
+    abar = sched.abar.float().to(device)
+    variance = model.cfg.variance if model.cfg.parameterization == "ddpm" else "small"
+    for i in reversed(range(sched.T)):
+        idx = torch.full((n,), i, device=device, dtype=torch.long)
+        time = torch.full((n,), float(times[i]), device=device)
+        x0, frac = denoised(model, x / abar[i].sqrt(), sigmas[i].expand(n), y, guidance, time)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        if eta is None:
+            p = proc.p_from_x0(sched, x0, x, idx, variance, frac)
+            x = p["mean"]
+            if i > 0:
+                x = x + torch.exp(0.5 * p["logvar"]) * randn_per_sample(generators, shape, device)
+        else:
+            prev = abar[i - 1] if i > 0 else abar.new_ones(())
+            eps = proc.eps_from(sched, x, idx, x0)
+            sigma = eta * ((1 - prev) / (1 - abar[i]) * (1 - abar[i] / prev)).sqrt()
+            x = prev.sqrt() * x0 + (1 - prev - sigma ** 2).clamp_min(0).sqrt() * eps
+            if i > 0:
+                x = x + sigma * randn_per_sample(generators, shape, device)
+    return proc.to_image(x, model.data.levels)
+
+
+@register_sampler("ddpm", DDPMOptions)
+@torch.no_grad()
+@_in_eval_mode
+def sample_ddpm(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 0,
+                guidance: float = 1.0, clip: bool = True, **_) -> torch.Tensor:
+    """Ancestral sampling x_{t-1} ~ p(x_{t-1} | x_t) (Ho et al. Algorithm 2); (n, C, H, W) in [0, 1]."""
+    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta=None)
+
+
+@register_sampler("ddim", DDIMOptions)
+@torch.no_grad()
+@_in_eval_mode
+def sample_ddim(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 50,
+                eta: float = 0.0, guidance: float = 1.0, clip: bool = True, **_) -> torch.Tensor:
+    """DDIM (Song et al. 2020, eq. 12) with sigma_t = eta sqrt(beta~_t) on respaced timesteps; (n, C, H, W)."""
+    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta=eta)
+
+
+def sigma_range(model, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    """The noise levels an EDM sampler spans: the options, else the model's own."""
+    if model.cfg.parameterization == "edm":
+        lo, hi = 0.002, 80.0
+    else:
+        sig = model.schedule.sigmas
+        lo, hi = float(sig[0]), float(sig[-1])
+    lo, hi = sigma_min or lo, sigma_max or hi
+    if lo >= hi:
+        raise InputError(f"sigma_min={lo} must be below sigma_max={hi}")
+    return lo, hi
+
+
+def _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun: bool):
+    """EDM Algorithm 1 without churn: Euler steps in sigma, optionally Heun-corrected (not the last)."""
+    y, _, noise = _start(model, n, generators, device, label)
+    sigmas = proc.karras_sigmas(steps, *sigma_range(model, sigma_min, sigma_max), rho).float().to(device)
+    x = noise * sigmas[0]
+    for i in range(steps):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        d = (x - denoised(model, x, s.expand(n), y, guidance)[0]) / s
+        x_next = x + (s_next - s) * d
+        if heun and s_next > 0:
+            d_next = (x_next - denoised(model, x_next, s_next.expand(n), y, guidance)[0]) / s_next
+            x_next = x + (s_next - s) * (d + d_next) / 2
+        x = x_next
+    return proc.to_image(x, model.data.levels)
+
+
+@register_sampler("euler", EDMOptions)
+@torch.no_grad()
+@_in_eval_mode
+def sample_euler(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 18,
+                 sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0,
+                 guidance: float = 1.0, **_) -> torch.Tensor:
+    """Euler steps of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma; N evaluations."""
+    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun=False)
+
+
+@register_sampler("heun", EDMOptions)
+@torch.no_grad()
+@_in_eval_mode
+def sample_heun(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 18,
+                sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0,
+                guidance: float = 1.0, **_) -> torch.Tensor:
+    """Heun's second-order method on the EDM noise levels, Euler on the last step; 2N - 1 evaluations."""
+    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun=True)
+
+
+def nfe(name: str, options, model) -> int:
+    """Network evaluations (batched calls) one sample set of sampler ``name`` with ``options`` costs."""
+    if name in ("ddpm", "ddim"):
+        return len(proc.respace(model.schedule, options.steps or model.schedule.T)[1])
+    return options.steps if name == "euler" else 2 * options.steps - 1
