@@ -246,8 +246,8 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
 def prior_kl(s: Schedule, x0: torch.Tensor) -> torch.Tensor:
     """L_T = KL(q(x_{T-1} | x_0) || N(0, I)) elementwise, in nats."""
     t = torch.full((x0.shape[0],), s.T - 1, device=x0.device, dtype=torch.long)
-    mean, var = q_mean_var(s, x0, t)
-    return normal_kl(mean, torch.log(var), torch.zeros_like(mean), torch.zeros_like(mean))
+    mean, var = q_mean_var(s, x0.double(), t)  # float64: the KL is a small difference of O(1) numbers
+    return normal_kl(mean, torch.log(var), torch.zeros_like(mean), torch.zeros_like(mean)).to(x0.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

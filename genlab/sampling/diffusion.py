@@ -54,7 +54,7 @@ class EDMOptions:
     guidance: float = bounded(1.0)  # s in eps_u + s (eps_c - eps_u): 1 conditional, 0 unconditional
 
 
-def _labels(model, n: int, label, device) -> torch.Tensor | None:
+def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor | None:
     cond = conditioning(model)
     if label is None:
         if cond.class_conditional:
@@ -63,6 +63,9 @@ def _labels(model, n: int, label, device) -> torch.Tensor | None:
         return None
     if not cond.class_conditional:
         raise InputError("this model is unconditional: drop --label")
+    if guidance != 1.0 and not model.label_sensitive():
+        raise InputError("this conditional model ignores its label (every label embeds like the null token), "
+                         "so guidance has nothing to amplify: train it with labels (model.conditional=true)")
     y = torch.as_tensor(label, device=device, dtype=torch.long)
     return y.expand(n).clone() if y.dim() == 0 else y
 
@@ -81,9 +84,6 @@ def denoised(model, x: torch.Tensor, sigma: torch.Tensor, y, guidance: float, ti
     both, frac = model.denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([y, null]),
                                None if time is None else torch.cat([time, time]))
     cond, uncond = both.chunk(2)
-    if torch.equal(cond, uncond):
-        raise InputError("this conditional model ignores its label (both guidance branches are equal): "
-                         "it was not trained with labels, so guidance cannot work")
     return uncond + guidance * (cond - uncond), None if frac is None else frac.chunk(2)[0]
 
 
@@ -103,15 +103,15 @@ def _in_eval_mode(sampler):
     return wrapper
 
 
-def _start(model, n, generators, device, label):
-    y = _labels(model, n, label, device)
+def _start(model, n, generators, device, label, guidance):
+    y = _labels(model, n, label, device, guidance)
     shape = (model.data.channels, model.data.height, model.data.width)
     return y, shape, randn_per_sample(generators, shape, device)
 
 
 def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta: float | None):
     """Ancestral sampling (eta None: variance from the model) or DDIM (eta), on respaced timesteps."""
-    y, shape, x = _start(model, n, generators, device, label)
+    y, shape, x = _start(model, n, generators, device, label, guidance)
     sched, times = proc.respace(model.schedule, steps or model.schedule.T)
     sigmas = model.schedule.sigmas[times].float().to(device)  # noise level of each kept timestep
     abar = sched.abar.float().to(device)
@@ -170,7 +170,7 @@ def sigma_range(model, sigma_min: float | None, sigma_max: float | None) -> tupl
 
 def _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun: bool):
     """EDM Algorithm 1 without churn: Euler steps in sigma, optionally Heun-corrected (not the last)."""
-    y, _, noise = _start(model, n, generators, device, label)
+    y, _, noise = _start(model, n, generators, device, label, guidance)
     sigmas = proc.karras_sigmas(steps, *sigma_range(model, sigma_min, sigma_max), rho).float().to(device)
     x = noise * sigmas[0]
     for i in range(steps):

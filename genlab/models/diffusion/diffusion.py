@@ -83,6 +83,11 @@ class Diffusion(nn.Module):
         """The label index meaning "no label" (the unconditional branch of guidance)."""
         return self.data.num_classes
 
+    def label_sensitive(self) -> bool:
+        """Whether the label can change the output: some class embeds unlike the null token."""
+        emb = self.net.label_emb
+        return emb is not None and not bool((emb.weight[:-1] == emb.weight[-1]).all())
+
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
