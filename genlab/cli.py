@@ -331,15 +331,16 @@ def _sample(args) -> int:
 
     from genlab.api import load
     from genlab.reports.images import save_grid
-    from genlab.sampling.api import sampler_options
+    from genlab.sampling.api import describe_sampling, sampler_options
 
     out = args.out or str(Path(args.run_dir) / "samples.png")
     run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root)
-    options = dataclasses.asdict(sampler_options(run.model, args.sampler, args.options))  # bad keys fail here
+    options_obj = sampler_options(run.model, args.sampler, args.options)  # bad keys fail here
+    options = dataclasses.asdict(options_obj)
     images = run.sample(args.n, seed=args.seed, label=args.label, batch_size=args.batch_size, sampler=args.sampler,
                         **options)
     path = save_grid(images, out)
-    print(f"wrote {args.n} samples to {path}")
+    print(f"wrote {args.n} samples to {path} ({describe_sampling(run.model, args.sampler, options_obj)})")
     return 0
 
 

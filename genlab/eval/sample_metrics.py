@@ -477,7 +477,10 @@ def model_samples(model, device, opts) -> tuple[torch.Tensor, torch.Tensor | Non
         sampler_opts["output"] = output
         how = f", {SAMPLE_OUTPUTS[output]}"
     images, labels = draw_samples(model, n, seed, device, batch_size, num_classes, **sampler_opts)
-    note = f"model {type(model).__name__}, sampler {sampler}, seed {seed}{how}"
+    from genlab.sampling.api import describe_sampling, sampler_options
+
+    drawn_with = describe_sampling(model, sampler, sampler_options(model, sampler, sampler_opts))  # with NFE
+    note = f"model {type(model).__name__}, {drawn_with}, seed {seed}{how}"
     if num_classes:
         note += f", label i mod {num_classes}"
     return images, labels, note

@@ -72,6 +72,22 @@ def _comment(options: type, field_name: str) -> str:
     return ""
 
 
+def describe_sampling(model, name: str | None = None, options=None) -> str:
+    """'sampler ddim (steps=50, eta=0.0, ...), NFE 50': what a sample set was drawn with, for notes and logs.
+
+    Diffusion samplers state their network evaluations (NFE), since quality and cost both follow them.
+    """
+    spec = _spec(model, name)
+    options = sampler_options(model, name) if options is None else options
+    values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(options).items())
+    text = f"sampler {spec.name}" + (f" ({values})" if values else "")
+    if model.card.family == "diffusion":
+        from genlab.sampling.diffusion import nfe
+
+        text += f", NFE {nfe(spec.name, options, model)}"
+    return text
+
+
 @torch.no_grad()
 def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | None = None, start: int = 0,
          sampler: str | None = None, **opts) -> torch.Tensor:

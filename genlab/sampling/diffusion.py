@@ -112,6 +112,12 @@ def _start(model, n, generators, device, label, guidance):
 def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta: float | None):
     """Ancestral sampling (eta None: variance from the model) or DDIM (eta), on respaced timesteps."""
     y, shape, x = _start(model, n, generators, device, label, guidance)
+    return proc.to_image(_reverse(model, x, y, generators, steps, guidance, clip, eta), model.data.levels)
+
+
+def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None) -> torch.Tensor:
+    """The reverse chain from x_T = ``x`` (process space) to x_0; noise only when eta is None or > 0."""
+    n, shape, device = x.shape[0], x.shape[1:], x.device
     sched, times = proc.respace(model.schedule, steps or model.schedule.T)
     sigmas = model.schedule.sigmas[times].float().to(device)  # noise level of each kept timestep
     abar = sched.abar.float().to(device)
@@ -132,9 +138,9 @@ def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, e
             eps = proc.eps_from(sched, x, idx, x0)
             sigma = eta * ((1 - prev) / (1 - abar[i]) * (1 - abar[i] / prev)).sqrt()
             x = prev.sqrt() * x0 + (1 - prev - sigma ** 2).clamp_min(0).sqrt() * eps
-            if i > 0:
+            if i > 0 and eta > 0:
                 x = x + sigma * randn_per_sample(generators, shape, device)
-    return proc.to_image(x, model.data.levels)
+    return x
 
 
 @register_sampler("ddpm", DDPMOptions)
@@ -209,3 +215,50 @@ def nfe(name: str, options, model) -> int:
     if name in ("ddpm", "ddim"):
         return len(proc.respace(model.schedule, options.steps or model.schedule.T)[1])
     return options.steps if name == "euler" else 2 * options.steps - 1
+
+
+@torch.no_grad()
+@_in_eval_mode
+def ddim_encode(model, x: torch.Tensor, steps: int = 50, label=None) -> torch.Tensor:
+    """DDIM's deterministic map from images x (n, C, H, W) in [0, 1] to their x_T (Song et al. 2020, Section 5.4).
+
+    The eta = 0 update run forwards in time, with the network evaluated at the step's start (the usual
+    first-order inversion): decoding x_T with ``ddim_decode`` at the same ``steps`` gives the image back
+    up to that discretization error.
+    """
+    y = _labels(model, x.shape[0], label, x.device)
+    sched, times = proc.respace(model.schedule, steps or model.schedule.T)
+    sigmas = model.schedule.sigmas[times].float().to(x.device)
+    abar = sched.abar.float().to(x.device)
+    n = x.shape[0]
+    h = proc.to_process(x)
+    for i in range(sched.T - 1):
+        time = torch.full((n,), float(times[i]), device=x.device)
+        x0, _ = model.denoise(h / abar[i].sqrt(), sigmas[i].expand(n), y, time)
+        eps = (h - abar[i].sqrt() * x0) / (1 - abar[i]).sqrt()
+        h = abar[i + 1].sqrt() * x0 + (1 - abar[i + 1]).sqrt() * eps
+    return h
+
+
+@torch.no_grad()
+@_in_eval_mode
+def ddim_decode(model, x_T: torch.Tensor, steps: int = 50, label=None, clip: bool = False) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from given x_T (n, C, H, W); images in [0, 1], not rounded to levels."""
+    y = _labels(model, x_T.shape[0], label, x_T.device)
+    return (_reverse(model, x_T, y, [], steps, 1.0, clip, eta=0.0).clamp(-1, 1) + 1) / 2
+
+
+@torch.no_grad()
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, frames: int = 10, steps: int = 50,
+                label=None) -> torch.Tensor:
+    """Images along the spherical path between the DDIM encodings of two images; (frames, C, H, W).
+
+    Spherical in the noise: x_T of an image is close to Gaussian, whose typical set is a shell,
+    and a straight line between two points of it passes inside the shell.
+    """
+    from genlab.sampling.latent import slerp
+
+    codes = ddim_encode(model, torch.stack([x_a, x_b]), steps, label)
+    t = torch.linspace(0, 1, frames, device=codes.device)
+    path = slerp(codes[0].flatten(), codes[1].flatten(), t).reshape(frames, *codes.shape[1:])
+    return ddim_decode(model, path, steps, label)
