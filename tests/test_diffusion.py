@@ -20,7 +20,7 @@ from genlab.nn.spec import DataSpec
 from genlab.objectives.diffusion import drop_labels
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.sampling import diffusion as samplers
-from genlab.sampling.generators import make_generators
+from genlab.rng import make_generators
 from genlab.train.run import build_model, build_objective
 from model_tester import check_model
 
@@ -285,3 +285,18 @@ def test_ddim_encoding_is_inverted_by_ddim_decoding():
     path = samplers.interpolate(model, x[0], x[1], frames=5, steps=0)
     assert path.shape == (5, 1, 4, 4)
     torch.testing.assert_close(path[[0, -1]], x[:2], rtol=0, atol=0.02)
+
+
+def test_completion_keeps_the_given_rows_and_fills_the_rest_consistently():
+    """Replacement: the given rows are kept exactly, and the rows below come from the model (here the exact
+    denoiser of a point mass, whose only image they must become), not from what the handed image held there."""
+    spec = DataSpec(channels=1, height=4, width=4, bits=8)
+    model = _analytic(spec, mu=0.0, std=0.0, conditional=False, timesteps=100, mult=(1,))
+    target = torch.rand(1, 1, 4, 4).mul(255).round() / 255
+    model.mu = proc.to_process(target)
+    given = target.expand(3, -1, -1, -1).clone()
+    given[:, :, 2:] = 0.5  # what is below the given rows must not matter
+    for name in ("ddim", "ddpm"):
+        out = SAMPLERS.get(name)(model, 3, make_generators(0, 3), "cpu", steps=10, prefix=given, prefix_rows=2)
+        assert torch.equal(out[:, :, :2], given[:, :, :2])
+        torch.testing.assert_close(out, target.expand(3, -1, -1, -1), rtol=0, atol=1 / 255)

@@ -78,8 +78,8 @@ def complete_run(run_dir: str | Path, out: str | Path, n_images: int = 4, rows: 
     dev = resolve_device(device)
     run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
     if not conditioning(run.model).partial_image:
-        raise InputError(f"{run.cfg.model_name} is not autoregressive: completion needs pixelcnn, "
-                         "gated-pixelcnn or pixel-transformer")
+        raise InputError(f"{run.cfg.model_name} cannot complete images: completion needs pixelcnn, "
+                         "gated-pixelcnn, pixel-transformer or diffusion")
     rows = run.spec.height // 2 if rows is None else rows
     images, labels = _pick(run.dataset(split), n_images, seed, dev)
     label = labels if conditioning(run.model).class_conditional else None

@@ -28,6 +28,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.registry import register_sampler
 from genlab.rng import make_generators
+from genlab.sampling.api import sampler_of
 
 
 class _Naive:
@@ -136,5 +137,7 @@ def complete(model, images: torch.Tensor, rows: int, n_completions: int = 4, see
     if label is not None and torch.as_tensor(label).dim() == 1:
         label = torch.as_tensor(label, device=device).repeat_interleave(n_completions)
     gens = make_generators(seed, N * n_completions, device)
-    out = sample(model, N * n_completions, gens, device, label=label, cache=cache, prefix=prefix, prefix_rows=rows)
+    # The model's own default sampler: any model whose card declares partial_image completes this way.
+    out = sampler_of(model)(model, N * n_completions, gens, device, label=label, cache=cache, prefix=prefix,
+                            prefix_rows=rows)
     return out.view(N, n_completions, *images.shape[1:])

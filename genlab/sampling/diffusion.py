@@ -27,7 +27,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn import diffusion as proc
 from genlab.registry import register_sampler
-from genlab.sampling.generators import randn_per_sample
+from genlab.rng import randn_per_sample
 
 
 @dataclass
@@ -109,14 +109,27 @@ def _start(model, n, generators, device, label, guidance):
     return y, shape, randn_per_sample(generators, shape, device)
 
 
-def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta: float | None):
+def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta: float | None,
+                   prefix=None, prefix_rows: int = 0):
     """Ancestral sampling (eta None: variance from the model) or DDIM (eta), on respaced timesteps."""
     y, shape, x = _start(model, n, generators, device, label, guidance)
-    return proc.to_image(_reverse(model, x, y, generators, steps, guidance, clip, eta), model.data.levels)
+    if prefix_rows:
+        if prefix is None or tuple(prefix.shape) != (n, *shape) or not 0 < prefix_rows <= shape[1]:
+            raise InputError(f"prefix_rows={prefix_rows} needs prefix images of shape {(n, *shape)} and "
+                             f"0 < prefix_rows <= {shape[1]}")
+        prefix = proc.to_process(prefix.to(device=device, dtype=x.dtype))
+    x = _reverse(model, x, y, generators, steps, guidance, clip, eta, prefix if prefix_rows else None, prefix_rows)
+    return proc.to_image(x, model.data.levels)
 
 
-def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None) -> torch.Tensor:
-    """The reverse chain from x_T = ``x`` (process space) to x_0; noise only when eta is None or > 0."""
+def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None, known=None,
+             rows: int = 0) -> torch.Tensor:
+    """The reverse chain from x_T = ``x`` (process space) to x_0; noise only when eta is None or > 0.
+
+    Completion by replacement (Song et al. 2021, arXiv:2011.13456, Appendix I; RePaint without its
+    resampling): before every step the top ``rows`` rows of x_t are replaced by the ``known`` image
+    noised to level t, so the rest is sampled to agree with them; x_0 keeps them exactly.
+    """
     n, shape, device = x.shape[0], x.shape[1:], x.device
     sched, times = proc.respace(model.schedule, steps or model.schedule.T)
     sigmas = model.schedule.sigmas[times].float().to(device)  # noise level of each kept timestep
@@ -125,6 +138,9 @@ def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None) 
     for i in reversed(range(sched.T)):
         idx = torch.full((n,), i, device=device, dtype=torch.long)
         time = torch.full((n,), float(times[i]), device=device)
+        if rows:
+            noised = abar[i].sqrt() * known + (1 - abar[i]).sqrt() * randn_per_sample(generators, shape, device)
+            x = torch.cat([noised[:, :, :rows], x[:, :, rows:]], dim=2)
         x0, frac = denoised(model, x / abar[i].sqrt(), sigmas[i].expand(n), y, guidance, time)
         if clip:
             x0 = x0.clamp(-1, 1)
@@ -140,25 +156,32 @@ def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None) 
             x = prev.sqrt() * x0 + (1 - prev - sigma ** 2).clamp_min(0).sqrt() * eps
             if i > 0 and eta > 0:
                 x = x + sigma * randn_per_sample(generators, shape, device)
-    return x
+    return x if not rows else torch.cat([known[:, :, :rows], x[:, :, rows:]], dim=2)
 
 
 @register_sampler("ddpm", DDPMOptions)
 @torch.no_grad()
 @_in_eval_mode
 def sample_ddpm(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 0,
-                guidance: float = 1.0, clip: bool = True, **_) -> torch.Tensor:
-    """Ancestral sampling x_{t-1} ~ p(x_{t-1} | x_t) (Ho et al. Algorithm 2); (n, C, H, W) in [0, 1]."""
-    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta=None)
+                guidance: float = 1.0, clip: bool = True, prefix=None, prefix_rows: int = 0, **_) -> torch.Tensor:
+    """Ancestral sampling x_{t-1} ~ p(x_{t-1} | x_t) (Ho et al. Algorithm 2); (n, C, H, W) in [0, 1].
+
+    ``prefix`` (n, C, H, W) in [0, 1] with ``prefix_rows`` > 0: complete images whose top rows are given.
+    """
+    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, None, prefix, prefix_rows)
 
 
 @register_sampler("ddim", DDIMOptions)
 @torch.no_grad()
 @_in_eval_mode
 def sample_ddim(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 50,
-                eta: float = 0.0, guidance: float = 1.0, clip: bool = True, **_) -> torch.Tensor:
-    """DDIM (Song et al. 2020, eq. 12) with sigma_t = eta sqrt(beta~_t) on respaced timesteps; (n, C, H, W)."""
-    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta=eta)
+                eta: float = 0.0, guidance: float = 1.0, clip: bool = True, prefix=None, prefix_rows: int = 0,
+                **_) -> torch.Tensor:
+    """DDIM (Song et al. 2020, eq. 12) with sigma_t = eta sqrt(beta~_t) on respaced timesteps; (n, C, H, W).
+
+    ``prefix`` and ``prefix_rows`` complete given top rows, as in ``sample_ddpm``.
+    """
+    return _discrete_loop(model, n, generators, device, label, steps, guidance, clip, eta, prefix, prefix_rows)
 
 
 def sigma_range(model, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:

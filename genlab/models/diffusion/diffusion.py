@@ -43,7 +43,8 @@ class Diffusion(nn.Module):
         samplers=(SamplerSpec("ddim"), SamplerSpec("ddpm"), SamplerSpec("euler"), SamplerSpec("heun")),
         evaluators=("diffusion-bound", "sample-quality"),
         likelihood="bound",  # the discrete-time variational bound
-        conditioning=ConditioningSpec(class_label="config"),  # model.conditional=true
+        # model.conditional=true; ddim and ddpm complete given top rows (by replacement)
+        conditioning=ConditioningSpec(class_label="config", partial_image=True),
         run_defaults={"optim.lr": 2e-4, "optim.grad_clip": 1.0, "optim.warmup_steps": 100},
         tiny=dict(channels=8, mult=(1, 2), blocks=1, attention_resolutions=(4,), heads=2, timesteps=20,
                   conditional=True),
