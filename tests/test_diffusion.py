@@ -300,3 +300,19 @@ def test_completion_keeps_the_given_rows_and_fills_the_rest_consistently():
         out = SAMPLERS.get(name)(model, 3, make_generators(0, 3), "cpu", steps=10, prefix=given, prefix_rows=2)
         assert torch.equal(out[:, :, :2], given[:, :, :2])
         torch.testing.assert_close(out, target.expand(3, -1, -1, -1), rtol=0, atol=1 / 255)
+
+
+def test_bound_evaluator_labels_its_numbers_and_caps_the_quick_protocol():
+    from genlab.data.base import ImageSet
+    from genlab.eval.options import EvalOptions
+    from genlab.registry import EVALUATORS
+
+    model, objective = _model(GREY)
+    images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
+    test = ImageSet("toy", "test", images, torch.arange(40) % 10, GREY, "scale")
+    out = EVALUATORS.get("diffusion-bound")(model, objective, test, "cpu", EvalOptions(batch_size=16))
+    assert out["bound_bpd"]["kind"] == "bound" and out["bound_nll"]["of"] == "p(x | y)"
+    assert out["bound_nll"]["n"] == 32 and "caps this bound at 32" in out["bound_nll"]["protocol"]
+    parts = sum(out[k]["value"] for k in ("bound_prior", "bound_diffusion", "bound_decoder"))
+    assert out["bound_nll"]["value"] == pytest.approx(parts, rel=1e-6)
+    assert out["bound_bpd"]["value"] == pytest.approx(out["bound_nll"]["value"] / (64 * math.log(2)))
