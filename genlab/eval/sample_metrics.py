@@ -479,7 +479,8 @@ def model_samples(model, device, opts) -> tuple[torch.Tensor, torch.Tensor | Non
     images, labels = draw_samples(model, n, seed, device, batch_size, num_classes, **sampler_opts)
     from genlab.sampling.api import describe_sampling, sampler_options
 
-    drawn_with = describe_sampling(model, sampler, sampler_options(model, sampler, sampler_opts))  # with NFE
+    drawn_with = describe_sampling(model, sampler, None if options is None else
+                                   sampler_options(model, sampler, sampler_opts))  # diffusion: with NFE
     note = f"model {type(model).__name__}, {drawn_with}, seed {seed}{how}"
     if num_classes:
         note += f", label i mod {num_classes}"

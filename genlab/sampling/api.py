@@ -78,6 +78,8 @@ def describe_sampling(model, name: str | None = None, options=None) -> str:
     Diffusion samplers state their network evaluations (NFE), since quality and cost both follow them.
     """
     spec = _spec(model, name)
+    if options is None and spec.name not in SAMPLER_OPTIONS:  # a sampler registered without options
+        return f"sampler {spec.name}"
     options = sampler_options(model, name) if options is None else options
     values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(options).items())
     text = f"sampler {spec.name}" + (f" ({values})" if values else "")
