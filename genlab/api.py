@@ -12,7 +12,6 @@ The `genlab` commands call these same functions (``train_run``, ``draw``, ``eval
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -24,14 +23,16 @@ from genlab.config import COUNT, ConfigError, RunConfig, override_pairs
 from genlab.configs import resolve_train_config
 from genlab.eval.options import EvalOptions
 from genlab.eval.run import evaluate_loaded
+from genlab.nn.labels import class_labels
+from genlab.nn.modes import eval_mode
 from genlab.nn.spec import DataSpec
 from genlab.ood.likelihood import LikelihoodOptions, family_likelihood
 from genlab.registry import MODELS
 from genlab.reports.export import export_run
 from genlab.reports.report import report_loaded
-from genlab.sampling.adversarial import eval_mode
 from genlab.sampling.api import draw
 from genlab.sampling.latent import latent_means
+from genlab.stats import bits_per_dim
 from genlab.train.distributed import resolve_device
 from genlab.train.loop import TrainResult
 from genlab.train.loop import train as train_loop
@@ -139,11 +140,7 @@ class Run:
             return None
         if not self.caps.num_classes:
             raise CapabilityError(f"{self.name} is unconditional: drop label=")
-        y = torch.as_tensor(label, dtype=torch.long, device=self.device).reshape(-1)
-        y = y.expand(n) if y.numel() == 1 else y
-        if y.numel() != n or (y < 0).any() or (y >= self.caps.num_classes).any():
-            raise InputError(f"give one label or {n} labels, each in 0..{self.caps.num_classes - 1}")
-        return y
+        return class_labels(label, n, self.caps.num_classes, self.device, who=self.name)
 
     # --- sampling
     def sample(self, n: int = 16, seed: int = 0, label: int | None = None, batch_size: int = 256,
@@ -183,7 +180,7 @@ class Run:
             nats = lik.nll(x, torch.Generator(device=self.device).manual_seed(seed))
             method = lik.describe()
         nats = nats.double().cpu()
-        return NLL(nats, nats / (self.spec.dims * math.log(2)), self.caps.likelihood, method)
+        return NLL(nats, bits_per_dim(nats, self.spec.dims), self.caps.likelihood, method)
 
     def log_prob(self, x, label: int | None = None, iwae_k: int = 100, seed: int = 0) -> torch.Tensor:
         """log p(x) in nats per image, (B,); a lower bound for a VAE (see ``nll`` for the label)."""

@@ -53,3 +53,13 @@ def categorical_per_sample(generators: list[torch.Generator], probs: torch.Tenso
     cdf = cdf / cdf[..., -1:].clamp_min(1e-30)
     idx = torch.searchsorted(cdf.contiguous(), u.unsqueeze(-1).contiguous()).squeeze(-1)
     return idx.clamp_max(probs.shape[-1] - 1).reshape(n, *probs.shape[1:-1])
+
+
+def random_subset(n_all: int, n: int, seed: int) -> torch.Tensor:
+    """Indices (n,) of a seeded random subset of ``range(n_all)``, in drawn order (not sorted).
+
+    The first ``n`` entries of a permutation drawn by a CPU generator seeded ``seed``, so the same
+    (n_all, seed) gives the same images on any device, and a larger ``n`` extends a smaller one.
+    Splits are subsampled this way, never by a prefix: some test files are sorted by class.
+    """
+    return torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))[:n]

@@ -72,3 +72,12 @@ class RunningMean:
         acc = cls()
         acc.n, acc.mean, acc._m2 = int(state[0]), float(state[1]), float(state[2])
         return acc
+
+
+def bits_per_dim(nats, dims: int):
+    """Nats per image -> bits per dimension: ``nats / (dims ln 2)``, ``dims`` = C * H * W sub-pixels.
+
+    Takes a float, a tensor or an array (same type back); ``bits_per_dim(1.0, dims)`` is the factor that
+    turns a mean in nats/image into bits/dim.
+    """
+    return nats / (dims * math.log(2))

@@ -126,6 +126,11 @@ def hash_file(path: Path, algo: str, gunzip: bool = False) -> str:
     return f"{algo}:{h.hexdigest()}"
 
 
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes (checkpoint and export manifests, handed feature-net weights)."""
+    return hash_file(Path(path), "sha256").partition(":")[2]
+
+
 def cache_home() -> Path:
     """genlab's per-user cache folder: $GENLAB_CACHE, else ~/.cache/genlab."""
     return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab").expanduser()

@@ -31,8 +31,9 @@ from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.features import domain_feature_net, extract
 from genlab.eval.metric import metric
+from genlab.nn.modes import eval_mode
 from genlab.registry import EVALUATORS
-from genlab.sampling.adversarial import eval_mode
+from genlab.rng import random_subset
 
 PRIOR_DRAWS = 10000  # prior draws behind the reference spread of the code_std metric
 
@@ -112,7 +113,7 @@ def _subset(data: ImageSet, opts) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(data) if opts.max_examples is None else min(len(data), opts.max_examples)
     if n < 20:
         raise InputError(f"the bigan probe needs at least 20 test images (got {n}); raise --max-examples")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed))[:n]
+    order = random_subset(len(data), n, opts.seed)
     batch = data.batch(order.to(data.images.device), torch.Generator(device=data.images.device).manual_seed(opts.seed))
     return batch["x"], batch["y"].cpu()
 

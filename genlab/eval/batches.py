@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from genlab.errors import InputError
+from genlab.rng import random_subset
 from genlab.stats import RunningMean
 from genlab.train.checkpoint import write_text_atomic
 
@@ -40,7 +41,7 @@ def image_order(n_all: int, max_examples: int | None, seed: int) -> tuple[torch.
     n = n_all if max_examples is None else min(n_all, int(max_examples))
     if n < 1:
         raise InputError("nothing to evaluate: the split is empty or --max-examples < 1")
-    order = torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))[:n]
+    order = random_subset(n_all, n, seed)
     which = f"all {n_all} images" if n == n_all else f"a random subset of {n} of {n_all} images (seed {seed})"
     return order, which
 

@@ -24,7 +24,9 @@ from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, image_order, run_batches
 from genlab.eval.metric import averaged
+from genlab.nn.modes import eval_mode
 from genlab.registry import EVALUATORS
+from genlab.stats import bits_per_dim
 
 
 def _describe_pixels(data: ImageSet) -> str:
@@ -109,14 +111,9 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
         for name, acc in sums.acc.items():  # a RunningMean of the per-image NLL per reported name
             proto = protocol + says[name]
             out[name] = averaged(acc, "nats/image", kind, proto, images=subset, of=of[name])
-            out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=1 / (dims * math.log(2)),
+            out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=bits_per_dim(1.0, dims),
                                                        images=subset, of=of[name])
         return out
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return run_batches("exact-nll", opts, order, step, finish, [binarize_gen])
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        return run_batches("exact-nll", opts, order, step, finish, [binarize_gen])

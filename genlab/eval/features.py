@@ -23,7 +23,6 @@ safetensors) into genlab's own network (``feature_nets/inception.py``). TorchScr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -34,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from genlab.data import load_dataset
+from genlab.data.download import sha256_file
 from genlab.errors import InputError
 from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for, spec_for_dataset
 from genlab.eval.feature_nets.inception import POOL3_DIM, FIDInceptionV3
@@ -56,14 +56,6 @@ def _why(err: BaseException) -> str:
     """``TypeName: first line of the message``: loaders' errors can run to pages (torch's unpickler)."""
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
-
-
-def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, image_order, run_batches
 from genlab.eval.metric import averaged
-from genlab.objectives.latent import gaussian_kl, gaussian_log_density, per_dim
+from genlab.objectives.latent import gaussian_kl, gaussian_log_density
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
-from genlab.stats import RunningMean
+from genlab.stats import bits_per_dim
 
 
 def _loader(data: ImageSet, opts, device):
@@ -25,11 +25,6 @@ def _loader(data: ImageSet, opts, device):
 def _protocol(data: ImageSet, n: int, extra: str = "") -> str:
     what = f"{data.name}/{data.split}, {n} images" + (f" ({data.note})" if data.note else "")
     return f"{what}{'; ' + extra if extra else ''}"
-
-
-def _bits_per_dim(data: ImageSet) -> float:
-    """Bits per dimension in one nat per image."""
-    return per_dim(torch.tensor(1.0, dtype=torch.float64), data.spec).item()
 
 
 # Share of importance samples drawn from the prior (a defensive mixture, Hesterberg 1995, "Weighted
@@ -110,7 +105,7 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
                                        f"seed {opts.seed}; stderr over images")
         extra = dict(k=k, prior_samples=m, images=which)
         return {"iwae_nll": averaged(nll, "nats/image", "bound", proto, **extra),
-                "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=_bits_per_dim(data), **extra)}
+                "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims), **extra)}
 
     return run_batches("iwae", opts, order, step, finish, [g])
 
@@ -136,7 +131,7 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
                                         "stderr over images")
         return {
             "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto, images=which),
-            "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=_bits_per_dim(data),
+            "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims),
                                      images=which),
             "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto, images=which),
             "rate": averaged(terms["rate"], "nats/image", "exact", proto, images=which),

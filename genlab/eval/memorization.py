@@ -51,6 +51,7 @@ from genlab.eval.features import FeatureNet, domain_feature_net, extract
 from genlab.eval.metric import metric
 from genlab.eval.sample_metrics import model_samples
 from genlab.registry import EVALUATORS
+from genlab.rng import random_subset
 
 QUERY_CHUNK = 1024
 REFERENCE_CHUNK = 8192  # a block of distances is QUERY_CHUNK x REFERENCE_CHUNK float32 = 32 MiB
@@ -99,7 +100,7 @@ def _images(data: ImageSet, n: int | None, seed: int) -> torch.Tensor:
     if n is None or n >= len(data):
         index = torch.arange(len(data))
     else:
-        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+        index = random_subset(len(data), n, seed)
     return data.batch(index, generator=torch.Generator().manual_seed(seed))["x"].cpu()
 
 

@@ -48,7 +48,7 @@ from genlab.errors import InputError
 from genlab.eval.features import FeatureNet, FeatureNetError, domain_feature_net, extract, load_inception
 from genlab.eval.metric import metric
 from genlab.registry import EVALUATORS, SAMPLER_OPTIONS
-from genlab.rng import make_generators
+from genlab.rng import make_generators, random_subset
 from genlab.sampling.api import sampler_of
 
 PR_K = 3  # Kynkäänniemi et al. 2019, Sec. 3 and all their experiments
@@ -313,7 +313,7 @@ def reference_images(data: ImageSet, n: int, seed: int = 0) -> tuple[torch.Tenso
     if n >= len(data):
         index, used = torch.arange(len(data)), -1
     else:
-        index, used = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n], seed
+        index, used = random_subset(len(data), n, seed), seed
     images = data.batch(index, generator=torch.Generator().manual_seed(seed))["x"]
     return images, index, used
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from genlab.card import conditioning
-from genlab.errors import InputError
+from genlab.nn.labels import batch_labels
+from genlab.nn.modes import eval_mode
 from genlab.objectives.autoregressive import log_prob_per_subpixel
 
 
@@ -29,13 +30,7 @@ def pixel_nll(model, images: torch.Tensor, labels: torch.Tensor | None = None) -
     single = images.dim() == 3
     x = images.unsqueeze(0) if single else images
     conditional = conditioning(model).class_conditional
-    if conditional and labels is None:
-        raise InputError("this model is class-conditional: pass labels")
-    y = labels if conditional else None
-    was_training = model.training
-    model.eval()
-    try:
+    y = batch_labels(labels, len(x), "this model") if conditional else None
+    with eval_mode(model):
         nll = -log_prob_per_subpixel(model, x, y).sum(1)  # (N, H, W)
-    finally:
-        model.train(was_training)
     return nll[0] if single else nll

@@ -7,7 +7,6 @@ pass from the model's raw outputs (van den Oord et al. 2016, arXiv:1601.06759).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,7 @@ from genlab.card import conditioning
 from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
+from genlab.stats import bits_per_dim
 
 
 def labels_for(model, batch: dict):
@@ -48,4 +48,4 @@ class NLL:
         """Returns per-example (B,) terms: loss = nll_nats (nats/image) and bpd (bits/dim)."""
         x = batch["x"]
         nll = -log_prob_per_subpixel(model, x, labels_for(model, batch)).flatten(1).sum(1)
-        return {"loss": nll, "nll_nats": nll, "bpd": nll / (self.data.dims * math.log(2))}
+        return {"loss": nll, "nll_nats": nll, "bpd": bits_per_dim(nll, self.data.dims)}

@@ -10,6 +10,7 @@ import torch
 from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
+from genlab.stats import bits_per_dim
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -20,11 +21,6 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
-
-
-def per_dim(nats: torch.Tensor, data: DataSpec) -> torch.Tensor:
-    """nats per image -> bits per dimension."""
-    return nats / (data.dims * math.log(2))
 
 
 @OBJECTIVES.register("elbo")
@@ -60,7 +56,7 @@ class ELBO:
             "neg_elbo": neg_elbo,
             "distortion": distortion,
             "rate": rate,
-            "bpd": per_dim(neg_elbo, self.data),
+            "bpd": bits_per_dim(neg_elbo, self.data.dims),
         }
 
 
@@ -79,4 +75,4 @@ class Reconstruction:
         x = batch["x"]
         out = model(x)
         distortion = -model.distribution(out["raw"]).log_prob(x).flatten(1).sum(1)
-        return {"loss": distortion, "distortion": distortion, "distortion_bpd": per_dim(distortion, self.data)}
+        return {"loss": distortion, "distortion": distortion, "distortion_bpd": bits_per_dim(distortion, self.data.dims)}

@@ -36,7 +36,7 @@ from genlab.ood.report import write_ood_report
 from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, batch_typicality, compute_scores
 from genlab.registry import DATASETS
-from genlab.rng import sample_seed
+from genlab.rng import random_subset, sample_seed
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
 
@@ -87,7 +87,7 @@ def subset(n: int, max_examples: int | None, seed: int) -> torch.Tensor:
     """All indices, or a seeded random subset (never a prefix: some test files are sorted by class)."""
     if max_examples is None or max_examples >= n:
         return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_examples].sort().values
+    return random_subset(n, max_examples, seed).sort().values
 
 
 def _take(data: ImageSet, index: torch.Tensor) -> ImageSet:

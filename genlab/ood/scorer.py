@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from genlab.ood.compress import COMPRESSORS, code_lengths
 from genlab.ood.likelihood import FamilyLikelihood, LikelihoodOptions, family_likelihood
 from genlab.ood.scores import SetTerms
 from genlab.rng import sample_seed
+from genlab.stats import bits_per_dim
 from genlab.train.run import LoadedRun, load_run
 
 
@@ -55,7 +55,7 @@ class OutlierScorer:
             self.bg_lik = family_likelihood(background.model, background.objective, lopts)
         self.spec = run.spec
         self.device = next(run.model.parameters()).device
-        self.to_bpd = 1.0 / (self.spec.dims * math.log(2))
+        self.to_bpd = bits_per_dim(1.0, self.spec.dims)
 
     def describe(self) -> dict:
         return {"run": describe_run(self.run, self.lik),

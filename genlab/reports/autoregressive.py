@@ -16,7 +16,7 @@ from genlab.errors import InputError
 from genlab.eval.surprise import pixel_nll
 from genlab.registry import FIGURE_SETS
 from genlab.reports.images import save_figure, save_grid, subplots
-from genlab.rng import make_generators
+from genlab.rng import make_generators, random_subset
 from genlab.sampling.autoregressive import complete, sample
 from genlab.train.distributed import resolve_device
 from genlab.train.run import load_run
@@ -59,8 +59,7 @@ def _pick(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.T
     """n_images random images of a split (seeded; the binarized-MNIST test file is sorted by digit)."""
     if not 1 <= n_images <= len(test):
         raise InputError(f"n_images must be in 1..{len(test)}")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(test), generator=g)[:n_images]
+    idx = random_subset(len(test), n_images, seed)
     batch = test.batch(idx.to(test.images.device), torch.Generator(device=test.images.device).manual_seed(seed))
     labels = batch.get("y")
     return batch["x"].to(device), None if labels is None else labels.to(device)

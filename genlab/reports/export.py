@@ -22,8 +22,9 @@ from safetensors.torch import save_file
 
 from genlab import __version__
 from genlab.card import conditioning, likelihood_of
+from genlab.data.download import sha256_file
 from genlab.reports.report import metrics_table
-from genlab.train.checkpoint import sha256, write_text_atomic
+from genlab.train.checkpoint import write_text_atomic
 from genlab.train.run import EXPORT_INFO, EXPORT_WEIGHTS, LoadedRun, read_run_json
 
 COPIED = ("config.json", "data.json", "eval.json", "command.txt", "git.txt")
@@ -108,7 +109,7 @@ def export_run(run: LoadedRun, folder: str | Path) -> Path:
     # Cloned: safetensors refuses tensors that share storage (tied or aliased weights).
     weights = {k: v.detach().to("cpu").contiguous().clone() for k, v in run.model.state_dict().items()}
     save_file(weights, str(folder / EXPORT_WEIGHTS))
-    info = {"step": run.step, "weights": "ema" if run.used_ema else "raw", "sha256": sha256(folder / EXPORT_WEIGHTS),
+    info = {"step": run.step, "weights": "ema" if run.used_ema else "raw", "sha256": sha256_file(folder / EXPORT_WEIGHTS),
             "model": run.cfg.model_name, "genlab_version": __version__}
     write_text_atomic(folder / EXPORT_INFO, json.dumps(info, indent=1) + "\n")
     write_text_atomic(folder / "README.md", model_card(run, folder))

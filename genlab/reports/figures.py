@@ -10,6 +10,7 @@ from genlab.card import conditioning
 from genlab.eval.adversarial import reconstruct_all
 from genlab.registry import FIGURE_SETS
 from genlab.reports.images import save_figure, save_gif, save_grid, save_strip, subplots
+from genlab.rng import random_subset
 from genlab.sampling.adversarial import interpolations, nearest_neighbours
 from genlab.sampling.api import draw
 from genlab.sampling.latent import interpolate, latent_means, manifold_grid, reconstruct
@@ -38,8 +39,7 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     """Samples, reconstructions, an interpolation, and for a 2-D latent the manifold and the code scatter."""
     model, figs = run.model, []
     test = run.dataset("test")
-    g = torch.Generator().manual_seed(0)
-    pick = torch.randperm(len(test), generator=g)[:32]
+    pick = random_subset(len(test), 32, seed=0)
     x = test.batch(pick, torch.Generator().manual_seed(1))["x"].to(device)
     if model.card.samplers:
         save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")

@@ -16,45 +16,22 @@ import torch
 
 from genlab.card import conditioning
 from genlab.errors import InputError
+from genlab.nn.labels import class_labels
+from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
 from genlab.rng import categorical_per_sample, make_generators
 from genlab.sampling.latent import slerp
 
 
-class eval_mode:
-    """Run a module in eval mode and restore its previous mode afterwards."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self):
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc):
-        self.module.train(self.was_training)
-
-
 def _labels(model, n: int, label, generators: list[torch.Generator] | None, device) -> torch.Tensor | None:
     """(n,) class labels for a class-conditional model, or None for an unconditional one."""
     num_classes = conditioning(model).num_classes
-    if not num_classes:
-        if label is not None:
-            raise InputError(f"{type(model).__name__} is unconditional: drop --label (cgan takes one)")
-        return None
-    if label is None:
+    if num_classes and label is None:
         if generators is None:
             raise InputError("give a label, or generators to draw one per sample")
         probs = torch.full((n, num_classes), 1.0 / num_classes, device=device)
         return categorical_per_sample(generators, probs)  # uniform classes, one draw per sample
-    y = torch.as_tensor(label, device=device, dtype=torch.long).reshape(-1)
-    if y.numel() == 1:
-        y = y.expand(n)
-    if y.numel() != n:
-        raise InputError(f"give one label or {n} labels, not {y.numel()}")
-    if (y < 0).any() or (y >= num_classes).any():
-        raise InputError(f"labels must be in 0..{num_classes - 1}")
-    return y
+    return class_labels(label, n, num_classes, device, who=f"{type(model).__name__} (cgan takes labels)")
 
 
 @dataclass

@@ -26,6 +26,8 @@ import torch
 from genlab.card import conditioning
 from genlab.config import bounded
 from genlab.errors import InputError
+from genlab.nn.labels import class_labels
+from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
 from genlab.rng import make_generators
 from genlab.sampling.api import sampler_of
@@ -43,20 +45,7 @@ class _Naive:
 
 
 def _labels(model, label, n: int, device):
-    classes = conditioning(model).num_classes
-    if label is None:
-        if classes:
-            raise InputError(f"{type(model).__name__} is class-conditional: give a label (--label K)")
-        return None
-    if not classes:
-        raise InputError(f"{type(model).__name__} is unconditional: drop the label")
-    y = torch.as_tensor(label, device=device).long()
-    y = y.expand(n) if y.dim() == 0 else y
-    if y.shape != (n,):
-        raise InputError(f"label must be an int or a tensor of {n} labels, got shape {tuple(y.shape)}")
-    if int(y.min()) < 0 or int(y.max()) >= classes:
-        raise InputError(f"labels must be in 0..{classes - 1}")
-    return y
+    return class_labels(label, n, conditioning(model).num_classes, device, who=type(model).__name__, required=True)
 
 
 @dataclass
@@ -103,17 +92,13 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
             raise InputError(f"prefix_rows={prefix_rows} needs prefix images of shape {(n, C, H, W)}")
         canvas[:, :, :prefix_rows] = prefix[:, :, :prefix_rows].to(device=device, dtype=dtype)
     y = _labels(model, label, n, device)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         stepper = model.sampling_cache(n, y) if cache else _Naive(model, y)
         for i in range(prefix_rows, until_row):
             for j in range(W):
                 for c, channels in head.steps():
                     raw = stepper.step(canvas, i, j, c)  # (n, R_step)
                     canvas[:, channels, i, j] = head.sample_step(raw, generators, temperature).to(dtype)
-    finally:
-        model.train(was_training)
     return canvas
 
 

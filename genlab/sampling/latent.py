@@ -9,6 +9,7 @@ import torch
 
 from genlab.config import bounded
 from genlab.errors import InputError
+from genlab.nn.labels import class_labels
 from genlab.registry import register_sampler
 from genlab.rng import randn_per_sample
 
@@ -27,8 +28,7 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
 
     Sample i uses only generators[i]: first its latent, then (for output="sample") its pixels.
     """
-    if label is not None:
-        raise InputError("this model is unconditional: drop --label")
+    class_labels(label, n, 0, device, who=type(model).__name__)  # raises for a label: this sampler draws p(x) alone
     if temperature <= 0:
         raise InputError(f"temperature must be > 0, got {temperature}")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature

@@ -23,19 +23,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
+from genlab.data.download import sha256_file
 from genlab.errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, incomplete or corrupt."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -152,7 +145,7 @@ def _write_folder(folder: Path, step: int, files: dict[str, dict], meta: dict) -
     digests = {}
     for fname, tensors in files.items():
         write_tensors(tensors, folder / fname)
-        digests[fname] = sha256(folder / fname)
+        digests[fname] = sha256_file(folder / fname)
     manifest = {**meta, "step": step, "files": digests}
     write_text_atomic(folder / "state.json", json.dumps(manifest, indent=1))
     _fsync_dir(folder)

@@ -11,13 +11,14 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
+from genlab.data.download import sha256_file
 from genlab.errors import UserError
 from genlab.config import RunConfig
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
-from genlab.train.checkpoint import CheckpointError, check_tensors, load_latest, sha256, write_text_atomic
+from genlab.train.checkpoint import CheckpointError, check_tensors, load_latest, write_text_atomic
 from genlab.train.ema import merged
 
 
@@ -118,7 +119,7 @@ def _export_weights(folder: Path, use_ema: bool) -> tuple[dict, int, bool]:
     path = folder / EXPORT_WEIGHTS
     if not path.exists():
         raise CheckpointError(f"{path} is missing: export the run again with `genlab export`")
-    if sha256(path) != info["sha256"]:
+    if sha256_file(path) != info["sha256"]:
         raise CheckpointError(f"{path} is corrupt: its sha256 differs from the one in {folder / EXPORT_INFO}")
     if info["weights"] == "ema" and not use_ema:
         raise RunError(f"{folder} holds the EMA weights only; export the run with use_ema=False for the raw ones")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
+from genlab.nn.modes import eval_mode
 from genlab.nn.spec import Phase
 from genlab.train.step import PhaseOptimizers, train_step
 
@@ -89,12 +90,10 @@ def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torc
 @torch.no_grad()
 def accuracy(net: LeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy in percent of ``net`` (eval mode) on float images ``x`` (N, C, H, W)."""
-    was_training = net.training
-    net.eval()
     correct = 0
-    for start in range(0, len(x), batch_size):
-        correct += (net(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
-    net.train(was_training)
+    with eval_mode(net):
+        for start in range(0, len(x), batch_size):
+            correct += (net(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
     return 100.0 * correct / len(x)
 
 

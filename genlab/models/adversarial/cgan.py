@@ -35,6 +35,7 @@ from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.adversarial import check_gan_knobs, ConvDiscriminator, ConvGenerator, DNorm, Prior, Upsample, latent_noise
+from genlab.nn.labels import check_label_range
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -99,9 +100,7 @@ class CGAN(nn.Module):
         """G(z, y): images (B, C, H, W) in [0, 1] of classes y (B,)."""
         if y is None:
             raise InputError("cgan is class-conditional: give a label per sample")
-        if (y < 0).any() or (y >= self.num_classes).any():
-            raise InputError(f"labels must be in 0..{self.num_classes - 1}")
-        return self.generator(z, y)
+        return self.generator(z, check_label_range(y, self.num_classes))
 
     def real_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
         return (batch["x"],)

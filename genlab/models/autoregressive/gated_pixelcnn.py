@@ -39,6 +39,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution
+from genlab.nn.labels import batch_labels
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups, down_shift
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -140,9 +141,7 @@ class GatedPixelCNN(nn.Module):
     def _labels(self, y, batch: int):
         if not self.conditional:
             return None
-        if y is None:
-            raise InputError("this gated-pixelcnn is class-conditional: pass labels (batch['y'] or --label)")
-        return y.expand(batch) if y.dim() == 0 else y
+        return batch_labels(y, batch, "this gated-pixelcnn")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W) in [0, 1], y (B,) labels when conditional -> raw outputs (B, R, H, W)."""

@@ -34,6 +34,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.distributions import PixelDistribution, to_levels
+from genlab.nn.labels import batch_labels
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -175,9 +176,7 @@ class PixelTransformer(nn.Module):
     def first_token(self, y, batch: int) -> torch.Tensor:
         """(B, 1, d): the start token, or the class token."""
         if self.conditional:
-            if y is None:
-                raise InputError("this pixel-transformer is class-conditional: pass labels (batch['y'] or --label)")
-            return self.class_embed(y.expand(batch) if y.dim() == 0 else y).unsqueeze(1)
+            return self.class_embed(batch_labels(y, batch, "this pixel-transformer")).unsqueeze(1)
         return self.start.expand(batch, 1, -1)
 
     def embed(self, x: torch.Tensor, y, start: int, n: int) -> torch.Tensor:
