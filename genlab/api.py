@@ -21,6 +21,7 @@ from genlab.errors import InputError
 from genlab.card import conditioning
 from genlab.config import COUNT, ConfigError, RunConfig, override_pairs
 from genlab.configs import resolve_train_config
+from genlab.eval.exact import objective_nll
 from genlab.eval.options import EvalOptions
 from genlab.eval.run import evaluate_loaded
 from genlab.nn.labels import class_labels
@@ -173,7 +174,7 @@ class Run:
         x = self._images(x)
         y = self._labels(label, x.shape[0])
         if y is not None:
-            nats = self._loaded.objective(self.model, {"x": x, "y": y}, "eval", 0)["nll_nats"]
+            nats = objective_nll(self.model, self._loaded.objective, {"x": x, "y": y})
             method = "exact chain-rule NLL -log p(x | y) (objective term nll_nats)"
         else:
             lik = family_likelihood(self.model, self._loaded.objective, LikelihoodOptions(iwae_k=iwae_k))

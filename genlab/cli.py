@@ -466,7 +466,8 @@ def _compare(args) -> int:
 
 
 def _ood(args) -> int:
-    from genlab.ood.run import OODOptions, ood_run
+    from genlab.ood.run import OODOptions
+    from genlab.reports.ood import ood_run
 
     opts = OODOptions(ood=args.ood, background=args.background, max_examples=args.max_examples,
                       reference_examples=args.reference_examples, typicality_m=args.typicality_m,
@@ -477,7 +478,7 @@ def _ood(args) -> int:
 
 
 def _score(args) -> int:
-    from genlab.ood.user import format_result, score_images
+    from genlab.reports.ood import format_result, score_images
 
     results = score_images(args.run_dir, args.images, args.out, args.background, args.alpha_over, args.iwae_k,
                            args.seed, args.device, args.data_root, use_ema=not args.no_ema)

@@ -389,6 +389,31 @@ def test_penalties_refuse_batch_norm_and_wasserstein_needs_a_constraint():
     assert terms["loss"].shape == (4,)
 
 
+def test_the_objective_checks_the_networks_the_D_phase_declares():
+    # The discriminator is what phases() says phase D trains, whatever the attribute is called; a model
+    # that declares no D phase is refused by name instead of being searched for a 'discriminator'.
+    from genlab.nn.spec import Phase
+    from genlab.toy.nets import Critic, ToyGAN
+
+    class Renamed(ToyGAN):
+        def __init__(self):
+            super().__init__(nn.Linear(2, 2), Critic(2, 8, 1), latent_dim=2)
+            self.judge = nn.Sequential(nn.BatchNorm1d(2), self.discriminator)
+            del self.discriminator
+
+        def phases(self):
+            return [Phase("D", ("judge",)), Phase("G", ("generator",))]
+
+        def critic(self, inputs, batch):
+            return self.judge(inputs[0])
+
+    batch = {"x": torch.randn(4, 2)}
+    with pytest.raises(ValueError, match="d_norm=layer"):  # the batch norm inside "judge" is seen
+        GAN(GAN.Config(penalty="r1"))(Renamed(), batch, "D", 0)
+    with pytest.raises(ValueError, match="Phase\\('D'"):
+        GAN()(type("NoD", (Renamed,), {"phases": lambda self: [Phase("main")]})(), batch, "D", 0)
+
+
 def test_bigan_generator_phase_trains_the_encoder_through_data_pairs():
     model = tiny("bigan", DIGITS)
     batch = batch_for(DIGITS)

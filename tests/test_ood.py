@@ -409,7 +409,8 @@ def test_autoencoder_score_is_labelled_a_proxy_and_unknown_families_are_refused(
 
 
 def test_ood_command_writes_json_scores_and_report(vae_run, background_run, data_root):
-    from genlab.ood.run import OODOptions, ood_run, read_ood_scores
+    from genlab.ood.run import OODOptions, read_ood_scores
+    from genlab.reports.ood import ood_run
 
     opts = OODOptions(ood=["mnist"], background=str(background_run), max_examples=60, reference_examples=40,
                       typicality_m=5, iwae_k=4, seed=0, device="cpu", data_root=str(data_root))
@@ -455,7 +456,8 @@ def test_score_command_on_user_images(vae_run, tmp_path, capsys):
 
 
 def test_ood_options_are_checked_before_any_work(vae_run):
-    from genlab.ood.run import OODOptions, ood_run
+    from genlab.ood.run import OODOptions
+    from genlab.reports.ood import ood_run
 
     with pytest.raises(ValueError, match="unknown OOD dataset 'nope'"):
         ood_run(vae_run, OODOptions(ood=["nope"]))

@@ -94,7 +94,8 @@ def vae_run(tmp_path_factory):
 
 
 def test_ood_command_takes_a_folder_an_npz_and_an_idx_file(vae_run, tmp_path):
-    from genlab.ood.run import OODOptions, ood_run
+    from genlab.ood.run import OODOptions
+    from genlab.reports.ood import ood_run
 
     folder, npz, idx = _write_sets(tmp_path, 255 - _digits(20))  # inverted: black strokes on white
     lines = []

@@ -44,7 +44,8 @@ model provides:
 * ``real_inputs(batch) -> tuple`` what D sees of a data example ((x,), or (x, E(x)));
 * ``fake_inputs(batch, z) -> tuple`` what D sees of a generated one ((G(z),), or (G(z), z));
 * ``critic(inputs, batch) -> (B,)`` D's raw score (labels, if any, come from ``batch``);
-* a submodule ``discriminator``.
+* a phase named "D" whose ``modules`` are the discriminator's submodules (``discriminator_of``
+  reads them from ``phases()``; the penalty and Lipschitz checks look at exactly those).
 
 Gradient routing per phase (the trainer zeroes every gradient, back-propagates
 ``loss.mean()`` and steps only the phase's optimizer): in phase D the fake
@@ -161,6 +162,21 @@ def wgan_gp_penalty(grad_norm: torch.Tensor, lam: float) -> torch.Tensor:
     return lam * (grad_norm - 1).pow(2)
 
 
+def discriminator_of(model) -> nn.ModuleList:
+    """The discriminator's networks: the submodules the model's "D" phase trains, as declared in ``phases()``.
+
+    GAN models (and the toy GANs of genlab.toy, which have no card) declare their two players in
+    ``phases()`` for the trainer anyway; the objective reads the same declaration, so there is one
+    statement of which networks form the discriminator.
+    """
+    phases = model.phases()
+    d = next((p for p in phases if p.name == "D"), None)
+    if d is None or not d.modules:
+        raise InputError(f"the gan objective needs a model whose phases() include Phase('D', (discriminator "
+                         f"submodules...)); {type(model).__name__} declares {[p.name for p in phases]}")
+    return nn.ModuleList(model.get_submodule(name) for name in d.modules)
+
+
 def _has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
@@ -201,10 +217,7 @@ class GAN:
         self.data = data
 
     def _check(self, model) -> None:
-        d = getattr(model, "discriminator", None)
-        if d is None:
-            raise InputError(f"the gan objective needs a model with a 'discriminator' submodule; "
-                             f"{type(model).__name__} has none")
+        d = discriminator_of(model)
         if self.cfg.penalty != "none" and _has_batch_norm(d):
             raise InputError(
                 f"penalty={self.cfg.penalty} needs per-example input gradients, but the discriminator uses "

@@ -10,7 +10,8 @@ and the typicality test is also run on batches of M images. Writes:
 * RUN_DIR/ood.json: the protocol, the per-set summaries and the metrics;
 * RUN_DIR/ood_scores.npz: every per-image score (arrays "<set>/<score>" and "<set>/index",
   the image indices in their split), read back by `genlab score` for percentiles;
-* RUN_DIR/ood_report.md and .html with figures in RUN_DIR/figures/ood/.
+and returns the per-set images and scores from which ``genlab.reports.ood`` (the `genlab ood` command)
+draws RUN_DIR/ood_report.md and .html with figures in RUN_DIR/figures/ood/.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from genlab.errors import InputError
 from genlab.ood.compress import COMPRESSORS
 from genlab.ood.images import background_of, convert_imageset, image_backgrounds, is_outlier_path, read_outlier_set
 from genlab.ood.metrics import detection_metrics, threshold_at_tpr
-from genlab.ood.report import write_ood_report
 from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, batch_typicality, compute_scores
 from genlab.registry import DATASETS
@@ -100,15 +100,16 @@ def _summary(values: np.ndarray) -> dict:
             "min": float(values.min()), "max": float(values.max())}
 
 
-def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
-    """Score the run's test set and each OOD set; write ood.json, ood_scores.npz and the report.
+def score_ood(run_dir: str | Path, opts: OODOptions, log=print) -> tuple[dict, dict[str, dict]]:
+    """Score the run's test set and each OOD set; write ood.json and ood_scores.npz (no report).
 
     Args:
         run_dir: a run folder of a model with a likelihood (`genlab.ood.likelihood.FAMILY_LIKELIHOODS`).
         opts: which OOD sets, the background run, subset sizes, IWAE samples, seed, device...
         log: where progress lines go.
     Returns:
-        The dict written to RUN_DIR/ood.json.
+        (the dict written to RUN_DIR/ood.json, the scored sets: set name -> {"index", "levels" (uint8
+        images as the model sees them), "transform", "terms", "scores" {score: (N,)}, "note", ...}).
     """
     opts.validate()
     began = time.perf_counter()
@@ -213,10 +214,7 @@ def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
         for n, v in s["scores"].items():
             arrays[f"{key}/{n}"] = v
     np.savez(run_dir / "ood_scores.npz", **arrays)
-    if opts.report:
-        md, html_path = write_ood_report(run_dir, result, sets)
-        log(f"wrote {md} and {html_path}")
-    return result
+    return result, sets
 
 
 def read_ood_scores(run_dir: str | Path) -> dict[str, np.ndarray]:

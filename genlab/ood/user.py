@@ -1,4 +1,5 @@
-"""`genlab score RUN_DIR IMAGE...`: outlier scores and surprise maps of the user's own images.
+"""Outlier scores and surprise maps of the user's own images (computed here; `genlab score` in
+``genlab.reports.ood`` draws the figures and writes scores.json).
 
 Each file is brought to the model's format (``genlab.ood.images.read_user_image``:
 16-bit /257, alpha over the dataset's background colour, ITU-R 601-2 luma or RGB,
@@ -15,7 +16,7 @@ its percentile among the test images and the verdict at the threshold that keeps
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +27,12 @@ from genlab.data.base import to_model_input
 from genlab.errors import InputError
 from genlab.ood.images import (ImageReadError, background_of, describe_rule, image_backgrounds, read_user_levels,
                                to_model_bits)
-from genlab.ood.report import save_surprise
 from genlab.ood.run import IN_SET, read_ood_scores
 from genlab.ood.scorer import ScorerOptions, load_scorer
 from genlab.ood.scores import OOD_SCORES, Reference, available_scores, compute_scores
 from genlab.rng import sample_seed
-from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
 from genlab.train.run import read_config, read_run_json, read_spec
-
-
-def _out_names(paths: list[Path]) -> list[str]:
-    """A distinct file stem per image (two photo.png from different folders get photo, photo-2)."""
-    seen: dict[str, int] = {}
-    names = []
-    for p in paths:
-        seen[p.stem] = seen.get(p.stem, 0) + 1
-        names.append(p.stem if seen[p.stem] == 1 else f"{p.stem}-{seen[p.stem]}")
-    return names
 
 
 def _test_background(run_dir: Path, data_root: str | None) -> str:
@@ -53,23 +42,32 @@ def _test_background(run_dir: Path, data_root: str | None) -> str:
     return background_of(load_dataset(cfg.data.name, "test", cfg.data))
 
 
-def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | Path | None = None,
-                 background: str | Path | None = None, alpha_over: str = "auto", iwae_k: int | None = None,
-                 seed: int = 0, device: str = "auto", data_root: str | None = None, use_ema: bool = True,
-                 log=print) -> list[dict]:
-    """Score image files with a run; save one surprise-map PNG per image and OUT_DIR/scores.json.
+@dataclass
+class SurpriseMap:
+    """What the surprise figure of one image shows: the image as the model sees it and its per-pixel map."""
+    image: torch.Tensor  # (C, H, W) floats in [0, 1]
+    pixel_map: torch.Tensor  # (H, W) nats
+    map_label: str  # what the map is
+    title: str
+
+
+def score_user_images(run_dir: str | Path, images: list[str | Path], background: str | Path | None = None,
+                      alpha_over: str = "auto", iwae_k: int | None = None, seed: int = 0, device: str = "auto",
+                      data_root: str | None = None, use_ema: bool = True,
+                      log=print) -> tuple[dict, list[SurpriseMap]]:
+    """Score image files with a run (computation only: nothing is written).
 
     Args:
         run_dir: a run folder of a model with a likelihood.
         images: PNG/JPEG/... files of any size and mode.
-        out_dir: where the figures and scores.json go (default RUN_DIR/surprise).
         background: run folder of a background model for the likelihood ratio (default: the one
             RUN_DIR/ood.json used, if any).
         alpha_over: "black", "white" or "auto" (the border colour of the run's test images).
         iwae_k: importance samples for a VAE's bound (default: ood.json's, else 100).
         seed: seeds the importance samples and, for binary models, the binarization.
     Returns:
-        One dict per image: path, scores {name: {value, percentile, outlier}}, surprise figure path.
+        (the summary of scores.json, whose "images" hold one dict per image: path, scores {name: {value,
+        percentile, outlier}}, background; one ``SurpriseMap`` per image, in the same order).
     Raises:
         ImageReadError: a file cannot be read (the message names it); nothing is scored then.
     """
@@ -123,10 +121,9 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
     in_scores = read_ood_scores(run_dir) if prior else {}
     thresholds = {n: v.get("threshold_tpr95") for n, v in (prior or {}).get("in_distribution", {})
                   .get("summary", {}).items()}
-    out_dir = Path(out_dir) if out_dir else run_dir / "surprise"
     maps = scorer.pixel_nll(levels, transform)
-    results = []
-    for i, (path, stem) in enumerate(zip(paths, _out_names(paths))):
+    results, figures = [], []
+    for i, path in enumerate(paths):
         entry = {"path": str(path), "scores": {}, "background": backgrounds[i][0],
                  "reversed_polarity": backgrounds[i][0] != data_background}
         for n in names:
@@ -138,11 +135,9 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
             if thresholds.get(n) is not None:
                 rec["outlier_at_tpr95"] = bool(value > thresholds[n])
             entry["scores"][n] = rec
-        fig = save_surprise(to_model_input(levels[i], transform), maps[i], out_dir / f"{stem}_surprise.png",
-                            scorer.lik.pixel_map_name,
-                            f"{path.name}: {terms.bpd[i]:.3f} bits/dim [{scorer.lik.kind}] under "
-                            f"{scorer.run.cfg.model_name}/{scorer.run.cfg.data.name}")
-        entry["surprise_figure"] = str(fig)
+        figures.append(SurpriseMap(to_model_input(levels[i], transform), maps[i], scorer.lik.pixel_map_name,
+                                   f"{path.name}: {terms.bpd[i]:.3f} bits/dim [{scorer.lik.kind}] under "
+                                   f"{scorer.run.cfg.model_name}/{scorer.run.cfg.data.name}"))
         results.append(entry)
     summary = {"run": str(run_dir), "likelihood": scorer.lik.describe(), "likelihood_kind": scorer.lik.kind,
                "background": None if scorer.background is None else str(scorer.background.run_dir),
@@ -154,18 +149,4 @@ def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | P
                                if in_scores else "run `genlab ood RUN_DIR` for percentiles, thresholds and "
                                "the typicality score"),
                "images": results}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "scores.json", json.dumps(summary, indent=1) + "\n")
-    return results
-
-
-def format_result(entry: dict) -> str:
-    """One line per image: each score, its percentile among the test images and the 95%-TPR verdict."""
-    cells = []
-    for name, s in entry["scores"].items():
-        cell = f"{name}={s['value']:.4f}"
-        extra = [f"p{s['percentile']:.1f}"] if "percentile" in s else []
-        if "outlier_at_tpr95" in s:
-            extra.append("OUTLIER" if s["outlier_at_tpr95"] else "typical")
-        cells.append(cell + (f" ({', '.join(extra)})" if extra else ""))
-    return f"{entry['path']}: " + "  ".join(cells) + f"  surprise map: {entry['surprise_figure']}"
+    return summary, figures

@@ -13,7 +13,6 @@ training curve shared by the runs on one figure.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from genlab.errors import InputError
 from genlab.reports.images import save_panels, subplots
+from genlab.reports.page import e, html_start, html_table, md_table
 from genlab.train.run import read_metrics
 
 KIND_MARK = {"exact": " (exact)", "bound": " (bound)", "estimate": " (estimate)"}
@@ -169,13 +169,11 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
         return os.path.relpath(p.resolve(), md_path.parent.resolve())
 
     title = "Comparison of " + ", ".join(labels)
-    md = [f"# {title}", "", "| run | folder |", "|---|---|"]
-    md += [f"| {lab} | `{d}` |" for lab, d in zip(labels, dirs)] + [""]
+    md = [f"# {title}", "", *md_table(["run", "folder"], [[lab, f"`{d}`"] for lab, d in zip(labels, dirs)]), ""]
     md += ["## Metrics", "", "kind: exact = computed exactly; bound = a bound (e.g. an upper bound on NLL), "
            "not an exact value; estimate = sample-based, see the protocol.", ""]
     if rows:
-        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        md += [*md_table(header, rows), ""]
         md += [f"- {n}" for n in notes] + ([""] if notes else [])
         md += ["### Protocols", ""]  # what each number was computed on, so no cell is read out of context
         for lab in labels:
@@ -187,8 +185,7 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
     md += ["## Samples", ""]
     present = [(lab, g) for lab, g in grids.items() if g is not None]
     if present:
-        md += ["| " + " | ".join(lab for lab, _ in present) + " |", "|" + "---|" * len(present),
-               "| " + " | ".join(f"![{lab}]({rel(g)})" for lab, g in present) + " |", ""]
+        md += [*md_table([lab for lab, _ in present], [[f"![{lab}]({rel(g)})" for lab, g in present]]), ""]
     absent = [lab for lab, g in grids.items() if g is None]
     if absent:
         md += [f"No samples.png in: {', '.join(absent)}.", ""]
@@ -196,15 +193,10 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
     md += [f"![training curves]({rel(curves)})", ""] if curves else ["No metrics.jsonl in any run.", ""]
     md_path.write_text("\n".join(md))
 
-    e = html.escape
-    h = [f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title>",
-         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
-         "td.num{text-align:right;font-family:monospace}img{max-width:100%}.kind-bound{color:#a40}"
-         ".kind-estimate{color:#046}</style>",
-         f"<h1>{e(title)}</h1><table><tr><th>run</th><th>folder</th></tr>"]
-    h += [f"<tr><td>{e(lab)}</td><td><code>{e(str(d))}</code></td></tr>" for lab, d in zip(labels, dirs)]
-    h += ["</table><h2>Metrics</h2><p>kind: <b>exact</b> = computed exactly; <b class='kind-bound'>bound</b> = "
+    h = html_start(title, width=1200)
+    h.append(html_table(["run", "folder"], [[lab, str(d)] for lab, d in zip(labels, dirs)],
+                        lambda i, text: f"<td><code>{e(text)}</code></td>" if i else f"<td>{e(text)}</td>"))
+    h += ["<h2>Metrics</h2><p>kind: <b>exact</b> = computed exactly; <b class='kind-bound'>bound</b> = "
           "a bound, not an exact value; <b class='kind-estimate'>estimate</b> = sample-based (hover a cell for "
           "its protocol).</p>"]
     if rows:
@@ -224,9 +216,9 @@ def compare_runs(run_dirs: list[str | Path], out_path: str | Path) -> tuple[Path
         h.append("<p>No run has an eval.json yet: run <code>genlab eval RUN_DIR</code>.</p>")
     h.append("<h2>Samples</h2>")
     if present:
-        h.append("<table><tr>" + "".join(f"<th>{e(lab)}</th>" for lab, _ in present) + "</tr><tr>"
-                 + "".join(f"<td><img src='{_data_uri(g)}' alt='{e(lab)}'></td>" for lab, g in present)
-                 + "</tr></table>")
+        names = [lab for lab, _ in present]
+        h.append(html_table(names, [[_data_uri(g) for _, g in present]],
+                            lambda i, uri: f"<td><img src='{uri}' alt='{e(names[i])}'></td>"))
     if absent:
         h.append(f"<p>No samples.png in: {e(', '.join(absent))}.</p>")
     h.append("<h2>Training curves</h2>")

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from genlab import __version__
 from genlab.card import conditioning, likelihood_of
 from genlab.data.download import sha256_file
+from genlab.reports.page import md_table
 from genlab.reports.report import metrics_table
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.run import EXPORT_INFO, EXPORT_WEIGHTS, LoadedRun, read_run_json
@@ -83,8 +84,7 @@ def model_card(run: LoadedRun, folder: Path) -> str:
     eval_path = run.run_dir / "eval.json"
     if eval_path.exists():
         table = metrics_table(read_run_json(eval_path))
-        lines += ["## Evaluation", "", "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
-        lines += ["| " + " | ".join(r) + " |" for r in table[1:]] + [""]
+        lines += ["## Evaluation", "", *md_table(table[0], table[1:]), ""]
     else:
         lines += ["## Evaluation", "", "Not evaluated before export (`genlab eval FOLDER` writes eval.json).", ""]
     lines += ["## How it was made", "", "```", _read(run.run_dir / "command.txt"), "```", "",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from genlab.registry import FIGURE_SETS
 from genlab.reports.figures import loss_curves
+from genlab.reports.page import e, html_figures, html_start, html_table, md_figures, md_table
 from genlab.train.distributed import resolve_device
 from genlab.train.run import LoadedRun, load_run, read_metrics, read_run_json
 
@@ -48,28 +48,19 @@ def report_loaded(run: LoadedRun, dev) -> tuple[Path, Path]:
         facts.append(("throughput at the end", f"{last['images_per_s']:.0f} images/s"))
     md = [f"# {title}", "", *[f"- **{k}**: `{v}`" for k, v in facts], ""]
     if table:
-        md += ["## Evaluation (eval.json)", "", "| " + " | ".join(table[0]) + " |",
-               "|" + "---|" * len(table[0])] + ["| " + " | ".join(r) + " |" for r in table[1:]] + [""]
+        md += ["## Evaluation (eval.json)", "", *md_table(table[0], table[1:]), ""]
     else:
         md += ["No eval.json yet: run `genlab eval " + str(run_dir) + "`.", ""]
-    for caption, f in figures:
-        md += [f"## {caption}", "", f"![{caption}]({f})", ""]
+    md += md_figures(figures)
     md += ["## Configuration", "", "```json", run.cfg.to_json(), "```", ""]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md))
-    h = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style>",
-         f"<h1>{html.escape(title)}</h1><ul>"]
-    h += [f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>" for k, v in facts] + ["</ul>"]
+    h = html_start(title) + ["<ul>"]
+    h += [f"<li><b>{e(k)}</b>: <code>{e(v)}</code></li>" for k, v in facts] + ["</ul>"]
     if table:
-        h.append("<h2>Evaluation</h2><table>")
-        h.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr>")
-        h += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table[1:]]
-        h.append("</table>")
-    for caption, f in figures:
-        h.append(f"<h2>{html.escape(caption)}</h2><img src='{html.escape(f)}'>")
-    h.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_json())}</pre>")
+        h += ["<h2>Evaluation</h2>", html_table(table[0], table[1:])]
+    h += html_figures(figures)
+    h.append(f"<h2>Configuration</h2><pre>{e(run.cfg.to_json())}</pre>")
     html_path = run_dir / "report.html"
     html_path.write_text("\n".join(h))
     return md_path, html_path

@@ -1,18 +1,28 @@
-"""The OOD report (RUN_DIR/ood_report.md and .html) and its figures, and the surprise-map figure of `genlab score`."""
+"""`genlab ood` and `genlab score`: the OOD report (RUN_DIR/ood_report.md and .html) with its figures, and
+the surprise-map figures and scores.json of the user's own images.
+
+The scores themselves are computed in ``genlab.ood`` (``score_ood``, ``score_user_images``); this module
+only draws and writes them, so that ood/ never imports reports/.
+"""
 
 from __future__ import annotations
 
-import html
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genlab.data.base import to_model_input
+from genlab.ood.run import OODOptions, score_ood
+from genlab.ood.user import score_user_images
 from genlab.reports.autoregressive import save_surprise_figure
 from genlab.reports.images import grid_array, save_figure, save_panels, subplots
+from genlab.reports.page import e, html_figures, html_start, html_table, md_figures, md_table, numbers_after
+from genlab.train.checkpoint import write_text_atomic
 
 EXTREMES = 8  # images shown at each end of a score's range
+BATCHES = "Typicality test on batches (Nalisnick et al. 2019, arXiv:1906.02994)"
 
 
 def _fmt(v) -> str:
@@ -116,48 +126,85 @@ def write_ood_report(run_dir: Path, result: dict, sets: dict) -> tuple[Path, Pat
         facts.append((f"OOD {name}", f"{o['n']} of {o['n_split']} images; {o['note']}"))
     head, rows, batch_rows = _tables(result)
     score_lines = [f"- `{n}`: {s['label']} ({s['paper']})" for n, s in result["scores"].items()]
-
     md = [f"# {title}", "", *[f"- **{k}**: {v}" for k, v in facts], "", "## Scores", "", *score_lines, "",
-          "## Detection metrics (per image)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+          "## Detection metrics (per image)", "", *md_table(head, rows), ""]
     if batch_rows:
-        md += ["## Typicality test on batches (Nalisnick et al. 2019, arXiv:1906.02994)", "",
-               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        md += ["| " + " | ".join(row) + " |" for row in batch_rows] + [""]
-    md += ["## Mean score per set (bits/dim)", "", "| set | " + " | ".join(names) + " |",
-           "|---|" + "---|" * len(names)]
+        md += [f"## {BATCHES}", "", *md_table(head, batch_rows), ""]
     summaries = {"in-distribution": result["in_distribution"]["summary"],
                  **{k: o["summary"] for k, o in result["ood"].items()}}
-    for key, summ in summaries.items():
-        md.append(f"| {key} | " + " | ".join(f"{summ[n]['mean']:.3f} ± {summ[n]['std']:.3f}" for n in names) + " |")
-    md.append("")
-    for caption, path in figures:
-        rel = path.relative_to(run_dir).as_posix()
-        md += [f"## {caption}", "", f"![{caption}]({rel})", ""]
+    means = [[key, *(f"{summ[n]['mean']:.3f} ± {summ[n]['std']:.3f}" for n in names)] for key, summ in summaries.items()]
+    md += ["## Mean score per set (bits/dim)", "", *md_table(["set", *names], means), ""]
+    shown_figures = [(caption, path.relative_to(run_dir).as_posix()) for caption, path in figures]
+    md += md_figures(shown_figures)
     md_path = run_dir / "ood_report.md"
     md_path.write_text("\n".join(md))
 
-    e = html.escape
-    h = [f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title>",
-         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}td.num{text-align:right;font-family:monospace}"
-         "img{max-width:100%}</style>", f"<h1>{e(title)}</h1><ul>"]
+    h = html_start(title, width=1100) + ["<ul>"]
     h += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in facts] + ["</ul><h2>Scores</h2><ul>"]
     h += [f"<li><code>{e(n)}</code>: {e(s['label'])} ({e(s['paper'])})</li>" for n, s in result["scores"].items()]
     h.append("</ul>")
-
-    def table(caption, body):
-        h.append(f"<h2>{e(caption)}</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in head) + "</tr>")
-        for row in body:
-            h.append("<tr>" + "".join(f"<td>{e(c)}</td>" if i < 2 else f"<td class='num'>{e(c)}</td>"
-                                      for i, c in enumerate(row)) + "</tr>")
-        h.append("</table>")
-
-    table("Detection metrics (per image)", rows)
+    h += ["<h2>Detection metrics (per image)</h2>", html_table(head, rows, numbers_after(2))]
     if batch_rows:
-        table("Typicality test on batches (Nalisnick et al. 2019, arXiv:1906.02994)", batch_rows)
-    for caption, path in figures:
-        h.append(f"<h2>{e(caption)}</h2><img src='{e(path.relative_to(run_dir).as_posix())}' alt='{e(caption)}'>")
+        h += [f"<h2>{e(BATCHES)}</h2>", html_table(head, batch_rows, numbers_after(2))]
+    h += html_figures(shown_figures)
     html_path = run_dir / "ood_report.html"
     html_path.write_text("\n".join(h))
     return md_path, html_path
+
+
+def ood_run(run_dir: str | Path, opts: OODOptions, log=print) -> dict:
+    """`genlab ood`: score the run's test set and each OOD set (``genlab.ood.run.score_ood``: ood.json and
+    ood_scores.npz), then write the report unless ``opts.report`` is false.
+
+    Returns:
+        The dict written to RUN_DIR/ood.json.
+    """
+    result, sets = score_ood(run_dir, opts, log)
+    if opts.report:
+        md, html_path = write_ood_report(Path(run_dir), result, sets)
+        log(f"wrote {md} and {html_path}")
+    return result
+
+
+def _out_names(paths: list[Path]) -> list[str]:
+    """A distinct file stem per image (two photo.png from different folders get photo, photo-2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        seen[p.stem] = seen.get(p.stem, 0) + 1
+        names.append(p.stem if seen[p.stem] == 1 else f"{p.stem}-{seen[p.stem]}")
+    return names
+
+
+def score_images(run_dir: str | Path, images: list[str | Path], out_dir: str | Path | None = None,
+                 background: str | Path | None = None, alpha_over: str = "auto", iwae_k: int | None = None,
+                 seed: int = 0, device: str = "auto", data_root: str | None = None, use_ema: bool = True,
+                 log=print) -> list[dict]:
+    """`genlab score`: score image files with a run (``genlab.ood.user.score_user_images``), save one
+    surprise-map PNG per image and OUT_DIR/scores.json (OUT_DIR defaults to RUN_DIR/surprise).
+
+    Returns:
+        One dict per image: path, scores {name: {value, percentile, outlier}}, surprise figure path.
+    """
+    summary, maps = score_user_images(run_dir, images, background, alpha_over, iwae_k, seed, device, data_root,
+                                      use_ema, log)
+    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "surprise"
+    results = summary["images"]
+    for entry, m, stem in zip(results, maps, _out_names([Path(r["path"]) for r in results])):
+        fig = save_surprise(m.image, m.pixel_map, out_dir / f"{stem}_surprise.png", m.map_label, m.title)
+        entry["surprise_figure"] = str(fig)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "scores.json", json.dumps(summary, indent=1) + "\n")
+    return results
+
+
+def format_result(entry: dict) -> str:
+    """One line per image: each score, its percentile among the test images and the 95%-TPR verdict."""
+    cells = []
+    for name, s in entry["scores"].items():
+        cell = f"{name}={s['value']:.4f}"
+        extra = [f"p{s['percentile']:.1f}"] if "percentile" in s else []
+        if "outlier_at_tpr95" in s:
+            extra.append("OUTLIER" if s["outlier_at_tpr95"] else "typical")
+        cells.append(cell + (f" ({', '.join(extra)})" if extra else ""))
+    return f"{entry['path']}: " + "  ".join(cells) + f"  surprise map: {entry['surprise_figure']}"
