@@ -14,8 +14,9 @@ from safetensors.torch import save
 
 from genlab.cli import main
 from genlab.config import ConfigError, RunConfig, apply_overrides
+from genlab.data.download import sha256_file
 from genlab.train import checkpoint
-from genlab.train.checkpoint import CheckpointError, list_checkpoints, load_latest, sha256
+from genlab.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from genlab.train.loop import train
 from genlab.train.run import load_run
 
@@ -119,7 +120,7 @@ def _replace_file(folder, name, data: bytes):
     """Write ``data`` as ``name`` and record its sha256, as if the file had been written that way."""
     (folder / name).write_bytes(data)
     manifest = json.loads((folder / "state.json").read_text())
-    manifest["files"][name] = sha256(folder / name)
+    manifest["files"][name] = sha256_file(folder / name)
     (folder / "state.json").write_text(json.dumps(manifest))
 
 
