@@ -9,7 +9,6 @@ All T terms are computed (no importance sampling of t, as in iDDPM's ``calc_bpd_
 
 from __future__ import annotations
 
-import math
 
 import torch
 from tqdm import tqdm
@@ -20,7 +19,8 @@ from genlab.eval.metric import averaged
 from genlab.nn import diffusion as proc
 from genlab.objectives.diffusion import vlb_terms
 from genlab.registry import EVALUATORS
-from genlab.stats import RunningMean
+from genlab.rng import random_subset
+from genlab.stats import RunningMean, bits_per_dim
 
 
 @torch.no_grad()
@@ -64,8 +64,7 @@ def evaluate_bound(model, objective, test: ImageSet, device, opts) -> dict:
     n = n_all if opts.max_examples is None else min(n_all, opts.max_examples)
     capped = opts.protocol == "quick" and n > QUICK_MAX_IMAGES
     n = QUICK_MAX_IMAGES if capped else n
-    g = torch.Generator().manual_seed(opts.seed)
-    order = torch.arange(n_all) if n == n_all else torch.randperm(n_all, generator=g)[:n]
+    order = torch.arange(n_all) if n == n_all else random_subset(n_all, n, opts.seed)
     noise_gen = torch.Generator(device=device).manual_seed(opts.seed)
     binarize_gen = torch.Generator(device=test.images.device).manual_seed(opts.seed)
     y_needed = model.cfg.conditional
@@ -83,7 +82,7 @@ def evaluate_bound(model, objective, test: ImageSet, device, opts) -> dict:
     proto = (f"{test.name}/{test.split}, {subset}; discrete-time variational bound on -log {of}, all "
              f"{model.schedule.T} terms, one x_t per image and t (seed {opts.seed}), "
              f"{'Bernoulli (2-bin)' if test.spec.bits == 1 else '256-bin'} discretized Gaussian decoder")
-    bpd = 1 / (test.spec.dims * math.log(2))
+    bpd = bits_per_dim(1.0, test.spec.dims)
     return {
         "bound_nll": averaged(acc["total"], "nats/image", "bound", proto, of=of),
         "bound_bpd": averaged(acc["total"], "bits/dim", "bound", proto, scale=bpd, of=of),

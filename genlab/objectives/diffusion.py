@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +10,7 @@ from genlab.config import bounded
 from genlab.nn import diffusion as proc
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
+from genlab.stats import bits_per_dim
 
 
 def drop_labels(y: torch.Tensor | None, null: int, p_uncond: float) -> torch.Tensor | None:
@@ -73,7 +73,7 @@ class DiffusionLoss:
         if learned:
             frozen = torch.cat([out.detach(), raw.chunk(2, dim=1)[1]], dim=1)  # stop-gradient on the mean
             p = proc.p_mean_var(s, frozen, xt, t, model.cfg.target, "learned")
-            vlb = vlb_terms(s, p, x0, xt, t, self.data.levels) / (self.data.dims * math.log(2))  # bits/dim
+            vlb = bits_per_dim(vlb_terms(s, p, x0, xt, t, self.data.levels), self.data.dims)
             terms["vlb_t_bpd"] = vlb
             loss = loss + self.cfg.vlb_weight * vlb * (s.T / 1000.0)
         return {"loss": loss, **terms}

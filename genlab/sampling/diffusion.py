@@ -26,6 +26,8 @@ from genlab.card import conditioning
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn import diffusion as proc
+from genlab.nn.labels import class_labels
+from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
 from genlab.rng import randn_per_sample
 
@@ -56,18 +58,16 @@ class EDMOptions:
 
 def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor | None:
     cond = conditioning(model)
-    if label is None:
-        if cond.class_conditional:
-            raise InputError("this diffusion model is class-conditional: pass --label (and --set guidance=0 "
-                             "for its unconditional samples)")
+    if label is None and cond.class_conditional:
+        raise InputError("this diffusion model is class-conditional: pass --label (and --set guidance=0 "
+                         "for its unconditional samples)")
+    y = class_labels(label, n, cond.num_classes, device, who="this diffusion model")
+    if y is None:
         return None
-    if not cond.class_conditional:
-        raise InputError("this model is unconditional: drop --label")
     if guidance != 1.0 and not model.label_sensitive():
         raise InputError("this conditional model ignores its label (every label embeds like the null token), "
                          "so guidance has nothing to amplify: train it with labels (model.conditional=true)")
-    y = torch.as_tensor(label, device=device, dtype=torch.long)
-    return y.expand(n).clone() if y.dim() == 0 else y
+    return y.clone()  # its own memory, not a view of one expanded label
 
 
 def denoised(model, x: torch.Tensor, sigma: torch.Tensor, y, guidance: float, time=None):
@@ -93,12 +93,8 @@ def _in_eval_mode(sampler):
 
     @functools.wraps(sampler)
     def wrapper(model, *args, **kwargs):
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return sampler(model, *args, **kwargs)
-        finally:
-            model.train(was_training)
 
     return wrapper
 
