@@ -61,7 +61,8 @@ def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor
     if label is None and cond.class_conditional:
         raise InputError("this diffusion model is class-conditional: pass --label (and --set guidance=0 "
                          "for its unconditional samples)")
-    y = class_labels(label, n, cond.num_classes, device, who="this diffusion model")
+    # One more than the classes: the null label (model.null_label = num_classes) draws unconditional samples.
+    y = class_labels(label, n, cond.num_classes + 1 if cond.num_classes else 0, device, who="this diffusion model")
     if y is None:
         return None
     if guidance != 1.0 and not model.label_sensitive():
