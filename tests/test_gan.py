@@ -20,7 +20,7 @@ from genlab.models.adversarial.bigan import BiGAN
 from genlab.models.adversarial.cgan import CGAN
 from genlab.models.adversarial.dcgan import DCGAN
 from genlab.nn.adversarial import latent_noise, stages_for
-from genlab.nn.spec import DataSpec
+from genlab.nn.spec import DataSpec, Phase
 from genlab.objectives.adversarial import (GAN, discriminator_loss, encoder_loss, generator_loss, interpolate,
                                            interpolation_weights)
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLERS
@@ -28,6 +28,7 @@ from genlab.reports.figures import save_nearest_neighbour_figure
 from genlab.reports.images import save_gif, save_strip
 from genlab.sampling.adversarial import interpolations, latent_path, nearest_neighbours, sample_gan
 from genlab.rng import make_generators
+from genlab.toy.nets import Critic, ToyGAN
 from genlab.train.step import PhaseOptimizers, train_step
 from model_tester import check_model
 
@@ -297,6 +298,9 @@ class StubModel(nn.Module):
         self.generator = nn.Linear(dim, dim)
         self.score, self.dim, self.seen = score, dim, []
 
+    def phases(self):
+        return [Phase("D", ("discriminator",)), Phase("G", ("generator",))]
+
     def sample_latent(self, n, device=None, generators=None):
         return torch.randn(n, self.dim, device=device)
 
@@ -392,9 +396,6 @@ def test_penalties_refuse_batch_norm_and_wasserstein_needs_a_constraint():
 def test_the_objective_checks_the_networks_the_D_phase_declares():
     # The discriminator is what phases() says phase D trains, whatever the attribute is called; a model
     # that declares no D phase is refused by name instead of being searched for a 'discriminator'.
-    from genlab.nn.spec import Phase
-    from genlab.toy.nets import Critic, ToyGAN
-
     class Renamed(ToyGAN):
         def __init__(self):
             super().__init__(nn.Linear(2, 2), Critic(2, 8, 1), latent_dim=2)
