@@ -171,7 +171,8 @@ class _Counter:
 
 
 @pytest.mark.parametrize("name, opts, expected", [("heun", dict(steps=6), 11), ("euler", dict(steps=6), 6),
-                                                  ("ddim", dict(steps=7), 7), ("ddpm", dict(steps=0), 20)])
+                                                  ("ddim", dict(steps=7), 7), ("ddpm", dict(steps=0), 20),
+                                                  ("dpmpp-2m", dict(steps=6), 6)])
 def test_network_evaluations_are_counted(name, opts, expected):
     model = _shaken()
     counter = _Counter(model)
@@ -224,7 +225,7 @@ def test_seeded_sampler_loop_gives_pinned_numbers():
 # Heun is second order; DDIM, Euler and ancestral sampling are first order, so their tolerance on the
 # standard deviation is looser for the same budget (measured: Heun 40 steps 0.2997, DDIM on all 1000
 # steps 0.295, ancestral 0.292, Euler 100 steps 0.287, for a true 0.3).
-@pytest.mark.parametrize("name, opts, rel", [("heun", dict(steps=40), 0.02), ("ddim", dict(steps=0, clip=False), 0.03),
+@pytest.mark.parametrize("name, opts, rel", [("heun", dict(steps=40), 0.02), ("dpmpp-2m", dict(steps=40), 0.02), ("ddim", dict(steps=0, clip=False), 0.03),
                                              ("ddpm", dict(clip=False), 0.04), ("euler", dict(steps=100), 0.05)])
 def test_exact_gaussian_denoiser_samples_the_data_distribution(name, opts, rel):
     """With the exact score of N(mu, std^2) data, samples have the data's mean and standard deviation."""

@@ -40,7 +40,8 @@ class Diffusion(nn.Module):
     card = ModelCard(
         family="diffusion", default_objective="diffusion",
         # DDIM first: `genlab sample` and the sample-quality evaluator then take 50 steps, not T.
-        samplers=(SamplerSpec("ddim"), SamplerSpec("ddpm"), SamplerSpec("euler"), SamplerSpec("heun")),
+        samplers=(SamplerSpec("ddim"), SamplerSpec("ddpm"), SamplerSpec("euler"), SamplerSpec("heun"),
+                  SamplerSpec("dpmpp-2m")),
         evaluators=("diffusion-bound", "sample-quality"),
         likelihood="bound",  # the discrete-time variational bound
         # model.conditional=true; ddim and ddpm complete given top rows (by replacement)
