@@ -102,6 +102,8 @@ class ModelCard:
     decoder: Decoder = "none"
     conditioning: ConditioningSpec = ConditioningSpec()
     ema_modules: tuple[str, ...] | None = None  # None: the EMA averages every weight
+    # Progressive growing: ``generate(z, level=k)`` draws at the k-th resolution (report figure; progan).
+    growing: bool = False
     run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value
     tiny: Mapping[str, Any] = field(default_factory=dict)
     tiny_data: Mapping[str, int] = field(default_factory=lambda: TINY_BINARY)

@@ -29,7 +29,10 @@ Penalties on the discriminator (added in phase D only):
   arXiv:1801.04406, Sec. 4.1), ``penalty_weight`` = gamma;
 * ``wgan-gp``: lambda (||grad D(x_hat)||_2 - 1)^2 at x_hat = e x + (1 - e) G(z),
   e ~ U[0, 1] drawn once per example (Gulrajani et al. 2017,
-  arXiv:1704.00028, Algorithm 1), ``penalty_weight`` = lambda.
+  arXiv:1704.00028, Algorithm 1), ``penalty_weight`` = lambda;
+* ``drift`` (with any penalty or none): eps_drift D(x)^2 at real data, which keeps
+  a Wasserstein critic's scores from drifting far from 0 (Karras et al. 2018,
+  arXiv:1710.10196, Sec. A.1: eps_drift = 0.001).
 
 For BiGAN the discriminator's input is the pair (x, z) and the gradient is
 taken with respect to both. Penalties need per-example gradients, which batch
@@ -199,6 +202,7 @@ class GAN:
             when D is optimal (Goodfellow et al. 2014, Proposition 1 and Theorem 1).
         input_grad_norm, penalty: ||grad_inputs D|| where the penalty is taken, and the weighted
             penalty (phase D with a penalty; named apart from the trainer's parameter "grad_norm").
+        drift: eps_drift D(x_real)^2 (phase D, when drift > 0).
     """
 
     @dataclass
@@ -206,6 +210,8 @@ class GAN:
         loss: Loss = "nonsaturating"  # minimax | nonsaturating | lsgan | hinge | wasserstein
         penalty: Penalty = "none"  # none | r1 (on reals) | wgan-gp (on interpolates)
         penalty_weight: float = bounded(10.0, ge=0.0)  # gamma of R1 / lambda of WGAN-GP (WGAN-GP paper: 10)
+        # eps_drift D(x_real)^2 added to D's loss, keeping a Wasserstein critic near 0 (Karras et al. 2018: 0.001)
+        drift: float = bounded(0.0, ge=0.0)
 
         def validate(self):
             if self.penalty_weight < 0 or not math.isfinite(self.penalty_weight):
@@ -273,6 +279,10 @@ class GAN:
             loss = loss + penalty
             terms["input_grad_norm"] = grad_norm.detach()
             terms["penalty"] = penalty.detach()
+        if self.cfg.drift > 0:
+            drift = self.cfg.drift * real.pow(2)
+            loss = loss + drift
+            terms["drift"] = drift.detach()
         return {"loss": loss, **terms}
 
     def _generator_terms(self, model, batch: dict) -> dict[str, torch.Tensor]:

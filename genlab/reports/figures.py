@@ -9,6 +9,7 @@ import torch
 from genlab.card import conditioning
 from genlab.eval.adversarial import reconstruct_all
 from genlab.registry import FIGURE_SETS
+from genlab.rng import make_generators
 from genlab.reports.images import save_figure, save_gif, save_grid, save_strip, subplots
 from genlab.rng import random_subset
 from genlab.sampling.adversarial import interpolations, nearest_neighbours
@@ -119,4 +120,17 @@ def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
         rec = reconstruct_all(model, x)
         save_grid(torch.stack([x.cpu(), rec], 1).flatten(0, 1), out_dir / "reconstructions.png", nrow=16)
         figs.append(("Test images x (odd columns) and G(E(x)) (even columns)", "reconstructions.png"))
+    if model.card.growing:
+        figs.append(resolution_figure(model, out_dir / "resolutions.png", device))
     return figs
+
+
+@torch.no_grad()
+def resolution_figure(model, out: Path, device, n: int = 10) -> tuple[str, str]:
+    """The same n latents drawn at every resolution of a progressively grown generator, one row each."""
+    z = model.sample_latent(n, device, make_generators(0, n, device))
+    rows = [model.generate(z, level=lv).cpu() for lv in range(model.schedule.levels)]
+    save_grid(torch.cat(rows), out, nrow=n)
+    sides = " -> ".join(str(model.schedule.start * 2**lv) for lv in range(model.schedule.levels))
+    return (f"The same 10 latents (seed 0) at each resolution ({sides}; one row each, upsampled and cropped to "
+            "the data's size), through that level's toRGB layer of the final networks", out.name)
