@@ -33,7 +33,7 @@ from torch import nn
 from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
 from genlab.errors import InputError
-from genlab.nn.adversarial import check_gan_knobs, latent_noise
+from genlab.nn.adversarial import check_gan_knobs, latent_noise, Prior
 from genlab.nn.progressive import FadeSchedule, ScaledConv2d, ScaledLinear, minibatch_stddev, pixel_norm
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
@@ -149,7 +149,8 @@ class ProGAN(nn.Module):
 
     @dataclass
     class Config:
-        latent_dim: int = bounded(512, ge=1)  # size of z ~ N(0, I) (paper: 512)
+        latent_dim: int = bounded(512, ge=1)  # size of z (paper: 512)
+        prior: Prior = "normal"  # p(z): normal (paper) or uniform on [-1, 1]
         start_resolution: int = bounded(4, ge=4)  # side of the first stage (paper: 4)
         fade_steps: int = bounded(9375, ge=1)  # steps per fade-in (paper: 600k images = 9375 x 64)
         stable_steps: int = bounded(9375, ge=1)  # steps per stabilization (paper: 600k images)
@@ -194,7 +195,7 @@ class ProGAN(nn.Module):
         return self.schedule.at(int(self.step))
 
     def sample_latent(self, n: int, device=None, generators: list[torch.Generator] | None = None) -> torch.Tensor:
-        return latent_noise("normal", n, self.cfg.latent_dim, device, generators)
+        return latent_noise(self.cfg.prior, n, self.cfg.latent_dim, device, generators)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Data (B, C, H, W) in [0, 1] -> (B, C, final, final) in [-1, 1], padded with black (-1)."""
