@@ -13,6 +13,7 @@ from PIL import Image
 
 from genlab.config import RunConfig, apply_overrides
 from genlab.errors import InputError
+from genlab.models.adversarial.dcgan import DCGAN
 from genlab.models.adversarial.progan import ProGAN
 from genlab.nn.progressive import FadeSchedule, ScaledConv2d, ScaledLinear, minibatch_stddev, pixel_norm
 from genlab.nn.spec import DataSpec
@@ -180,7 +181,7 @@ def test_progressive_objective_is_the_gan_objective_with_the_step_and_drift():
     (real,) = model.real_inputs(batch)
     assert torch.allclose(terms["drift"], 1e-3 * model.critic((real,), batch).detach() ** 2, atol=1e-6)
     with pytest.raises(InputError, match="progan"):
-        objective(torch.nn.Linear(1, 1), batch, "D", 0)
+        objective(DCGAN(replace(DCGAN.Config(), latent_dim=4, width=4), DataSpec(1, 8, 8, 8, 0)), batch, "D", 0)
 
 
 def test_progan_resumes_bit_exactly_in_the_middle_of_a_fade_in(tmp_path):

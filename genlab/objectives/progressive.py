@@ -16,12 +16,11 @@ from genlab.registry import OBJECTIVES
 
 @OBJECTIVES.register("progressive-gan")
 class ProgressiveGAN(GAN):
-    """``gan`` with ``model.set_step(step)`` first; same Config, terms and phases."""
+    """``gan`` with ``model.set_step(step)`` first (models whose card says ``growing``); same Config and terms."""
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
-        set_step = getattr(model, "set_step", None)
-        if set_step is None:
+        if not model.card.growing:
             raise InputError(f"the progressive-gan objective trains progressively grown models (progan); "
                              f"use the gan objective for {type(model).__name__}")
-        set_step(step)
+        model.set_step(step)
         return super().__call__(model, batch, phase, step)
