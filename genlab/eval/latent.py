@@ -10,7 +10,7 @@ from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, image_order, run_batches
 from genlab.eval.metric import averaged
-from genlab.objectives.latent import gaussian_kl, gaussian_log_density
+from genlab.objectives.latent import gaussian_log_density, posterior_rate
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
 from genlab.stats import bits_per_dim
@@ -40,6 +40,18 @@ def prior_samples(k: int, prior_fraction: float) -> int:
     return int(math.floor(prior_fraction * k))
 
 
+def log_mean_weight(log_weights, k: int, chunk: int) -> torch.Tensor:
+    """log (1/k) sum_i exp(w_i) over k importance log-weights drawn ``chunk`` at a time, in float64.
+
+    Args:
+        log_weights: (start, kc) -> (kc, B) log-weights of samples start .. start + kc - 1.
+    Returns:
+        (B,) nats: the importance-sampling (IWAE) lower bound on log p(x).
+    """
+    log_w = torch.cat([log_weights(start, min(chunk, k - start)).double() for start in range(0, k, chunk)])
+    return (torch.logsumexp(log_w, dim=0) - math.log(k)).float()
+
+
 @torch.inference_mode()
 def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: torch.Generator,
                         prior_fraction: float = PRIOR_FRACTION) -> torch.Tensor:
@@ -50,10 +62,12 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
     (stratified: a fixed number from each part). The average weight is still an unbiased estimate
     of p(x), so its log is a lower bound in expectation (Jensen), and every weight is at most
     p(x | z) / a, which keeps the bound finite when the encoder is wrong. prior_fraction = 0 is
-    the plain IWAE bound.
+    the plain IWAE bound. With an IAF posterior q(z|x) has no density in closed form at a prior
+    sample, so the proposal is the encoder alone (``iwae_prior_samples`` says how many were used).
 
     Args:
-        model: encode(x) -> (mu, logvar) each (B, L); decode(z) -> raw; distribution(raw).log_prob.
+        model: a VAE: posterior_params(x), reparameterize(params, eps) -> dict, decode(z) -> raw,
+            distribution(raw).log_prob.
         x: (B, C, H, W) images.
         k: importance samples per image; k = 1 is an unbiased estimate of the ELBO.
         chunk: importance samples per decoder pass (chunk * B images are decoded at once).
@@ -61,16 +75,16 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
     Returns:
         (B,) lower bounds in nats.
     """
-    mu, logvar = model.encode(x)  # each (B, L); encoded once for all k samples
-    std = torch.exp(0.5 * logvar)
-    m = prior_samples(k, prior_fraction)
+    params = model.posterior_params(x)  # (B, P): encoded once for all k samples
+    B, L = x.shape[0], model.cfg.latent_dim
+    m = iwae_prior_samples(model, k, prior_fraction)
     log_enc, log_pri = (math.log1p(-m / k), math.log(m / k)) if m else (0.0, None)
-    half_log_2pi = 0.5 * math.log(2 * math.pi) * mu.shape[1]
-    log_w = torch.empty(k, x.shape[0], dtype=torch.float64, device=x.device)
-    for start in range(0, k, chunk):
-        kc = min(chunk, k - start)
-        eps = torch.randn((kc, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + std * eps  # (kc, B, L)
+    half_log_2pi = 0.5 * math.log(2 * math.pi) * L
+
+    def log_weights(start, kc):
+        eps = torch.randn((kc, B, L), generator=generator, device=x.device, dtype=params.dtype)
+        out = model.reparameterize(params.repeat(kc, 1), eps.flatten(0, 1))  # rows: sample-major
+        z = out["z"].view(kc, B, L)
         n_prior = min(max(m - start, 0), kc)  # samples 0 .. m-1 come from the prior
         if n_prior:
             z[:n_prior] = eps[:n_prior]
@@ -78,11 +92,20 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
         x_rep = x.expand(kc, *x.shape).flatten(0, 1)
         log_px_z = model.distribution(raw).log_prob(x_rep).flatten(1).sum(1).view(kc, -1)
         log_pz = -0.5 * z.pow(2).sum(-1) - half_log_2pi
-        log_qz = gaussian_log_density(z, mu, logvar)
+        if "logdet" in out:  # log q(z) = log N(z0; mu, var) - log|det dz/dz0|
+            log_qz = log_pz + posterior_rate(out, one_sample=True).view(kc, -1)
+        else:
+            log_qz = gaussian_log_density(z, out["mu"].view(kc, B, L), out["logvar"].view(kc, B, L))
         if m:
             log_qz = torch.logaddexp(log_qz + log_enc, log_pz + log_pri)
-        log_w[start:start + kc] = (log_px_z + log_pz - log_qz).double()
-    return (torch.logsumexp(log_w, dim=0) - math.log(k)).to(x.dtype)
+        return log_px_z + log_pz - log_qz
+
+    return log_mean_weight(log_weights, k, chunk).to(x.dtype)
+
+
+def iwae_prior_samples(model, k: int, prior_fraction: float) -> int:
+    """How many of a VAE's k importance samples come from the prior (none with an IAF posterior)."""
+    return 0 if model.cfg.iaf_steps else prior_samples(k, prior_fraction)
 
 
 @EVALUATORS.register("iwae")
@@ -98,7 +121,7 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
         return {"nll": -iwae_log_likelihood(model, x, k, chunk, g, a)}  # -log p(x) bound per image
 
     def finish(sums: Sums) -> dict:
-        m, nll = prior_samples(k, a), sums.acc["nll"]
+        m, nll = iwae_prior_samples(model, k, a), sums.acc["nll"]
         proposal = (f"proposal {k - m} from the encoder + {m} from the prior (defensive mixture)" if m
                     else "proposal: the encoder")
         proto = _protocol(data, nll.n, f"{which}; IWAE bound, k={k} importance samples, {proposal}, "
@@ -112,29 +135,32 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
 
 @EVALUATORS.register("elbo")
 def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
-    """Test -ELBO with the KL in closed form and one posterior sample per image."""
+    """Test -ELBO with the KL in closed form (one-sample with IAF steps) and one posterior sample per image."""
     g = torch.Generator(device=device).manual_seed(opts.seed)
     order, which, load = _loader(data, opts, device)
 
     @torch.inference_mode()
     def step(idx):
         x = load(idx)["x"]
-        mu, logvar = model.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=mu.device)
-        distortion = -model.distribution(model.decode(z)).log_prob(x).flatten(1).sum(1)
-        rate = gaussian_kl(mu, logvar)
+        eps = torch.randn((x.shape[0], model.cfg.latent_dim), generator=g, device=x.device)
+        out = model.reparameterize(model.posterior_params(x), eps)
+        distortion = -model.distribution(model.decode(out["z"])).log_prob(x).flatten(1).sum(1)
+        rate = posterior_rate(out)  # closed form; a one-sample estimate with IAF steps
         return {"neg_elbo": distortion + rate, "distortion": distortion, "rate": rate}  # per image
 
     def finish(sums: Sums) -> dict:
         terms = sums.acc
-        proto = _protocol(data, sums.n, f"{which}; 1 posterior sample per image, analytic KL, seed {opts.seed}; "
+        proto = _protocol(data, sums.n, f"{which}; 1 posterior sample per image, "
+                                        f"{'one-sample KL (IAF posterior)' if model.cfg.iaf_steps else 'analytic KL'}, "
+                                        f"seed {opts.seed}; "
                                         "stderr over images")
         return {
             "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto, images=which),
             "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims),
                                      images=which),
             "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto, images=which),
-            "rate": averaged(terms["rate"], "nats/image", "exact", proto, images=which),
+            "rate": averaged(terms["rate"], "nats/image", "estimate" if model.cfg.iaf_steps else "exact", proto,
+                             images=which),
         }
 
     return run_batches("elbo", opts, order, step, finish, [g])

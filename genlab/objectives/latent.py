@@ -13,9 +13,38 @@ from genlab.registry import OBJECTIVES
 from genlab.stats import bits_per_dim
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, diag exp(logvar)) || N(0, I) ) per example, in nats; (B, D) -> (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | None = None,
+                logvar_p: torch.Tensor | None = None) -> torch.Tensor:
+    """KL( N(mu, diag exp(logvar)) || N(mu_p, diag exp(logvar_p)) ) per example, in nats; (B, ...) -> (B,).
+
+    The prior defaults to N(0, I).
+    """
+    if mu_p is None:
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    else:
+        kl = 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
+    return kl.flatten(1).sum(dim=1)
+
+
+def posterior_rate(out: dict, mu_p: torch.Tensor | None = None, logvar_p: torch.Tensor | None = None,
+                   one_sample: bool = False) -> torch.Tensor:
+    """log q(z|x) - log p(z) of one latent (group) per example, in nats; (B,).
+
+    ``out`` holds the posterior's "mu", "logvar" and the sample "z"; the prior is N(mu_p, exp(logvar_p))
+    (default N(0, I)). The KL is in closed form for a Gaussian posterior unless ``one_sample`` (the term
+    of an importance weight). With an inverse autoregressive flow (``out`` has "z0", the Gaussian sample,
+    and "logdet" = log|det dz/dz0|) it is always the one-sample value
+    log N(z0; mu, var) - logdet - log p(z), whose mean is the KL.
+    """
+    if "logdet" not in out and not one_sample:
+        return gaussian_kl(out["mu"], out["logvar"], mu_p, logvar_p)
+    z = out["z"].flatten(1)
+    log_q = gaussian_log_density(out.get("z0", out["z"]).flatten(1), out["mu"].flatten(1), out["logvar"].flatten(1))
+    if "logdet" in out:
+        log_q = log_q - out["logdet"]
+    if mu_p is None:
+        mu_p, logvar_p = torch.zeros_like(z), torch.zeros_like(z)
+    return log_q - gaussian_log_density(z, mu_p.flatten(1), logvar_p.flatten(1))
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -28,7 +57,7 @@ class ELBO:
     """Negative evidence lower bound, -ELBO = distortion + rate (Kingma & Welling 2014).
 
     distortion = -E_q[log p(x|z)] (one reparameterized sample), rate = KL(q(z|x) || p(z))
-    in closed form. With beta = 1 and no warm-up, ``loss`` is exactly -ELBO; with
+    in closed form (a one-sample estimate with an IAF posterior). With beta = 1 and no warm-up, ``loss`` is exactly -ELBO; with
     other settings ``loss`` is the weighted objective and ``neg_elbo`` stays the bound.
     """
 
@@ -49,7 +78,7 @@ class ELBO:
         x = batch["x"]
         out = model(x)
         distortion = -model.distribution(out["raw"]).log_prob(x).flatten(1).sum(1)  # (B,) nats
-        rate = gaussian_kl(out["mu"], out["logvar"])  # (B,) nats
+        rate = posterior_rate(out)  # (B,) nats; a one-sample estimate with an IAF posterior
         neg_elbo = distortion + rate
         return {
             "loss": distortion + self.rate_weight(step) * rate,
