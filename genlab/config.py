@@ -185,6 +185,11 @@ class OptimConfig:
     eps: float = bounded(1e-8, gt=0.0)
     weight_decay: float = bounded(0.0, ge=0.0)
     grad_clip: float = bounded(0.0, ge=0.0)  # max global gradient norm; 0 disables clipping
+    # Skip an update whose gradient norm (before clipping) exceeds this (VD-VAE's skip_threshold); 0 never skips.
+    skip_grad_norm: float = bounded(0.0, ge=0.0)
+    # After this many such skips in a row the next update is taken (clipped) instead: a norm that stays
+    # above the threshold would otherwise skip every update for ever.
+    max_norm_skips: int = bounded(10, ge=0)
     warmup_steps: int = bounded(0, ge=0)  # linear warm-up from 0
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = bounded(0.0, ge=0.0, le=1.0)  # cosine schedule ends at lr * min_lr_ratio

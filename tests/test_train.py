@@ -171,3 +171,21 @@ def test_two_optimizer_gan_run_resumes_exactly(tmp_path):
     assert {"D", "G"} <= {k.split("/")[0] for k in _weights(tmp_path / "full", "optim")}
     row = json.loads((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "train/D/loss" in row and "train/G/loss" in row and "optim/D/grad_norm" in row
+
+
+def test_huge_gradient_norm_skips_are_capped(tmp_path):
+    """With a threshold every norm exceeds, updates are skipped, but never more than optim.max_norm_skips in a
+    row: the next update is taken (the failure this prevents: a norm that stays high skips every update)."""
+    start = _weights(_run(tmp_path / "start", ["train.steps=1", "optim.skip_grad_norm=1e-12",
+                                                 "optim.max_norm_skips=100"]))
+    capped = _run(tmp_path / "capped", ["train.steps=6", "optim.skip_grad_norm=1e-12", "optim.max_norm_skips=2"])
+    assert load_latest(capped)["state"]["norm_skipped_steps"] == 4  # skip, skip, update, skip, skip, update
+    assert not torch.equal(_weights(capped)["decoder.conv.0.body.1.weight"], start["decoder.conv.0.body.1.weight"])
+    stuck = _run(tmp_path / "stuck", ["train.steps=6", "optim.skip_grad_norm=1e-12", "optim.max_norm_skips=100"])
+    _assert_same(start, _weights(stuck))  # without the cap nothing is ever learnt
+
+
+def _run(run_dir, extra):
+    cfg = _cfg("vae", ["model.blocks=1"] + extra)
+    train(cfg, run_dir)
+    return run_dir

@@ -14,6 +14,7 @@ from genlab.reports.images import save_figure, save_gif, save_grid, save_strip, 
 from genlab.rng import random_subset
 from genlab.sampling.adversarial import interpolations, nearest_neighbours
 from genlab.sampling.api import draw
+from genlab.sampling.hierarchical import resample_below
 from genlab.sampling.latent import interpolate, latent_means, manifold_grid, reconstruct
 from genlab.train.run import read_metrics
 
@@ -52,10 +53,23 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     strips = torch.cat([interpolate(model, x[2 * i], x[2 * i + 1], steps=10).cpu() for i in range(4)])
     save_grid(strips, out_dir / "interpolation.png", nrow=10)
     figs.append(("Interpolation between pairs of test images in latent space", "interpolation.png"))
-    if model.cfg.latent_dim == 2:
+    if "hvae" in model.card.sampler_names:
+        figs.extend(_hierarchy_figures(model, out_dir, device))
+    if latent_means(model, x[:1]).shape[1] == 2:
         save_grid(manifold_grid(model, 15, 15, device), out_dir / "manifold.png", nrow=15, scale=2)
         figs.append(("Decoded manifold over Gaussian quantiles of z (latent_dim=2)", "manifold.png"))
         figs.append(("Test-set latent means", _latent_scatter(model, test, device, out_dir / "latent_scatter.png")))
+    return figs
+
+
+def _hierarchy_figures(model, out_dir: Path, device) -> list[tuple[str, str]]:
+    """What each level encodes: rows fix the top groups of one prior sample, columns redraw the groups below."""
+    n_groups, figs = len(model.group_shapes), []
+    for keep in sorted({1, n_groups - 1} - {0}):
+        name = f"resample_below_{keep}.png"
+        save_grid(resample_below(model, rows=6, cols=8, keep=keep, seed=0, device=device), out_dir / name, nrow=8)
+        figs.append((f"Each row keeps the top {keep} of {n_groups} latent groups of one prior sample; each column "
+                     "redraws the groups below (decoder means, seed 0)", name))
     return figs
 
 

@@ -153,6 +153,15 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
         distributed.teardown(info)
 
 
+def _skip_norms(o, opts: PhaseOptimizers, streak: dict[str, int]) -> dict[str, float] | None:
+    """Per phase, the gradient norm above which train_step skips the update: optim.skip_grad_norm, or
+    none once optim.max_norm_skips updates of that phase were skipped in a row (so one is taken)."""
+    if o.skip_grad_norm <= 0:
+        return None
+    return {ph.name: o.skip_grad_norm if streak.get(ph.name, 0) < o.max_norm_skips else math.inf
+            for ph in opts.phases}
+
+
 def _restore(ckpt: dict, model, opts: PhaseOptimizers, ema: EMA | None, objective) -> None:
     """Check that a checkpoint holds everything this run needs, then load it (CheckpointError if not)."""
     path, state = ckpt["path"], ckpt["state"]
@@ -225,9 +234,12 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
     opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     start, skipped = 0, 0
+    norm_skipped, norm_streak = 0, {}  # updates skipped for a huge gradient norm; the current run of them per phase
     if resume:
         ckpt = load_latest(run_dir, device, restore=lambda c: _restore(c, model, opts, ema, objective))
         start, skipped = ckpt["state"]["step"], ckpt["state"].get("skipped_steps", 0)
+        norm_skipped = ckpt["state"].get("norm_skipped_steps", 0)  # absent from checkpoints before the option
+        norm_streak = dict(ckpt["state"].get("norm_streak", {}))
     if t.compile:
         for child in model.children():
             child.compile()
@@ -247,7 +259,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
         if not info.is_main:
             return
         rng = {"cpu": torch.get_rng_state()}
-        state = {"skipped_steps": skipped, "model": cfg.model_name, "epoch": stream.epoch_of(step)}
+        state = {"skipped_steps": skipped, "model": cfg.model_name, "epoch": stream.epoch_of(step),
+                 "norm_skipped_steps": norm_skipped, "norm_streak": norm_streak}
         objective_state = objective.state_dict() if callable(getattr(objective, "state_dict", None)) else None
         save_checkpoint(run_dir, step, model.state_dict(), ema.state_dict() if ema else None, opts.optimizers, rng,
                         state, t.keep_checkpoints, objective_state)
@@ -265,7 +278,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                 torch.manual_seed(sample_seed(t.seed + 104729 * info.rank, step))
                 lr = learning_rate(cfg, step)
                 results = train_step(model, objective, stream.micro_batches(step), step, opts, lr=lr,
-                                     grad_clip=cfg.optim.grad_clip, info=info, autocast=autocast)
+                                     grad_clip=cfg.optim.grad_clip, info=info, autocast=autocast,
+                                     skip_norm=_skip_norms(cfg.optim, opts, norm_streak))
                 for name, r in results.items():
                     for k, v in r.terms.items():
                         add(f"train/{k}" if single else f"train/{name}/{k}", v)
@@ -274,6 +288,12 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                         bad_streak += 1
                         continue
                     bad_streak = 0
+                    if r.norm_skipped:
+                        norm_streak[name] = norm_streak.get(name, 0) + 1
+                        skipped += 1
+                        norm_skipped += 1
+                        continue
+                    norm_streak[name] = 0
                     # The loop's own figures live under optim/, apart from the objective's terms.
                     add("optim/grad_norm" if single else f"optim/{name}/grad_norm", r.grad_norm)
                 if bad_streak > t.max_bad_steps:
@@ -290,6 +310,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                     elapsed = time.perf_counter() - window_start
                     values = {k: float(v) / counts[k] for k, v in sums.items()}
                     values.update({"optim/lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped,
+                                   "norm_skipped_steps": norm_skipped,
                                    "images_per_s": window_steps * t.batch_size / max(elapsed, 1e-9)})
                     log.write(step, values)
                     loss_key = next((k for k in values if k.endswith("/loss")), None)

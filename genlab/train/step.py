@@ -12,9 +12,10 @@ EMA, logging and checkpoints stay with the caller.
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -28,6 +29,7 @@ class PhaseResult:
     terms: dict[str, torch.Tensor]  # each term's mean over the batch (0-d, detached), averaged over micro-batches
     grad_norm: torch.Tensor  # 0-d, the gradient norm before clipping
     skipped: bool  # the loss or gradient was not finite on some process: no update was made
+    norm_skipped: bool = False  # the gradient norm was above the phase's skip_norm: no update was made
 
 
 def phase_parameters(model: torch.nn.Module, modules: tuple[str, ...] | None) -> list[torch.nn.Parameter]:
@@ -76,7 +78,7 @@ class PhaseOptimizers:
 
 def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict], step: int, opts: PhaseOptimizers,
                lr: float | None = None, grad_clip: float = 0.0, info: DistInfo = DistInfo(),
-               autocast=None) -> dict[str, PhaseResult]:
+               autocast=None, skip_norm: Mapping[str, float] | None = None) -> dict[str, PhaseResult]:
     """Run every phase due at ``step`` on one batch split into ``micro_batches``.
 
     Args:
@@ -87,6 +89,8 @@ def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict],
         grad_clip: clip the gradient norm of each phase's parameters to this (0: no clipping).
         info: the process group (gradients are averaged over it; one process by default).
         autocast: a context manager around each objective call (e.g. bf16 autocast), or None.
+        skip_norm: phase name -> a gradient norm (before clipping) above which that phase's update is
+            skipped (VD-VAE's skip_threshold); None or a missing phase never skips for the norm.
 
     Returns:
         One PhaseResult per phase that ran, keyed by phase name, in phase order.
@@ -116,9 +120,11 @@ def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict],
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         bad = ~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))
         skipped = distributed.any_true(bad, info)
-        if skipped:
+        # The norm of the averaged gradient is the same on every process, so they all decide alike.
+        too_large = not skipped and skip_norm is not None and float(grad_norm) > skip_norm.get(ph.name, math.inf)
+        if skipped or too_large:
             model.zero_grad(set_to_none=True)
         else:
             opt.step()
-        results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), skipped)
+        results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), skipped, too_large)
     return results
