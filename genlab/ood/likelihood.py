@@ -25,7 +25,8 @@ from genlab.card import conditioning
 from genlab.config import bounded, check_fields
 from genlab.errors import InputError
 from genlab.eval.exact import class_conditional_nlls, marginal_nll, objective_nll
-from genlab.eval.latent import PRIOR_FRACTION, iwae_log_likelihood, prior_samples
+from genlab.eval.hierarchical import iwae_bound_of
+from genlab.eval.latent import PRIOR_FRACTION, iwae_log_likelihood, iwae_prior_samples
 from genlab.eval.surprise import pixel_nll
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
@@ -77,15 +78,17 @@ class LatentLikelihood(FamilyLikelihood):
 
     def describe(self) -> str:
         if self.variational:
-            m = prior_samples(self.opts.iwae_k, PRIOR_FRACTION)
+            vae = iwae_bound_of(self.model) is iwae_log_likelihood  # hvae: the encoder alone proposes
+            m = iwae_prior_samples(self.model, self.opts.iwae_k, PRIOR_FRACTION) if vae else 0
+            proposal = f"{m} of them from the prior: a defensive mixture proposal" if m else "proposal: the encoder"
             return (f"IWAE upper bound on -log p(x) (Burda et al. 2016), k={self.opts.iwae_k} importance "
-                    f"samples per image ({m} of them from the prior: a defensive mixture proposal)")
+                    f"samples per image ({proposal})")
         return "reconstruction NLL -log p(x | z = encoder(x)) of an autoencoder: not a likelihood (no prior)"
 
     @torch.no_grad()
     def nll(self, x, generator):
         if self.variational:
-            return -iwae_log_likelihood(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator)
+            return -iwae_bound_of(self.model)(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator)
         return self.pixel_nll(x).flatten(1).sum(1)
 
     @torch.no_grad()
