@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -39,6 +40,15 @@ class _LinearGaussian:
     def encode(self, x):
         mu = torch.linalg.lstsq(self.W, (x - self.b).T).solution.T + self.shift
         return mu, torch.full_like(mu, math.log(0.2))
+
+    cfg = SimpleNamespace(latent_dim=2, iaf_steps=0)  # what iwae_log_likelihood reads of a VAE's config
+
+    def posterior_params(self, x):
+        return torch.cat(self.encode(x), dim=1)
+
+    def reparameterize(self, params, eps):
+        mu, logvar = params.chunk(2, dim=1)
+        return {"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}
 
     def decode(self, z):
         return z @ self.W.T + self.b

@@ -28,7 +28,7 @@ def hvae_iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generat
         out = model.top_down([a.repeat(kc, 1, 1, 1) for a in acts], eps)  # rows: sample-major
         return log_weight(model, out, x.repeat(kc, 1, 1, 1)).view(kc, -1)
 
-    return log_mean_weight(log_weights, k, chunk)
+    return log_mean_weight(log_weights, k, chunk).to(x.dtype)
 
 
 # The IWAE bound function behind each IWAE evaluator a card may list, for callers that need the bound of

@@ -46,10 +46,10 @@ def log_mean_weight(log_weights, k: int, chunk: int) -> torch.Tensor:
     Args:
         log_weights: (start, kc) -> (kc, B) log-weights of samples start .. start + kc - 1.
     Returns:
-        (B,) nats: the importance-sampling (IWAE) lower bound on log p(x).
+        (B,) float64 nats: the importance-sampling (IWAE) lower bound on log p(x).
     """
     log_w = torch.cat([log_weights(start, min(chunk, k - start)).double() for start in range(0, k, chunk)])
-    return (torch.logsumexp(log_w, dim=0) - math.log(k)).float()
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
 
 
 @torch.inference_mode()
