@@ -161,7 +161,8 @@ def test_ood_and_api_likelihood_of_an_hvae_is_its_iwae_bound():
     from genlab.ood.likelihood import LikelihoodOptions, family_likelihood
 
     torch.manual_seed(0)
-    model, x = _shake(HVAE(HVAE.Config(width=8, scales=1, groups=(1, 1), latent_channels=2), SPEC), scale=0.1), _binary(3)
+    model = _shake(HVAE(HVAE.Config(width=8, scales=1, groups=(1, 1), latent_channels=2), SPEC), scale=0.1)
+    x = _binary(3)
     lik = family_likelihood(model, None, LikelihoodOptions(iwae_k=8, iwae_chunk=3))
     torch.testing.assert_close(lik.nll(x, torch.Generator().manual_seed(4)),
                                -hvae_iwae_log_likelihood(model, x, 8, 3, torch.Generator().manual_seed(4)))

@@ -7,10 +7,11 @@ import torch
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, run_batches
-from genlab.eval.latent import _bits_per_dim, _loader, _protocol, iwae_log_likelihood, log_mean_weight
+from genlab.eval.latent import _loader, _protocol, iwae_log_likelihood, log_mean_weight
 from genlab.eval.metric import averaged, metric
 from genlab.objectives.hierarchical import ACTIVE_VARIANCE, group_rates, log_px_given_z, log_weight
 from genlab.registry import EVALUATORS
+from genlab.stats import bits_per_dim
 
 
 @torch.inference_mode()
@@ -61,7 +62,8 @@ def evaluate_hvae_iwae(model, objective, data: ImageSet, device, opts) -> dict:
                                         f"proposal: the encoder, seed {opts.seed}; stderr over images")
         nll = sums.acc["nll"]
         return {"iwae_nll": averaged(nll, "nats/image", "bound", proto, k=k, images=which),
-                "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=_bits_per_dim(data), k=k, images=which)}
+                "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims), k=k,
+                                     images=which)}
 
     return run_batches("hvae-iwae", opts, order, step, finish, [g])
 
@@ -96,8 +98,8 @@ def evaluate_hvae_elbo(model, objective, data: ImageSet, device, opts) -> dict:
                                         f"(one-sample with an IAF top group), seed {opts.seed}; stderr over images")
         records = {
             "neg_elbo": averaged(acc["neg_elbo"], "nats/image", "bound", proto, images=which),
-            "neg_elbo_bpd": averaged(acc["neg_elbo"], "bits/dim", "bound", proto, scale=_bits_per_dim(data),
-                                     images=which),
+            "neg_elbo_bpd": averaged(acc["neg_elbo"], "bits/dim", "bound", proto,
+                                     scale=bits_per_dim(1.0, data.spec.dims), images=which),
             "distortion": averaged(acc["distortion"], "nats/image", "estimate", proto, images=which),
             "rate": averaged(acc["rate"], "nats/image", "estimate", proto, images=which),
         }

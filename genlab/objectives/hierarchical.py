@@ -8,8 +8,9 @@ import torch
 
 from genlab.config import bounded
 from genlab.nn.spec import DataSpec
-from genlab.objectives.latent import ELBO, per_dim, posterior_rate
+from genlab.objectives.latent import ELBO, posterior_rate
 from genlab.registry import OBJECTIVES
+from genlab.stats import bits_per_dim
 
 ACTIVE_VARIANCE = 0.01  # a latent unit is active when Var_x E_q[u] exceeds this (Burda et al. 2016, Sec. 5.2)
 
@@ -77,7 +78,7 @@ class HierarchicalELBO(ELBO):
             "neg_elbo": neg_elbo,
             "distortion": distortion,
             "rate": rate,
-            "bpd": per_dim(neg_elbo, self.data),
+            "bpd": bits_per_dim(neg_elbo, self.data.dims),
             "active_units": sum(terms[f"active_g{i}"] for i in range(len(rates))),
             **terms,
         }

@@ -57,8 +57,9 @@ class ELBO:
     """Negative evidence lower bound, -ELBO = distortion + rate (Kingma & Welling 2014).
 
     distortion = -E_q[log p(x|z)] (one reparameterized sample), rate = KL(q(z|x) || p(z))
-    in closed form (a one-sample estimate with an IAF posterior). With beta = 1 and no warm-up, ``loss`` is exactly -ELBO; with
-    other settings ``loss`` is the weighted objective and ``neg_elbo`` stays the bound.
+    in closed form (a one-sample estimate with an IAF posterior). With beta = 1 and no warm-up,
+    ``loss`` is exactly -ELBO; with other settings ``loss`` is the weighted objective and
+    ``neg_elbo`` stays the bound.
     """
 
     @dataclass

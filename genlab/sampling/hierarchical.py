@@ -17,7 +17,7 @@ from genlab.rng import make_generators, randn_per_sample
 class HierarchicalSamplerOptions:
     output: Literal["mean", "sample"] = "mean"  # the decoder's mean image, or a draw of its pixels
     temperature: float = bounded(1.0, gt=0)  # every group's prior std is multiplied by this
-    group_temperatures: tuple[float, ...] = bounded((), gt=0)  # per group, top first (e.g. 1,1,0.7); the rest: temperature
+    group_temperatures: tuple[float, ...] = bounded((), gt=0)  # per group, top first (e.g. 1,1,0.7); rest: temperature
 
 
 def temperatures_per_group(model, temperature: float, per_group: tuple[float, ...]) -> list[float]:
