@@ -14,7 +14,7 @@ from genlab.errors import InputError
 def check_label_range(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``y`` unchanged if every label is in 0..num_classes-1; else an InputError saying the range."""
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise InputError(f"labels must be in 0..{num_classes - 1}")
+        raise InputError(f"label out of range: labels must be in 0..{num_classes - 1}")
     return y
 
 

@@ -8,9 +8,10 @@ import typing
 
 import torch
 
-from genlab.card import SamplerSpec
+from genlab.card import SamplerSpec, conditioning
 from genlab.config import COUNT, SEED, Range, set_options
 from genlab.errors import InputError
+from genlab.nn.labels import class_labels
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.rng import make_generators
 
@@ -103,9 +104,8 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
         range_.check(key, value, int)
     sample_fn = sampler_of(model, sampler)
     options = dataclasses.asdict(sampler_options(model, sampler, opts))
-    num_classes = model.data.num_classes
-    if label is not None and not (0 <= label < max(num_classes, 1)):
-        raise InputError(f"--label {label} is out of range: this model's data has {num_classes} classes")
+    # Checked once for the whole request, before any batch is drawn (each sampler checks its batch again).
+    class_labels(label, n, conditioning(model).num_classes, who=type(model).__name__)
     out = []
     for first in range(start, start + n, batch_size):
         count = min(batch_size, start + n - first)
