@@ -205,6 +205,9 @@ class Run:
                                   f"{_models_where(lambda card: card.decoder != 'none')}")
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         z = z.unsqueeze(0) if z.dim() == 1 else z
+        if self.model.card.decoder == "autoregressive":
+            raise CapabilityError(f"{self.name}'s decoder is autoregressive: it has no mean image; draw images "
+                                  "with run.sample (pixel_samples_per_latent=...)")
         if self.model.card.decoder == "distribution":
             if label is not None:
                 raise CapabilityError(f"{self.name} is unconditional: drop label=")

@@ -28,8 +28,10 @@ Encoder = Literal["none", "code", "posterior"]
 # ``conditional`` field is true (a knob of the autoregressive models).
 ClassLabel = Literal["no", "yes", "config"]
 # What maps codes back to images: nothing; ``decode(z)`` giving raw outputs whose
-# ``distribution(...).mean()`` is the image (latent models); ``generate(z, y)`` giving images (GANs).
-Decoder = Literal["none", "distribution", "generator"]
+# ``distribution(...).mean()`` is the image (latent models); ``generate(z, y)`` giving images (GANs);
+# ``decode(z, x)`` giving raw outputs of an autoregressive decoder, teacher-forced on x (PixelVAE):
+# its images are drawn pixel by pixel by the model's sampler, it has no mean image.
+Decoder = Literal["none", "distribution", "generator", "autoregressive"]
 
 
 # Data the registry-wide model tester builds tiny models on (DataSpec fields): a small labelled

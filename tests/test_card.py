@@ -128,6 +128,9 @@ def test_card_encoder_and_likelihood_match_the_model(name):
         if card.decoder == "distribution":
             z = latent_means(model, batch["x"])
             assert model.distribution(model.decode(z)).mean().shape == batch["x"].shape
+        elif card.decoder == "autoregressive":  # decode(z, x): p(x_i | x_<i, z), teacher-forced
+            z = latent_means(model, batch["x"])
+            assert model.distribution(model.decode(z, batch["x"])).log_prob(batch["x"]).shape == batch["x"].shape
         elif card.decoder == "generator":
             y = batch.get("y") if conditioning(model).class_conditional else None
             assert model.generate(model.sample_latent(4), y).shape == batch["x"].shape

@@ -68,3 +68,38 @@ def hvae_binarized_mnist_gpu():
 def vae_iaf_binarized_mnist():
     """The binarized-MNIST VAE with an IAF posterior (Kingma et al. 2016): 2 steps, MADE width 256."""
     return {**vae_binarized_mnist(), "model.iaf_steps": "2", "model.iaf_hidden": "256", "model.iaf_context": "32"}
+
+
+@preset("pixelvae-binarized-mnist")
+def pixelvae_binarized_mnist():
+    """PixelVAE (Gulrajani et al. 2017) on statically binarized MNIST, sized for a GPU; paper about 79.7 nats."""
+    return {"model": "pixelvae", "data.name": "binarized-mnist", "model.latent_dim": "32", "model.channels": "32,64",
+            "model.hidden": "512", "model.cond_channels": "16", "model.pixel_channels": "64", "model.pixel_layers": "3",
+            "model.first_kernel": "5", "model.head_channels": "128", "train.batch_size": "64", "train.steps": "50000",
+            "optim.lr": "1e-3", "optim.schedule": "cosine", "optim.warmup_steps": "200",
+            "objective.kl_warmup_steps": "5000", "optim.grad_clip": "100", "train.ckpt_every": "1000",
+            "train.log_every": "50"}
+
+
+@preset("pixelvae-binarized-mnist-cpu")
+def pixelvae_binarized_mnist_cpu():
+    """The same model, smaller and shorter, for about 10 minutes on a shared 2-core CPU (a smoke-level budget)."""
+    return {**pixelvae_binarized_mnist(), "model.channels": "16,32", "model.hidden": "256",
+            "model.pixel_channels": "32", "model.head_channels": "64", "train.batch_size": "32",
+            "train.steps": "800", "optim.warmup_steps": "50", "objective.kl_warmup_steps": "200",
+            "train.ckpt_every": "400", "train.log_every": "50"}
+
+
+@preset("vqvae-mnist")
+def vqvae_mnist():
+    """VQ-VAE first stage on MNIST (8-bit, discretized logistic decoder): a 7x7 grid of tokens from K = 512 codes."""
+    return {"model": "vqvae", "data.name": "mnist", "model.channels": "32,64", "model.blocks": "2",
+            "model.code_dim": "16", "model.codebook_size": "512", "train.batch_size": "128", "train.steps": "20000",
+            "optim.lr": "2e-4", "train.ckpt_every": "1000", "train.log_every": "50"}
+
+
+@preset("vqvae-mnist-cpu")
+def vqvae_mnist_cpu():
+    """The same model with K = 128 codes, one residual block, a larger step size and 600 steps: a few CPU minutes."""
+    return {**vqvae_mnist(), "model.blocks": "1", "model.codebook_size": "128", "train.batch_size": "64",
+            "train.steps": "600", "optim.lr": "1e-3", "train.ckpt_every": "300"}

@@ -9,8 +9,9 @@ import torch
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, image_order, run_batches
-from genlab.eval.metric import averaged
-from genlab.objectives.latent import gaussian_log_density, posterior_rate
+from genlab.eval.metric import averaged, metric
+from genlab.nn.vq import codebook_usage
+from genlab.objectives.latent import decoder_log_prob, gaussian_log_density, posterior_rate
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
 from genlab.stats import bits_per_dim
@@ -88,9 +89,8 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
         n_prior = min(max(m - start, 0), kc)  # samples 0 .. m-1 come from the prior
         if n_prior:
             z[:n_prior] = eps[:n_prior]
-        raw = model.decode(z.flatten(0, 1))  # (kc * B, C * params, H, W)
         x_rep = x.expand(kc, *x.shape).flatten(0, 1)
-        log_px_z = model.distribution(raw).log_prob(x_rep).flatten(1).sum(1).view(kc, -1)
+        log_px_z = decoder_log_prob(model, x_rep, z.flatten(0, 1)).view(kc, -1)  # both decoder kinds
         log_pz = -0.5 * z.pow(2).sum(-1) - half_log_2pi
         if "logdet" in out:  # log q(z) = log N(z0; mu, var) - log|det dz/dz0|
             log_qz = log_pz + posterior_rate(out, one_sample=True).view(kc, -1)
@@ -144,7 +144,7 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
         x = load(idx)["x"]
         eps = torch.randn((x.shape[0], model.cfg.latent_dim), generator=g, device=x.device)
         out = model.reparameterize(model.posterior_params(x), eps)
-        distortion = -model.distribution(model.decode(out["z"])).log_prob(x).flatten(1).sum(1)
+        distortion = -decoder_log_prob(model, x, out["z"])  # both decoder kinds
         rate = posterior_rate(out)  # closed form; a one-sample estimate with IAF steps
         return {"neg_elbo": distortion + rate, "distortion": distortion, "rate": rate}  # per image
 
@@ -182,3 +182,20 @@ def evaluate_reconstruction(model, objective, data: ImageSet, device, opts) -> d
                                                images=which)}
 
     return run_batches("reconstruction", opts, order, step, finish)
+
+
+
+@EVALUATORS.register("codebook")
+@torch.inference_mode()
+def evaluate_codebook(model, objective, data: ImageSet, device, opts) -> dict:
+    """A VQ-VAE's codebook on the test images: fraction of codes used and perplexity of their frequencies.
+
+    Counts over every grid position of every image (not a per-image mean), so it runs in one pass.
+    """
+    order, which, load = _loader(data, opts, device)
+    codes = torch.cat([model.tokens(load(order[i:i + opts.batch_size])["x"]).flatten().cpu()
+                       for i in range(0, len(order), opts.batch_size)])
+    usage, perplexity = codebook_usage(codes, model.quantizer.size)
+    proto = _protocol(data, len(order), f"{which}; tokens of every grid position, K={model.quantizer.size} codes")
+    return {"codebook_usage": metric(usage, "fraction of the K codes", "exact", proto),
+            "codebook_perplexity": metric(perplexity, "exp(entropy of code frequencies)", "exact", proto)}

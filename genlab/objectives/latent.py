@@ -52,6 +52,16 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
 
 
+def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x | z) summed over the sub-pixels, in nats: (B, C, H, W), (B, L) -> (B,).
+
+    An autoregressive decoder (card decoder "autoregressive", PixelVAE) reads x itself,
+    teacher-forced: ``decode(z, x)``; its chain rule makes this the exact log p(x | z).
+    """
+    raw = model.decode(z, x) if model.card.decoder == "autoregressive" else model.decode(z)
+    return model.distribution(raw).log_prob(x).flatten(1).sum(1)
+
+
 @OBJECTIVES.register("elbo")
 class ELBO:
     """Negative evidence lower bound, -ELBO = distortion + rate (Kingma & Welling 2014).

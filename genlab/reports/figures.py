@@ -43,6 +43,12 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     test = run.dataset("test")
     pick = random_subset(len(test), 32, seed=0)
     x = test.batch(pick, torch.Generator().manual_seed(1))["x"].to(device)
+    if model.card.decoder == "autoregressive":  # PixelVAE: no mean image; one z per row, pixels drawn
+        save_grid(draw(model, 32, seed=0, device=device, batch_size=32, pixel_samples_per_latent=8),
+                  out_dir / "samples.png", nrow=8)
+        figs.append(("Samples: each row shares one z ~ N(0, I) (the global shape), each column draws its own "
+                     "pixels from the PixelCNN decoder (the strokes); seed 0", "samples.png"))
+        return figs
     if model.card.samplers:
         save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")
         figs.append(("Samples (decoder means, z ~ N(0, I), seed 0)", "samples.png"))
@@ -55,7 +61,7 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     figs.append(("Interpolation between pairs of test images in latent space", "interpolation.png"))
     if "hvae" in model.card.sampler_names:
         figs.extend(_hierarchy_figures(model, out_dir, device))
-    if latent_means(model, x[:1]).shape[1] == 2:
+    if latent_means(model, x[:1]).shape[1:] == (2,):  # a 2-D vector latent
         save_grid(manifold_grid(model, 15, 15, device), out_dir / "manifold.png", nrow=15, scale=2)
         figs.append(("Decoded manifold over Gaussian quantiles of z (latent_dim=2)", "manifold.png"))
         figs.append(("Test-set latent means", _latent_scatter(model, test, device, out_dir / "latent_scatter.png")))

@@ -94,12 +94,22 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     y = _labels(model, label, n, device)
     with eval_mode(model):
         stepper = model.sampling_cache(n, y) if cache else _Naive(model, y)
-        for i in range(prefix_rows, until_row):
-            for j in range(W):
-                for c, channels in head.steps():
-                    raw = stepper.step(canvas, i, j, c)  # (n, R_step)
-                    canvas[:, channels, i, j] = head.sample_step(raw, generators, temperature).to(dtype)
+        fill_pixels(stepper, head, canvas, generators, temperature, range(prefix_rows, until_row))
     return canvas
+
+
+def fill_pixels(stepper, head, canvas: torch.Tensor, generators: list[torch.Generator], temperature: float,
+                rows: range) -> None:
+    """Draw the sub-pixels of ``rows`` of ``canvas`` (n, C, H, W) in place, in raster then channel order.
+
+    ``stepper.step(canvas, i, j, c)`` gives the raw outputs (n, R_step) of step c at pixel (i, j);
+    row n of the canvas draws only from ``generators[n]``.
+    """
+    for i in rows:
+        for j in range(canvas.shape[3]):
+            for c, channels in head.steps():
+                raw = stepper.step(canvas, i, j, c)  # (n, R_step)
+                canvas[:, channels, i, j] = head.sample_step(raw, generators, temperature).to(canvas.dtype)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from genlab.errors import InputError
 from genlab.nn.labels import class_labels
 from genlab.registry import register_sampler
 from genlab.rng import randn_per_sample
+from genlab.sampling.autoregressive import fill_pixels
 
 
 @dataclass
@@ -34,6 +35,45 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
     dist = model.distribution(model.decode(z))
     return dist.sample(generators) if output == "sample" else dist.mean()
+
+
+@dataclass
+class PixelVAESamplerOptions:
+    pixel_samples_per_latent: int = bounded(1, ge=1)  # consecutive samples sharing one z: same global shape, own pixels
+    temperature: float = bounded(1.0, gt=0)  # z ~ N(0, temperature^2 I)
+    pixel_temperature: float = bounded(1.0, gt=0)  # divides the logits of every pixel conditional
+
+
+@register_sampler("pixelvae", PixelVAESamplerOptions)
+@torch.no_grad()
+def sample_pixelvae(model, n: int, generators: list[torch.Generator], device, label=None,
+                    pixel_samples_per_latent: int = 1, temperature: float = 1.0, pixel_temperature: float = 1.0,
+                    **_) -> torch.Tensor:
+    """z ~ N(0, temperature^2 I), then x pixel by pixel from the PixelCNN decoder p(x | z).
+
+    Sample i draws its latent, then its pixels, from generators[i] alone. With
+    ``pixel_samples_per_latent`` m > 1, samples m*g .. m*g + m - 1 of this call share the
+    latent of sample m*g (their own latents are drawn and discarded, so the stream of
+    every generator is the same for every m); keep the batch size a multiple of m so that
+    groups are not split across calls.
+    """
+    if label is not None:
+        raise InputError("this model is unconditional: drop --label")
+    if pixel_samples_per_latent < 1 or temperature <= 0 or pixel_temperature <= 0:
+        raise InputError("need pixel_samples_per_latent >= 1, temperature > 0 and pixel_temperature > 0")
+    z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
+    z = z[torch.arange(n, device=z.device) // pixel_samples_per_latent * pixel_samples_per_latent]
+    spec = model.data
+    canvas = torch.zeros(n, spec.channels, spec.height, spec.width, device=device,
+                         dtype=next(model.parameters()).dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        fill_pixels(model.sampling_cache(z.to(canvas.dtype)), model.head, canvas, generators, pixel_temperature,
+                    range(spec.height))
+    finally:
+        model.train(was_training)
+    return canvas
 
 
 @torch.no_grad()
@@ -63,10 +103,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
                 mode: Literal["linear", "slerp"] = "linear") -> torch.Tensor:
     """Decoded images along the path between the codes of two images; (steps, C, H, W)."""
-    z = latent_means(model, torch.stack([x_a, x_b]))
+    code = latent_means(model, torch.stack([x_a, x_b]))
+    z = code.flatten(1)  # a code grid (VQ-VAE's (D, h, w)) is interpolated as one vector
     t = torch.linspace(0, 1, steps, device=z.device)
     path = slerp(z[0], z[1], t) if mode == "slerp" else (1 - t)[:, None] * z[0] + t[:, None] * z[1]
-    return model.distribution(model.decode(path)).mean()
+    return model.distribution(model.decode(path.view(steps, *code.shape[1:]))).mean()
 
 
 @torch.no_grad()
