@@ -61,7 +61,7 @@ class VQVAE(nn.Module):
         codebook_size: int = bounded(512, ge=2)  # K, number of code vectors (paper 512)
         ema_decay: float = bounded(0.99, ge=0.0, lt=1.0)  # decay of the codebook EMA (paper 0.99)
         ema_eps: float = bounded(1e-5, gt=0.0)  # Laplace smoothing of the EMA counts
-        dead_code_threshold: float = bounded(1.0, ge=0.0)  # EMA count (vectors per batch) below which a code is reset; 0: never
+        dead_code_threshold: float = bounded(1.0, ge=0.0)  # EMA count (vectors/batch) below which a code is reset
         likelihood: str = "auto"  # auto | bernoulli | logistic | gaussian | categorical (decoder's pixel model)
         gaussian_sigma: float = bounded(0.1, gt=0.0)  # fixed std of the Gaussian likelihood on the [0, 1] scale
 
@@ -118,7 +118,7 @@ class VQVAE(nn.Module):
         return self.head.build(raw)
 
     def forward(self, x: torch.Tensor) -> dict:
-        """z_e (encoder output), codes (B, h, w), z_q (code vectors, no gradient path), raw (decoded straight-through)."""
+        """z_e (encoder output), codes (B, h, w), z_q (code vectors, no gradient), raw (decoded straight-through)."""
         z_e = self.encoder(x * 2 - 1)  # (B, D, h, w)
         codes, z_q = self.quantizer.quantize(z_e)
         return {"z_e": z_e, "codes": codes, "z_q": z_q, "raw": self.decode(straight_through(z_e, z_q))}
