@@ -52,14 +52,19 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
 
 
-def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x | z) summed over the sub-pixels, in nats: (B, C, H, W), (B, L) -> (B,).
+def decoder_distribution(model, x: torch.Tensor, z: torch.Tensor):
+    """p(x | z) as a PixelDistribution whose ``log_prob(x)`` is per sub-pixel (B, C, H, W).
 
     An autoregressive decoder (card decoder "autoregressive", PixelVAE) reads x itself,
-    teacher-forced: ``decode(z, x)``; its chain rule makes this the exact log p(x | z).
+    teacher-forced: ``decode(z, x)``, so the distribution is that of x's own conditionals
+    p(x_i | x_<i, z); by the chain rule their log-masses sum to the exact log p(x | z).
     """
-    raw = model.decode(z, x) if model.card.decoder == "autoregressive" else model.decode(z)
-    return model.distribution(raw).log_prob(x).flatten(1).sum(1)
+    return model.distribution(model.decode(z, x) if model.card.decoder == "autoregressive" else model.decode(z))
+
+
+def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x | z) summed over the sub-pixels, in nats: (B, C, H, W), (B, L) -> (B,)."""
+    return decoder_distribution(model, x, z).log_prob(x).flatten(1).sum(1)
 
 
 @OBJECTIVES.register("elbo")

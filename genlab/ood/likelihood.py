@@ -28,6 +28,7 @@ from genlab.eval.exact import class_conditional_nlls, marginal_nll, objective_nl
 from genlab.eval.hierarchical import iwae_bound_of
 from genlab.eval.latent import PRIOR_FRACTION, iwae_log_likelihood, iwae_prior_samples
 from genlab.eval.surprise import pixel_nll
+from genlab.objectives.latent import decoder_distribution
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
 
@@ -93,7 +94,7 @@ class LatentLikelihood(FamilyLikelihood):
 
     @torch.no_grad()
     def pixel_nll(self, x):
-        return -self.model.distribution(self.model.decode(latent_means(self.model, x))).log_prob(x).sum(1)
+        return -decoder_distribution(self.model, x, latent_means(self.model, x)).log_prob(x).sum(1)
 
 
 @FAMILY_LIKELIHOODS.register("autoregressive")
