@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from genlab.card import ModelCard
 from genlab.cli import main
 from genlab.config import DataConfig, RunConfig, apply_overrides
 from genlab.data import load_dataset
@@ -30,6 +31,10 @@ class _LinearGaussian:
 
     The encoder is deliberately wrong (shifted and too narrow), as an encoder is on an outlier.
     """
+
+    # What the IWAE machinery reads (decoder kind: decode(z) -> raw outputs), as on every model.
+    card = ModelCard(family="latent", default_objective="elbo", likelihood="bound", encoder="posterior",
+                     decoder="distribution")
 
     def __init__(self, d=3, latent=2, s=0.5, shift=1.5):
         g = torch.Generator().manual_seed(0)
