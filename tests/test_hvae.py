@@ -78,6 +78,8 @@ def test_vae_with_iaf_posterior_trains_and_its_bound_is_consistent():
 class _OneGroupAsVAE:
     """A one-group hvae behind the interface `vae`'s objective and IWAE evaluator use."""
 
+    card = VAE.card  # what the IWAE machinery reads (decoder kind: decode(z) -> raw outputs)
+
     def __init__(self, hvae):
         self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0]),
                                                       "iaf_steps": 0})()
