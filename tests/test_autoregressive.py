@@ -26,6 +26,7 @@ from genlab.models.autoregressive.gated_pixelcnn import GatedPixelCNN
 from genlab.models.autoregressive.heads import AutoregressiveHead
 from genlab.models.autoregressive.pixel_transformer import PixelTransformer
 from genlab.models.autoregressive.pixelcnn import PixelCNN
+from genlab.models.autoregressive.pixelrnn import PixelRNN
 from genlab.nn.distributions import DiscretizedLogistic
 from genlab.nn.logistic_mixture import DiscretizedLogisticMixture, mixture_raw_channels
 from genlab.nn.masked import MaskedConv2d, causal_mask, channel_groups
@@ -35,11 +36,15 @@ from genlab.sampling.autoregressive import complete, sample
 from genlab.rng import make_generators
 from model_tester import check_model
 
-MODELS = {"pixelcnn": PixelCNN, "gated-pixelcnn": GatedPixelCNN, "pixel-transformer": PixelTransformer}
+# Keys name a model and its tiny config (PixelRNN twice: one key per recurrent layer type).
+MODELS = {"pixelcnn": PixelCNN, "gated-pixelcnn": GatedPixelCNN, "pixel-transformer": PixelTransformer,
+          "pixelrnn-row": PixelRNN, "pixelrnn-diagonal": PixelRNN}
 TINY = {
     "pixelcnn": dict(channels=6, residual_blocks=2, first_kernel=3, kernel=3, head_channels=6),
     "gated-pixelcnn": dict(channels=6, layers=3, first_kernel=3, kernel=3, head_channels=6),
     "pixel-transformer": dict(d_model=8, layers=2, heads=2, mlp_ratio=2),
+    "pixelrnn-row": dict(layer="row", hidden=3, layers=2, first_kernel=3, head_channels=6),
+    "pixelrnn-diagonal": dict(layer="diagonal", hidden=3, layers=2, first_kernel=3, head_channels=6),
 }
 BINARY = DataSpec(1, 3, 3, bits=1)
 BINARY_RGB = DataSpec(3, 2, 2, bits=1)
@@ -191,6 +196,37 @@ def test_gated_pixelcnn_sees_every_earlier_pixel():
     assert dep[12, 9]  # exactly where PixelCNN is blind
 
 
+@pytest.mark.parametrize("spec,likelihood", [(DataSpec(1, 4, 5, bits=1), "auto"), (DataSpec(3, 3, 3, bits=8), "categorical")])
+def test_diagonal_bilstm_sees_every_earlier_subpixel_but_the_end_of_the_row_above(spec, likelihood):
+    # One layer: left-to-right reaches up and left, the shifted right-to-left map the row above.
+    dep = dependency(tiny("pixelrnn-diagonal", spec, likelihood, layers=1))  # 3x3 type-A input convolution
+    C, W = spec.channels, spec.width
+    expected = torch.ones(spec.dims, spec.dims, dtype=torch.bool).tril(-1)
+    # The last sub-pixel of row i - 1 is in no feature of its own row (type-A mask), so only pixels
+    # of row i within the input kernel's reach (j >= W - 1 - k // 2) see it: a gap the paper's
+    # "full receptive field" glosses over, kept here as in the paper.
+    for i in range(1, spec.height):
+        last = ((i - 1) * W + W - 1) * C + C - 1
+        expected[i * W * C : (i * W + W - 2) * C, last] = False
+    assert torch.equal(dep, expected)
+
+
+def test_row_lstm_field_is_the_triangle_above():
+    spec = DataSpec(1, 4, 7, bits=1)
+    dep = dependency(tiny("pixelrnn-row", spec, layers=1))  # 3x3 type-A input convolution, one Row LSTM
+    first = {(-1, -1), (-1, 0), (-1, 1), (0, -1)}  # the type-A kernel's open taps
+    own_row = _reachable([first, {(0, -1), (0, 0)}])  # the 1x3 type-B input-to-state window
+    state = set(own_row)
+    for _ in range(spec.height):  # the state of row i - 1 at columns j - 1 .. j + 1, recursively
+        state = own_row | {(a - 1, b + c) for a, b in state for c in (-1, 0, 1)}
+    reach = first | state  # the residual path adds the input features themselves
+    for o in range(spec.dims):
+        i, j = divmod(o, 7)
+        expected = torch.tensor([(r - i, c - j) in reach for r in range(4) for c in range(7)])
+        assert torch.equal(dep[o], expected), f"pixel {(i, j)}"
+    assert dep[3 * 7 + 3, 0 * 7 + 6] and not dep[3 * 7 + 3, 2 * 7 + 6]  # a triangle: wider further up
+
+
 def test_gated_pixelcnn_orders_colours_inside_the_pixel():
     spec = DataSpec(3, 3, 3, bits=8)
     dep = dependency(tiny("gated-pixelcnn", spec, "categorical", layers=4))
@@ -201,13 +237,20 @@ def test_gated_pixelcnn_orders_colours_inside_the_pixel():
 # ---- normalization ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("spec,likelihood", [
+_SMALL_SPACES = [
     (BINARY, "auto"),  # all 2^9 binary 3x3 images
     (BINARY_RGB, "auto"),  # all 2^12 binary 2x2 images with 3 colour-ordered channels
+]
+_EIGHT_BIT = [
     (DataSpec(1, 1, 2, bits=8), "categorical"),  # all 256^2 images of two 8-bit pixels
     (DataSpec(1, 1, 2, bits=8), "logistic-mixture"),
-])
+]
+
+
+# PixelRNN shares the heads checked on 8-bit data by the others; its 256^2-image passes take ~5 s each.
+@pytest.mark.parametrize("name,spec,likelihood", [(name, spec, lik) for name in MODELS for spec, lik in _SMALL_SPACES]
+                         + [(name, spec, lik) for name in MODELS if not name.startswith("pixelrnn")
+                            for spec, lik in _EIGHT_BIT])
 def test_likelihood_sums_to_one_over_all_images(name, spec, likelihood):
     model = tiny(name, spec, likelihood)
     with torch.no_grad():
@@ -246,7 +289,7 @@ def test_cached_sampling_equals_full_recomputation(name, spec, likelihood):
     if name == "pixelcnn":
         model = tiny(name, spec, likelihood, residual_blocks=0)  # sees 1 row up: the window crops rows
     else:
-        model = tiny(name, spec, likelihood, conditional=conditional)
+        model = tiny(name, spec, likelihood, **({"conditional": True} if conditional else {}))
     label = torch.tensor([1, 0, 1]) if conditional else None
     prefix = random_images(spec, 3, seed=5)
     drawn = {}
@@ -288,7 +331,7 @@ def test_seeded_samples_do_not_depend_on_the_batch_split(name):
 
 
 @pytest.mark.parametrize("name,cache", [("pixelcnn", True), ("pixelcnn", False), ("gated-pixelcnn", True),
-                                        ("pixel-transformer", True)])
+                                        ("pixel-transformer", True), ("pixelrnn-row", True)])
 def test_samples_follow_the_model_distribution(name, cache):
     """Empirical frequencies of all 8 images of one binary RGB pixel against exp(log p)."""
     spec = DataSpec(3, 1, 1, bits=1)
@@ -576,3 +619,14 @@ def test_transformer_with_learned_positions_is_causal_normalized_and_cacheable()
         assert torch.logsumexp(log_likelihood(model, all_images(spec)), 0).exp().item() == pytest.approx(1, abs=1e-9)
     a = sample(model, 3, make_generators(1, 3), "cpu", cache=True)
     assert torch.equal(a, sample(model, 3, make_generators(1, 3), "cpu", cache=False))
+
+
+def test_skew_and_unskew_are_inverse():
+    from genlab.nn.recurrent import skew, unskew
+    x = torch.randn(2, 3, 4, 5)
+    s = skew(x)
+    assert s.shape == (2, 3, 4, 8)
+    assert torch.equal(s[:, :, 2, 2:7], x[:, :, 2]) and (s[:, :, 2, :2] == 0).all() and (s[:, :, 2, 7:] == 0).all()
+    assert torch.equal(unskew(s, 5), x)
+    # A diagonal of the image (i + j = 3) is a column of the skewed map.
+    assert torch.equal(s[0, 0, :, 3], torch.stack([x[0, 0, i, 3 - i] for i in range(4)]))

@@ -81,6 +81,12 @@ class AutoregressiveHead:
             return mixture_raw_channels(self.data.channels, self.components)
         return self.data.channels * self.params_per_subpixel
 
+    def image_groups(self) -> torch.Tensor:
+        """Colour group of every image channel, for the network's first (type-A) masked layer."""
+        if self.joint:
+            return torch.zeros(self.data.channels, dtype=torch.long)
+        return torch.arange(self.data.channels)
+
     def raw_groups(self) -> torch.Tensor:
         """Colour group of every raw output channel, for the network's last masked layer."""
         if self.joint:

@@ -84,7 +84,7 @@ class PixelCNN(nn.Module):
         self.cfg, self.data = cfg, data
         self.head = AutoregressiveHead.create(cfg.likelihood, data, cfg.mixture_components)
         g = self.head.colour_groups
-        image_groups = torch.arange(data.channels) if g > 1 else torch.zeros(data.channels, dtype=torch.long)
+        image_groups = self.head.image_groups()
         self.input = MaskedConv2d.raster(data.channels, cfg.channels, cfg.first_kernel, "A", image_groups, g)
         self.blocks = nn.ModuleList(_ResidualBlock(cfg.channels, cfg.kernel, g) for _ in range(cfg.residual_blocks))
         self.hidden = MaskedConv2d.raster(cfg.channels, cfg.head_channels, 1, "B", g, g)
