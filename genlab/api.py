@@ -20,6 +20,7 @@ import torch
 from genlab.errors import InputError
 from genlab.card import conditioning
 from genlab.config import COUNT, ConfigError, RunConfig, override_pairs
+from genlab.data import load_dataset
 from genlab.configs import resolve_train_config
 from genlab.eval.exact import objective_nll
 from genlab.eval.options import EvalOptions
@@ -27,10 +28,13 @@ from genlab.eval.run import evaluate_loaded
 from genlab.nn.labels import class_labels
 from genlab.nn.modes import eval_mode
 from genlab.nn.spec import DataSpec
+from genlab.ood.images import ImageReadError, background_of, read_user_levels
 from genlab.ood.likelihood import LikelihoodOptions, family_likelihood
 from genlab.registry import MODELS
 from genlab.reports.export import export_run
+from genlab.reports.ood import _out_names as distinct_stems  # photo.png twice -> photo, photo-2
 from genlab.reports.report import report_loaded
+from genlab.reports.translation import REVERSE, domain_names, write_translations
 from genlab.sampling.api import draw
 from genlab.sampling.latent import latent_means
 from genlab.stats import bits_per_dim
@@ -155,6 +159,16 @@ class Run:
                 ``temperature=0.8`` for a VAE or a pixel model); an unknown option is an error.
         """
         return draw(self.model, n, seed, self.device, batch_size, label, sampler=sampler, **sampler_options)
+
+    def translate(self, x, direction: str = "a2b", batch_size: int = 256) -> torch.Tensor:
+        """A two-domain model's (cyclegan) translations (B, C, H, W) in [0, 1] on the CPU.
+
+        Args:
+            x: (B, C, H, W) or (C, H, W) images of the source domain, floats in [0, 1] or uint8.
+            direction: a2b (the run's data.name -> data.domain_b) or b2a.
+        """
+        x = self._images(x)
+        return draw(self.model, len(x), 0, self.device, batch_size, source=x, direction=direction)
 
     # --- likelihood
     @torch.no_grad()
@@ -312,3 +326,45 @@ def train(model: str | None = None, data: str | None = None, steps: int | None =
                        seed=seed, device=device, batch_size=batch_size, data_root=data_root, overrides=pairs,
                        command=_python_call("train", (), given))
     return load(result.run_dir, device or "auto", data_root=data_root)
+
+
+def translate_files(run_dir: str | Path, images: list[str | Path], direction: str = "a2b",
+                    out_dir: str | Path | None = None, alpha_over: str = "auto", device: str = "auto",
+                    data_root: str | None = None, use_ema: bool = True, log=print) -> list[Path]:
+    """`genlab translate`: a two-domain run's translations of image files; returns the translated PNGs.
+
+    Each file is brought to the run's format by genlab's safe image conversion (``genlab.ood.images``:
+    Pillow decoding only, 16-bit /257, alpha over the source domain's background colour, luma or RGB,
+    centre crop and resize), then translated (``reports.translation.write_translations``).
+
+    Args:
+        run_dir: a run (or exported) folder of an image-to-image model (cyclegan).
+        images: PNG/JPEG/... files of any size and mode.
+        direction: a2b (domain A = the run's data.name, to data.domain_b) or b2a.
+        out_dir: where the PNGs go (default RUN_DIR/translations).
+        alpha_over: "black", "white" or "auto" (the border colour of the source domain's test images).
+    Raises:
+        ImageReadError: a file cannot be read (the message names it); nothing is written then.
+    """
+    if direction not in REVERSE:
+        raise InputError(f"--direction must be a2b or b2a, not {direction!r}")
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise InputError("give at least one image file")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ImageReadError(f"cannot read image {missing[0]}: no such file")
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    if not conditioning(run.model).source_image:
+        raise InputError(f"{run.run_dir} holds a {run.cfg.model_name} model, which does not translate images; "
+                         "give a cyclegan run")
+    source, target = domain_names(run.cfg, direction)
+    if alpha_over == "auto":
+        alpha_over = background_of(load_dataset(source, "test", run.cfg.data))
+    x = torch.stack([read_user_levels(p, run.spec, alpha_over) for p in paths]).float() / 255  # (N, C, H, W)
+    out = Path(out_dir) if out_dir is not None else run.run_dir / "translations"
+    written = write_translations(run.model, x, distinct_stems(paths), direction, out, dev)
+    log(f"{len(written)} translation(s) {direction} ({source} -> {target}) in {out}; "
+        f"rows of translations_{direction}.png: input, translation, reconstruction")
+    return written

@@ -106,6 +106,8 @@ class ModelCard:
     ema_modules: tuple[str, ...] | None = None  # None: the EMA averages every weight
     # Progressive growing: ``generate(z, level=k)`` draws at the k-th resolution (report figure; progan).
     growing: bool = False
+    # 2: a translation model whose batches hold domain A (x, y) and domain B (x_b, y_b); see data/domains.py
+    domains: int = 1
     run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value
     tiny: Mapping[str, Any] = field(default_factory=dict)
     tiny_data: Mapping[str, int] = field(default_factory=lambda: TINY_BINARY)

@@ -290,6 +290,22 @@ def _add_ood(sub):
     _add_run_loading(p)
 
 
+def _add_translate(sub):
+    p = sub.add_parser("translate", help="translate your own images with a two-domain run (cyclegan)",
+                       description="Convert each image to the run's format (as `genlab score` does: alpha over the "
+                                   "source domain's background colour, luma or RGB, centre crop, resize), translate "
+                                   "it, and write OUT/NAME_DIRECTION.png and OUT/translations_DIRECTION.png (rows: "
+                                   "input, translation, reconstruction).")
+    p.add_argument("run_dir", help="a cyclegan run folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... files of any size and mode")
+    p.add_argument("--direction", choices=["a2b", "b2a"], default="a2b",
+                   help="a2b: from domain A (the run's data.name) to B (data.domain_b); b2a: back")
+    p.add_argument("--out", default=None, help="folder for the translations (default RUN_DIR/translations)")
+    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
+                   help="colour under transparent pixels (auto: the border colour of the source domain's images)")
+    _add_run_loading(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                                   "generative models of images.")
@@ -302,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info_cmds(sub)
     _add_eval_tools(sub)
     _add_ood(sub)
+    _add_translate(sub)
     return parser
 
 
@@ -487,10 +504,18 @@ def _score(args) -> int:
     return 0
 
 
+def _translate(args) -> int:
+    from genlab.api import translate_files
+
+    translate_files(args.run_dir, args.images, args.direction, args.out, args.alpha_over, args.device,
+                    args.data_root, use_ema=not args.no_ema)
+    return 0
+
+
 COMMANDS = {"train": _train, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
             "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
-            "ood": _ood, "score": _score}
+            "ood": _ood, "score": _score, "translate": _translate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,9 @@ class DataConfig:
     image_size: int = bounded(0, ge=0)
     image_channels: int = bounded(3, ge=1, le=3)  # 1: grey (ITU-R 601-2 luma), 3: RGB
     test_fraction: float = bounded(0.1, gt=0.0, lt=1.0)  # share of the images held out (seeded) as the test split
+    # Two-domain models (cyclegan): domain B's dataset; `name` is domain A. Batches of the two are drawn unpaired.
+    domain_b: str = ""
+    unpaired_halves: bool = True  # domains made of the same images (mnist, mnist-inverted) train on disjoint halves
 
 
 @dataclass
@@ -191,7 +194,9 @@ class OptimConfig:
     # above the threshold would otherwise skip every update for ever.
     max_norm_skips: int = bounded(10, ge=0)
     warmup_steps: int = bounded(0, ge=0)  # linear warm-up from 0
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    # linear: constant lr for this share of the steps, then linear decay to 0 (CycleGAN: 100 of 200 epochs)
+    decay_start: float = bounded(0.5, ge=0.0, le=1.0)
     min_lr_ratio: float = bounded(0.0, ge=0.0, le=1.0)  # cosine schedule ends at lr * min_lr_ratio
 
 

@@ -36,13 +36,15 @@ def tiny(name: str, seed: int = 0):
     return build_model(cfg, spec), build_objective(cfg, spec), spec
 
 
-def batch_for(spec: DataSpec, n: int = 4, seed: int = 1) -> dict:
+def batch_for(spec: DataSpec, n: int = 4, seed: int = 1, domains: int = 1) -> dict:
     g = torch.Generator().manual_seed(seed)
     levels = 2**spec.bits - 1
     x = torch.randint(0, levels + 1, (n, spec.channels, spec.height, spec.width), generator=g).float() / levels
     out = {"x": x}
     if spec.num_classes:
         out["y"] = torch.randint(0, spec.num_classes, (n,), generator=g)
+    if domains == 2:  # a translation model's batch also holds domain B (data/domains.py)
+        out["x_b"] = torch.randint(0, levels + 1, x.shape, generator=g).float() / levels
     return out
 
 
@@ -92,7 +94,7 @@ def test_every_sampler_has_typed_options_matching_its_keywords():
 @pytest.mark.parametrize("name", NAMES)
 def test_model_passes_the_shared_model_tester(name, tmp_path):
     model, objective, spec = tiny(name)
-    check_model(model, objective, batch_for(spec), tmp_path)
+    check_model(model, objective, batch_for(spec, domains=model.card.domains), tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -114,7 +116,7 @@ def test_card_names_what_exists(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_card_encoder_and_likelihood_match_the_model(name):
     model, objective, spec = tiny(name)
-    card, batch = model.card, batch_for(spec)
+    card, batch = model.card, batch_for(spec, domains=model.card.domains)
     model.eval()
     with torch.no_grad():
         if card.encoder == "posterior":
@@ -146,9 +148,10 @@ def test_card_encoder_and_likelihood_match_the_model(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_declared_samplers_run_and_do_not_depend_on_the_batch_size(name):
     model, _, spec = tiny(name)
+    source = batch_for(spec, n=5)["x"] if conditioning(model).source_image else None
     for sampler in model.card.sampler_names:
-        whole = draw(model, 5, seed=3, device="cpu", batch_size=5, label=_label(model), sampler=sampler)
-        parts = draw(model, 5, seed=3, device="cpu", batch_size=2, label=_label(model), sampler=sampler)
+        whole = draw(model, 5, seed=3, device="cpu", batch_size=5, label=_label(model), sampler=sampler, source=source)
+        parts = draw(model, 5, seed=3, device="cpu", batch_size=2, label=_label(model), sampler=sampler, source=source)
         assert whole.shape == (5, spec.channels, spec.height, spec.width)
         assert whole.min() >= 0 and whole.max() <= 1
         torch.testing.assert_close(whole, parts, rtol=0, atol=1e-5)
@@ -174,6 +177,13 @@ def test_declared_conditioning_is_what_the_model_takes(name):
     else:
         with pytest.raises(ValueError, match="label"):  # the tiny data has labels, the model takes none
             draw(model, 2, seed=0, device="cpu", label=1)
+    if cond.source_image:  # a translation of a given image: a different image gives a different translation
+        source = batch_for(spec, n=2)["x"]
+        a = draw(model, 2, seed=0, device="cpu", source=source)
+        b = draw(model, 2, seed=0, device="cpu", source=source.flip(0))
+        assert torch.equal(a.flip(0), b) and not torch.equal(a, b)
+        with pytest.raises(ValueError, match="images to translate"):
+            draw(model, 2, seed=0, device="cpu")
     if cond.partial_image:
         prefix = batch_for(spec, n=2)["x"]
         out = sampler_of(model)(model, 2, make_generators(0, 2), "cpu", label=None if _label(model) is None else 1,

@@ -54,6 +54,9 @@ def _card_facts(model) -> list[str]:
 def _use_lines(model) -> list[str]:
     card, cond = model.card, conditioning(model)
     label = ", label=0" if cond.num_classes else ""
+    if cond.source_image:  # an image-to-image model translates given images; it has nothing to sample from
+        return ["# x: images of domain A (B, C, H, W), floats in [0, 1] or uint8",
+                "translations = run.translate(x, \"a2b\")  # and run.translate(y, \"b2a\") back"]
     lines = [f"images = run.sample(16, seed=0{label})  # (16, C, H, W) in [0, 1]"] if card.samplers else []
     if card.likelihood != "none" or card.encoder != "none":
         lines.append("# x: your images (B, C, H, W), floats in [0, 1] or uint8, in the model's format")
@@ -80,7 +83,9 @@ def model_card(run: LoadedRun, folder: Path) -> str:
              "## What it is", "", *[f"- {fact}" for fact in _card_facts(model)], "",
              "## Use", "", "```python", "import genlab", "",
              f"run = genlab.load(\"{folder.name}\")  # this folder", *_use_lines(model),
-             "```", "", "or `genlab sample FOLDER --n 64` from the command line.", ""]
+             "```", "", ("or `genlab translate FOLDER IMAGE... --direction a2b` from the command line."
+                         if conditioning(model).source_image else
+                         "or `genlab sample FOLDER --n 64` from the command line."), ""]
     eval_path = run.run_dir / "eval.json"
     if eval_path.exists():
         table = metrics_table(read_run_json(eval_path))

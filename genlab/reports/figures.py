@@ -12,6 +12,7 @@ from genlab.registry import FIGURE_SETS
 from genlab.rng import make_generators
 from genlab.reports.images import save_figure, save_gif, save_grid, save_strip, subplots
 from genlab.rng import random_subset
+from genlab.reports.translation import translation_figures
 from genlab.sampling.adversarial import interpolations, nearest_neighbours
 from genlab.sampling.api import draw
 from genlab.sampling.hierarchical import resample_below
@@ -116,6 +117,8 @@ def save_nearest_neighbour_figure(samples: torch.Tensor, train: torch.Tensor, pa
 def adversarial_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     """Samples (a row per class for conditional models), latent walks (PNG and GIF), nearest training images."""
     model, figs = run.model, []
+    if conditioning(model).source_image:  # an image-to-image model: translations of test images, no prior to sample
+        return translation_figures(run, out_dir, device)
     classes = conditioning(model).num_classes
     if classes:
         rows = torch.cat([draw(model, 10, seed=0, device=device, label=c) for c in range(classes)])

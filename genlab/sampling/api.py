@@ -93,11 +93,12 @@ def describe_sampling(model, name: str | None = None, options=None) -> str:
 
 @torch.no_grad()
 def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | None = None, start: int = 0,
-         sampler: str | None = None, **opts) -> torch.Tensor:
+         sampler: str | None = None, source: torch.Tensor | None = None, **opts) -> torch.Tensor:
     """Samples ``start .. start + n - 1`` of the stream seeded ``seed``, in batches; (n, C, H, W) on CPU.
 
     ``sampler`` picks one of the card's samplers (default: its first); ``opts`` are that sampler's
-    options (typed values or strings), checked against its options dataclass.
+    options (typed values or strings), checked against its options dataclass. ``source`` (n, C, H, W)
+    in [0, 1] are the images an image-to-image model translates (its card's ``conditioning.source_image``).
     """
     for key, value, range_ in (("n", n, COUNT), ("batch_size", batch_size, COUNT), ("seed", seed, SEED),
                                ("start", start, Range(ge=0))):
@@ -110,5 +111,6 @@ def draw(model, n: int, seed: int, device, batch_size: int = 256, label: int | N
     for first in range(start, start + n, batch_size):
         count = min(batch_size, start + n - first)
         gens = make_generators(seed, count, device, start=first)
-        out.append(sample_fn(model, count, gens, device, label=label, **options).float().cpu())
+        extra = {} if source is None else {"source": source[first - start:first - start + count]}
+        out.append(sample_fn(model, count, gens, device, label=label, **extra, **options).float().cpu())
     return torch.cat(out)

@@ -24,9 +24,11 @@ import torch
 from tqdm import tqdm
 
 from genlab.errors import UserError
-from genlab.config import RunConfig, validate
+from genlab.config import ConfigError, RunConfig, validate
 from genlab.data import load_dataset
+from genlab.data.domains import TwoDomainStream, split_domains
 from genlab.data.loader import BatchStream
+from genlab.registry import MODELS
 from genlab.rng import sample_seed
 from genlab.train import distributed
 from genlab.train.checkpoint import (CheckpointError, check_tensors, join_tensors, list_checkpoints, load_latest,
@@ -51,13 +53,16 @@ class TrainResult:
 
 
 def learning_rate(cfg: RunConfig, step: int) -> float:
-    """Linear warm-up, then constant or cosine decay; a pure function of the step (nothing to save)."""
+    """Linear warm-up, then constant, cosine or linear decay; a pure function of the step (nothing to save)."""
     o, total = cfg.optim, max(cfg.train.steps, 1)
     if o.warmup_steps and step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
     if o.schedule == "cosine":
         progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
         return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if o.schedule == "linear":  # Zhu et al. 2017: constant, then linearly to zero at the last step
+        begin = max(o.warmup_steps, round(o.decay_start * total))
+        return o.lr * (1.0 - max(0, step - begin) / max(1, total - begin))
     return o.lr
 
 
@@ -214,6 +219,21 @@ def data_init(model, stream: BatchStream, seed: int) -> None:
         init(stream.micro_batches(0)[0])
 
 
+def _stream(cfg: RunConfig, train_set, device, info):
+    """The run's batches: one dataset, or two domains drawn unpaired (data.domain_b)."""
+    t = cfg.train
+    domains = MODELS.get(cfg.model_name).card.domains
+    if domains == 2 and not cfg.data.domain_b:
+        raise ConfigError(f"{cfg.model_name} translates between two domains: name domain B with data.domain_b=NAME "
+                          "(e.g. mnist-inverted; `genlab data list`)")
+    if domains == 1 and cfg.data.domain_b:
+        raise ConfigError(f"{cfg.model_name} trains on one dataset: drop data.domain_b")
+    if not cfg.data.domain_b:
+        return BatchStream(train_set.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
+    a, b = split_domains(train_set, load_dataset(cfg.data.domain_b, "train", cfg.data), cfg.data.unpaired_halves)
+    return TwoDomainStream(a.to(device), b.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
+
+
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
     train_set = load_dataset(cfg.data.name, "train", cfg.data)
@@ -221,7 +241,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
     torch.manual_seed(t.seed)  # same initial weights on every process
     model = build_model(cfg, spec).to(device)
     objective = build_objective(cfg, spec)
-    stream = BatchStream(train_set.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
+    stream = _stream(cfg, train_set, device, info)
     if resume and not list_checkpoints(run_dir):
         warnings.warn(f"{run_dir} has no checkpoint yet (its first run stopped before writing one): "
                       "training starts again from step 0", stacklevel=3)
