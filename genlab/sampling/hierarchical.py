@@ -9,6 +9,7 @@ import torch
 
 from genlab.config import bounded
 from genlab.errors import InputError
+from genlab.nn.labels import class_labels
 from genlab.registry import register_sampler
 from genlab.rng import make_generators, randn_per_sample
 
@@ -46,8 +47,7 @@ def sample_hierarchical(model, n: int, generators: list[torch.Generator], device
 
     Sample i uses only generators[i]: its latent groups top first, then (output="sample") its pixels.
     """
-    if label is not None:
-        raise InputError("this model is unconditional: drop --label")
+    class_labels(label, n, 0, device, who=type(model).__name__)  # raises for a label: this sampler draws p(x) alone
     temps = temperatures_per_group(model, temperature, group_temperatures)
     dist = model.distribution(prior_pass(model, generators, device, temps)["raw"])
     return dist.sample(generators) if output == "sample" else dist.mean()
