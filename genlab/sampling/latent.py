@@ -10,6 +10,7 @@ import torch
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.labels import class_labels
+from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
 from genlab.rng import randn_per_sample
 from genlab.sampling.autoregressive import fill_pixels
@@ -57,8 +58,7 @@ def sample_pixelvae(model, n: int, generators: list[torch.Generator], device, la
     every generator is the same for every m); keep the batch size a multiple of m so that
     groups are not split across calls.
     """
-    if label is not None:
-        raise InputError("this model is unconditional: drop --label")
+    class_labels(label, n, 0, device, who=type(model).__name__)  # raises for a label: p(x) alone
     if pixel_samples_per_latent < 1 or temperature <= 0 or pixel_temperature <= 0:
         raise InputError("need pixel_samples_per_latent >= 1, temperature > 0 and pixel_temperature > 0")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
@@ -66,13 +66,9 @@ def sample_pixelvae(model, n: int, generators: list[torch.Generator], device, la
     spec = model.data
     canvas = torch.zeros(n, spec.channels, spec.height, spec.width, device=device,
                          dtype=next(model.parameters()).dtype)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         fill_pixels(model.sampling_cache(z.to(canvas.dtype)), model.head, canvas, generators, pixel_temperature,
                     range(spec.height))
-    finally:
-        model.train(was_training)
     return canvas
 
 
