@@ -39,6 +39,7 @@ from genlab.eval.features import domain_feature_net, extract
 from genlab.eval.metric import metric
 from genlab.eval.sample_metrics import frechet_distance, gaussian_stats, reference_stats
 from genlab.registry import EVALUATORS
+from genlab.rng import random_subset
 
 PROBE_NOISE_STD = 2.0 / 255.0  # below one grey level of a saved 8-bit image, after rounding
 
@@ -141,7 +142,7 @@ def evaluate_translation(model, objective, test: ImageSet, device, opts) -> dict
                 f"mean over source classes of the share of translations in the class's most common "
                 f"{net.name} class; {where}")
         train_t = load_dataset(names[tgt], "train", data_cfg)
-        pick = torch.randperm(len(train_t), generator=torch.Generator().manual_seed(0))[:opts.n_reference]
+        pick = random_subset(len(train_t), opts.n_reference, seed=0)
         reference = ImageSet(f"{names[tgt]}-canonical", "train", _quantize(canonical(names[tgt], train_t.images[pick])),
                              None, train_t.spec, "scale", f"{len(pick)} images drawn with seed 0; {train_t.note}")
         ref = reference_stats(net, reference, len(pick), seed=0, cache_dir=opts.cache_dir)
