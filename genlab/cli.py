@@ -166,6 +166,9 @@ def _add_run_cmds(sub):
                    help="evaluate a random subset of this many images, or 'all'")
     p.add_argument("--n-samples", type=_eval_field("n_samples"), default=None,
                    help="generated samples for sample-quality metrics")
+    p.add_argument("--sampler-steps", type=_eval_field("sampler_steps"), default=None,
+                   help="steps of an iterative sampler (diffusion) for sample metrics (quick protocol: 10; "
+                        "paper: the sampler's default, e.g. DDIM 50)")
     p.add_argument("--n-reference", type=_eval_field("n_reference"), default=None,
                    help="real images behind the reference statistics")
     p.add_argument("--sample-output", choices=("sample", "mean"), default="sample",
@@ -382,7 +385,7 @@ def _eval(args) -> int:
 
     given = {"batch_size": args.batch_size, "max_examples": args.max_examples, "iwae_k": args.iwae_k,
              "iwae_prior_fraction": args.iwae_prior_fraction, "n_samples": args.n_samples,
-             "n_reference": args.n_reference}
+             "n_reference": args.n_reference, "sampler_steps": args.sampler_steps}
     explicit = {k: (None if v == "all" else v) for k, v in given.items() if v is not None}
     opts = EvalOptions.for_protocol(args.protocol, split=args.split, seed=args.seed,
                                     reference_split=args.reference_split, inception_weights=args.inception_weights,

@@ -55,30 +55,40 @@ def variational_bound(model, x: torch.Tensor, y: torch.Tensor | None, generator:
 QUICK_MAX_IMAGES = 32
 
 
+def score_subset(model, test: ImageSet, device, opts, cap: int, score, keys) -> tuple[dict, str]:
+    """Run ``score(model, x, y, noise_generator) -> {key: (B,)}`` on a seeded random subset of
+    ``opts.max_examples`` test images (None: all; at most ``cap`` under the quick protocol, said in the
+    returned text). Returns ({key: RunningMean}, a description of the subset for the protocol)."""
+    n_all = len(test)
+    n = n_all if opts.max_examples is None else min(n_all, opts.max_examples)
+    capped = opts.protocol == "quick" and n > cap
+    n = cap if capped else n
+    order = torch.arange(n_all) if n == n_all else random_subset(n_all, n, opts.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(opts.seed)
+    binarize_gen = torch.Generator(device=test.images.device).manual_seed(opts.seed)
+    y_needed = model.cfg.conditional
+    acc = {k: RunningMean() for k in keys}
+    for start in range(0, n, opts.batch_size):
+        idx = order[start:start + opts.batch_size]
+        batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
+        terms = score(model, batch["x"], batch.get("y") if y_needed else None, noise_gen)
+        for k, a in acc.items():
+            a.add(terms[k])
+    subset = "all images" if n == n_all else f"random subset of {n} of {n_all} (seed {opts.seed})"
+    if capped:
+        subset += f"; the quick protocol caps this estimator at {cap} images (--max-examples N sets more)"
+    return acc, subset
+
+
 @EVALUATORS.register("diffusion-bound")
 @torch.no_grad()
 def evaluate_bound(model, objective, test: ImageSet, device, opts) -> dict:
     """The bound on a seeded random subset of ``opts.max_examples`` test images (None: all; at most
     ``QUICK_MAX_IMAGES`` under the quick protocol, said in the protocol): T network calls per batch."""
-    n_all = len(test)
-    n = n_all if opts.max_examples is None else min(n_all, opts.max_examples)
-    capped = opts.protocol == "quick" and n > QUICK_MAX_IMAGES
-    n = QUICK_MAX_IMAGES if capped else n
-    order = torch.arange(n_all) if n == n_all else random_subset(n_all, n, opts.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(opts.seed)
-    binarize_gen = torch.Generator(device=test.images.device).manual_seed(opts.seed)
-    y_needed = model.cfg.conditional
-    acc = {k: RunningMean() for k in ("prior", "diffusion", "decoder", "total")}
-    for start in range(0, n, opts.batch_size):
-        idx = order[start:start + opts.batch_size]
-        batch = {k: v.to(device) for k, v in test.batch(idx.to(test.images.device), binarize_gen).items()}
-        terms = variational_bound(model, batch["x"], batch.get("y") if y_needed else None, noise_gen, progress=True)
-        for k, a in acc.items():
-            a.add(terms[k])
+    acc, subset = score_subset(model, test, device, opts, QUICK_MAX_IMAGES,
+                               lambda m, x, y, g: variational_bound(m, x, y, g, progress=True),
+                               ("prior", "diffusion", "decoder", "total"))
     of = likelihood_of(model)
-    subset = "all images" if n == n_all else f"random subset of {n} of {n_all} (seed {opts.seed})"
-    if capped:
-        subset += f"; the quick protocol caps this bound at {QUICK_MAX_IMAGES} images (--max-examples N sets more)"
     proto = (f"{test.name}/{test.split}, {subset}; discrete-time variational bound on -log {of}, all "
              f"{model.schedule.T} terms, one x_t per image and t (seed {opts.seed}), "
              f"{'Bernoulli (2-bin)' if test.spec.bits == 1 else '256-bin'} discretized Gaussian decoder")

@@ -15,6 +15,7 @@ from genlab.data.base import images_sha256
 from genlab.errors import InputError
 from genlab.eval.batches import EvalInterrupted, state_key
 from genlab.eval.options import EvalOptions, resolve_device_sizes
+from genlab.eval.sample_metrics import sampling_settings
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.distributed import resolve_device
@@ -25,8 +26,9 @@ from genlab.train.run import LoadedRun, load_run, read_run_json
 _SAMPLE_BASED = ("sample-quality", "memorization")
 
 
-def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name: str) -> list[str]:
-    """One line per evaluator saying what it will compute, under a line naming the protocol."""
+def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name: str, model=None) -> list[str]:
+    """One line per evaluator saying what it will compute, under a line naming the protocol; with the
+    ``model``, sample-based lines name its sampler as it will run (steps and NFE for diffusion)."""
     n = n_images if opts.max_examples is None else min(n_images, opts.max_examples)
     images = (f"all {n_images} {split_name} images" if n == n_images else
               f"{n} of {n_images} {split_name} images (random, seed {opts.seed})")
@@ -38,6 +40,8 @@ def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name
             what = f"IWAE bound, k={opts.iwae_k} importance samples per image, on {images}"
         elif name in _SAMPLE_BASED:
             what = f"{opts.n_samples} model samples"
+            if model is not None and model.card.samplers:
+                what += f" ({sampling_settings(model, opts)[2]})"
         else:
             what = images
         lines.append(f"  {name}: {what}")
@@ -93,7 +97,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     opts = dataclasses.replace(resolve_device_sizes(opts, dev), data=run.cfg.data, figure_dir=str(run_dir),
                                state_dir=str(state_dir), log=log)
     test = run.dataset(opts.split).to(dev)
-    for line in describe_plan(names, opts, len(test), f"{test.name}/{test.split}"):
+    for line in describe_plan(names, opts, len(test), f"{test.name}/{test.split}", run.model):
         log(line)
     path = Path(run_dir) / "eval.json"
     previous = read_run_json(path) if path.exists() else {}

@@ -449,6 +449,35 @@ def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes:
     return torch.cat(images), (torch.cat(labels) if num_classes else None)
 
 
+def sampling_settings(model, opts) -> tuple[dict, str, str]:
+    """The options the card's first sampler gets from the evaluation options, and how to say it.
+
+    An iterative sampler (its options have ``steps``: diffusion) takes ``opts.sampler_steps`` steps when
+    the protocol sets them (quick: 10), and a latent model's sampler returns what ``opts.sample_output``
+    names. Returns (sampler keyword options, a note for the protocol, 'sampler NAME (...), NFE N').
+    """
+    sampler = model.card.sampler().name
+    options = SAMPLER_OPTIONS.get(sampler) if sampler in SAMPLER_OPTIONS else None
+    names = set() if options is None else {f.name for f in dataclasses.fields(options)}
+    sampler_opts, how = {}, ""
+    if "output" in names:
+        # A sampler that can return decoder means instead of samples (the latent one): say which.
+        output = getattr(opts, "sample_output", "sample")
+        if output not in SAMPLE_OUTPUTS:
+            raise InputError(f"sample_output must be one of {', '.join(SAMPLE_OUTPUTS)}, got {output!r}")
+        sampler_opts["output"] = output
+        how = f", {SAMPLE_OUTPUTS[output]}"
+    steps = getattr(opts, "sampler_steps", None)
+    if "steps" in names and steps is not None:
+        sampler_opts["steps"] = steps
+        how += f", {steps} sampler steps set by the {getattr(opts, 'protocol', '?')!r} protocol (sampler_steps)"
+    from genlab.sampling.api import describe_sampling, sampler_options
+
+    drawn_with = describe_sampling(model, sampler, None if options is None else
+                                   sampler_options(model, sampler, sampler_opts))  # diffusion: with NFE
+    return sampler_opts, how, drawn_with
+
+
 def model_samples(model, device, opts) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """The samples every sample-based evaluator judges, and how they were drawn.
 
@@ -466,21 +495,8 @@ def model_samples(model, device, opts) -> tuple[torch.Tensor, torch.Tensor | Non
     seed = int(getattr(opts, "seed", 0))
     batch_size = int(getattr(opts, "batch_size", 500))
     num_classes = conditioning(model).num_classes
-    sampler = model.card.sampler().name
-    options = SAMPLER_OPTIONS.get(sampler) if sampler in SAMPLER_OPTIONS else None
-    sampler_opts, how = {}, ""
-    if options is not None and "output" in {f.name for f in dataclasses.fields(options)}:
-        # A sampler that can return decoder means instead of samples (the latent one): say which.
-        output = getattr(opts, "sample_output", "sample")
-        if output not in SAMPLE_OUTPUTS:
-            raise InputError(f"sample_output must be one of {', '.join(SAMPLE_OUTPUTS)}, got {output!r}")
-        sampler_opts["output"] = output
-        how = f", {SAMPLE_OUTPUTS[output]}"
+    sampler_opts, how, drawn_with = sampling_settings(model, opts)
     images, labels = draw_samples(model, n, seed, device, batch_size, num_classes, **sampler_opts)
-    from genlab.sampling.api import describe_sampling, sampler_options
-
-    drawn_with = describe_sampling(model, sampler, None if options is None else
-                                   sampler_options(model, sampler, sampler_opts))  # diffusion: with NFE
     note = f"model {type(model).__name__}, {drawn_with}, seed {seed}{how}"
     if num_classes:
         note += f", label i mod {num_classes}"

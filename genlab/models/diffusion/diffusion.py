@@ -42,7 +42,7 @@ class Diffusion(nn.Module):
         # DDIM first: `genlab sample` and the sample-quality evaluator then take 50 steps, not T.
         samplers=(SamplerSpec("ddim"), SamplerSpec("ddpm"), SamplerSpec("euler"), SamplerSpec("heun"),
                   SamplerSpec("dpmpp-2m")),
-        evaluators=("diffusion-bound", "sample-quality"),
+        evaluators=("diffusion-bound", "diffusion-vdm", "diffusion-ode", "sample-quality"),
         likelihood="bound",  # the discrete-time variational bound
         # model.conditional=true; ddim and ddpm complete given top rows (by replacement)
         conditioning=ConditioningSpec(class_label="config", partial_image=True),
