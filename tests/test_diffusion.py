@@ -411,6 +411,9 @@ def test_quick_protocol_plans_fewer_sampler_steps_for_iterative_samplers_and_say
     plan = describe_plan(["sample-quality"], quick, 100, "toy/test", model)
     assert "steps=10" in plan[1] and "NFE 10" in plan[1]
     assert "NFE 50" in describe_plan(["sample-quality"], paper, 100, "toy/test", model)[1]
+    capped = describe_plan(["diffusion-bound", "diffusion-ode"], quick, 100, "toy/test", model)
+    assert capped[1].endswith("32 of 100 toy/test images (random, seed 0; the quick protocol's cap)")
+    assert "16 of 100" in capped[2]
     assert quick.protocol_record()["sampler_steps"] == 10 and paper.protocol_record()["sampler_steps"] is None
     images, _, note = model_samples(model, "cpu", EvalOptions.for_protocol("quick", batch_size=4, n_samples=2))
     assert images.shape == (2, 1, 8, 8) and "NFE 10" in note and "set by the 'quick' protocol" in note

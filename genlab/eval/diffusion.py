@@ -16,6 +16,7 @@ from tqdm import tqdm
 from genlab.card import likelihood_of
 from genlab.data.base import ImageSet
 from genlab.eval.metric import averaged
+from genlab.eval.options import QUICK_IMAGE_CAPS
 from genlab.nn import diffusion as proc
 from genlab.objectives.diffusion import vlb_terms
 from genlab.registry import EVALUATORS
@@ -52,7 +53,7 @@ def variational_bound(model, x: torch.Tensor, y: torch.Tensor | None, generator:
 
 # The quick protocol's cap: the bound costs T network passes per batch of images, so a CPU evaluation of
 # 1,000 images would take hours; 32 images (one CPU batch) take about 3-5 minutes at T = 1000.
-QUICK_MAX_IMAGES = 32
+QUICK_MAX_IMAGES = QUICK_IMAGE_CAPS["diffusion-bound"]
 
 
 def score_subset(model, test: ImageSet, device, opts, cap: int, score, keys) -> tuple[dict, str]:

@@ -35,6 +35,7 @@ from genlab.card import likelihood_of
 from genlab.data.base import ImageSet
 from genlab.eval.diffusion import score_subset
 from genlab.eval.metric import averaged
+from genlab.eval.options import QUICK_IMAGE_CAPS
 from genlab.nn import diffusion as proc
 from genlab.objectives.diffusion import vlb_terms
 from genlab.registry import EVALUATORS
@@ -42,9 +43,9 @@ from genlab.stats import bits_per_dim
 
 # Quick protocol: a few images and a fixed-step solver (about a minute on a 2-core CPU for the
 # ddpm-mnist preset); paper protocol: RK45 at Song et al.'s tolerances on every requested image.
-ODE_QUICK_IMAGES, ODE_QUICK_RK4_STEPS = 16, 25
+ODE_QUICK_IMAGES, ODE_QUICK_RK4_STEPS = QUICK_IMAGE_CAPS["diffusion-ode"], 25
 ODE_PAPER_TOL = 1e-5
-VDM_QUICK_IMAGES, VDM_TIMES = 32, 16  # VDM: noise levels per image (stratified)
+VDM_QUICK_IMAGES, VDM_TIMES = QUICK_IMAGE_CAPS["diffusion-vdm"], 16  # VDM: noise levels per image (stratified)
 
 
 def noise_range(model) -> tuple[float, float]:

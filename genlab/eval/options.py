@@ -27,6 +27,10 @@ PROTOCOLS: dict[str, dict] = {
     "paper": {"iwae_k": 5000, "max_examples": None, "n_samples": 10000, "n_reference": 10000, "sampler_steps": None},
 }
 
+# Evaluators costing many network passes per image (diffusion likelihoods: T passes for the bound, about
+# 100 forward and backward passes for the ODE) evaluate at most this many images under `quick`.
+QUICK_IMAGE_CAPS: dict[str, int] = {"diffusion-bound": 32, "diffusion-vdm": 32, "diffusion-ode": 16}
+
 
 @dataclass
 class EvalOptions:

@@ -14,7 +14,7 @@ import torch
 from genlab.data.base import images_sha256
 from genlab.errors import InputError
 from genlab.eval.batches import EvalInterrupted, state_key
-from genlab.eval.options import EvalOptions, resolve_device_sizes
+from genlab.eval.options import QUICK_IMAGE_CAPS, EvalOptions, resolve_device_sizes
 from genlab.eval.sample_metrics import sampling_settings
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
@@ -44,6 +44,9 @@ def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name
                 what += f" ({sampling_settings(model, opts)[2]})"
         else:
             what = images
+            cap = QUICK_IMAGE_CAPS.get(name)
+            if opts.protocol == "quick" and cap is not None and cap < n:
+                what = f"{cap} of {n_images} {split_name} images (random, seed {opts.seed}; the quick protocol's cap)"
         lines.append(f"  {name}: {what}")
     return lines
 
