@@ -43,7 +43,7 @@ class EvalOptions:
     iwae_prior_fraction: float = bounded(0.1, ge=0, lt=1)  # share of IWAE samples from the prior (defensive mixture)
     seed: int = seed_field(0)  # every stochastic estimate is seeded
     n_samples: int = bounded(1000, ge=1)  # generated samples for sample-quality metrics
-    sampler_steps: int | None = bounded(None, ge=1)  # steps of an iterative sampler (one with a `steps` option) for sample metrics; None: the card's
+    sampler_steps: int | None = bounded(10, ge=1)  # steps of an iterative sampler (one with a `steps` option) for sample metrics; None: the card's
     sample_output: Literal["sample", "mean"] = "sample"  # latent models: "sample" draws x ~ p(x|z); "mean" takes E[x|z] (named in protocols)
     inception_weights: str = ""  # Inception-v3 FID weights file; "" = domain feature networks only
     inception_unverified: bool = False  # accept weights whose sha256 is not the official file's (tensors only)
