@@ -108,6 +108,10 @@ class ModelCard:
     growing: bool = False
     # 2: a translation model whose batches hold domain A (x, y) and domain B (x_b, y_b); see data/domains.py
     domains: int = 1
+    # A second stage: the name of the model it is trained on top of (frozen). Its Config then has
+    # ``first_stage`` (a run folder) and ``first_stage_sha256``, its constructor takes ``first_stage=`` the
+    # loaded model, and the trainer feeds it that model's codes (genlab/train/run.py, genlab/train/stages.py).
+    first_stage: str | None = None
     run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value
     tiny: Mapping[str, Any] = field(default_factory=dict)
     tiny_data: Mapping[str, int] = field(default_factory=lambda: TINY_BINARY)

@@ -193,6 +193,10 @@ class OptimConfig:
     # After this many such skips in a row the next update is taken (clipped) instead: a norm that stays
     # above the threshold would otherwise skip every update for ever.
     max_norm_skips: int = bounded(10, ge=0)
+    # lambda of lambda * sum sigma(W) over the convolution weights, sigma by power iteration (Miyato et al. 2018;
+    # NVAE's spectral regularization); 0 disables it. Logged as train/spectral_norm_sum.
+    spectral_reg: float = bounded(0.0, ge=0.0)
+    spectral_iterations: int = bounded(1, ge=1)  # power iterations per step for each weight (10 from a cold start)
     warmup_steps: int = bounded(0, ge=0)  # linear warm-up from 0
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     # linear: constant lr for this share of the steps, then linear decay to 0 (CycleGAN: 100 of 200 epochs)

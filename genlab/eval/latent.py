@@ -199,3 +199,39 @@ def evaluate_codebook(model, objective, data: ImageSet, device, opts) -> dict:
     proto = _protocol(data, len(order), f"{which}; tokens of every grid position, K={model.quantizer.size} codes")
     return {"codebook_usage": metric(usage, "fraction of the K codes", "exact", proto),
             "codebook_perplexity": metric(perplexity, "exp(entropy of code frequencies)", "exact", proto)}
+
+
+@EVALUATORS.register("vq-bound")
+def evaluate_vq_bound(model, objective, data: ImageSet, device, opts) -> dict:
+    """A two-stage VQ-VAE's prior NLL in bits per token (exact for the token grid) and its bound on -log p(x).
+
+    The bound is -log p_prior(z_q(x)) - log p(x | z_q(x)) with z_q(x) the first stage's deterministic
+    (nearest-code) tokens: one term of p(x) = sum_z p_prior(z) p(x | z), so an upper bound on -log p(x)
+    of the model that prior and decoder define (see genlab/models/latent/vqvae_prior.py).
+    """
+    order, which, load = _loader(data, opts, device)
+
+    @torch.inference_mode()
+    def step(idx):
+        terms = objective(model, load(idx), "main", 0)  # images in: the objective encodes them
+        return {"bound": terms["nll_nats"], "prior": terms["prior_nats"], "distortion": terms["distortion"]}
+
+    def finish(sums: Sums) -> dict:
+        h, w = model.grid
+        proto = _protocol(data, sums.n, f"{which}; tokens z_q(x) of the frozen first stage (nearest code, "
+                                        f"{h}x{w} grid, K={model.quantizer.size}); stderr over images")
+        bound = ("-log p(x) <= -log p_prior(z_q(x)) - log p(x | z_q(x)): deterministic encoder, so one term of "
+                 "the sum over token grids; the first stage was trained with straight-through gradients, not on "
+                 "this bound (the usual VQ-VAE caveat)")
+        acc = sums.acc
+        return {
+            "prior_nll_bits_per_token": averaged(acc["prior"], "bits/token", "exact", proto,
+                                                 scale=bits_per_dim(1.0, h * w), images=which),
+            "prior_nll": averaged(acc["prior"], "nats/image", "exact", proto, images=which),
+            "distortion": averaged(acc["distortion"], "nats/image", "exact", proto, images=which),
+            "vq_bound": averaged(acc["bound"], "nats/image", "bound", proto, images=which, bound=bound),
+            "vq_bound_bpd": averaged(acc["bound"], "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims),
+                                     images=which, bound=bound),
+        }
+
+    return run_batches("vq-bound", opts, order, step, finish)

@@ -52,7 +52,9 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
         return figs
     if model.card.samplers:
         save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")
-        figs.append(("Samples (decoder means, z ~ N(0, I), seed 0)", "samples.png"))
+        prior = ("token grids z ~ p_prior(z) from the autoregressive prior" if model.card.first_stage
+                 else "z ~ N(0, I)")
+        figs.append((f"Samples (decoder means, {prior}, seed 0)", "samples.png"))
     rec = reconstruct(model, x)
     pairs = torch.stack([x.cpu(), rec.cpu()], dim=1).flatten(0, 1)  # input, reconstruction, ...
     save_grid(pairs, out_dir / "reconstructions.png", nrow=16)

@@ -9,6 +9,7 @@ import torch
 
 from genlab.config import bounded
 from genlab.errors import InputError
+from genlab.nn.distributions import to_levels
 from genlab.nn.labels import class_labels
 from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
@@ -70,6 +71,32 @@ def sample_pixelvae(model, n: int, generators: list[torch.Generator], device, la
         fill_pixels(model.sampling_cache(z.to(canvas.dtype)), model.head, canvas, generators, pixel_temperature,
                     range(spec.height))
     return canvas
+
+
+@dataclass
+class VQPriorSamplerOptions:
+    output: Literal["mean", "sample"] = "mean"  # the decoder's mean image, or a draw of its pixels
+    temperature: float = bounded(1.0, gt=0)  # divides the prior's logits at every token: < 1 for typical grids
+
+
+@register_sampler("vq-prior", VQPriorSamplerOptions)
+@torch.no_grad()
+def sample_vq_prior(model, n: int, generators: list[torch.Generator], device, label=None,
+                    output: Literal["mean", "sample"] = "mean", temperature: float = 1.0, **_) -> torch.Tensor:
+    """A VQ-VAE's samples: a token grid from the autoregressive prior (cached, one token per step), then
+    the first stage's decoder -> mean image (default) or a pixel sample.
+
+    Sample i uses only generators[i]: first its tokens in raster order, then (output="sample") its pixels.
+    """
+    class_labels(label, n, 0, device, who=type(model).__name__)  # raises for a label: p(x) alone
+    if temperature <= 0:
+        raise InputError(f"temperature must be > 0, got {temperature}")
+    h, w = model.grid
+    canvas = torch.zeros(n, 1, h, w, device=device, dtype=next(model.parameters()).dtype)
+    with eval_mode(model):
+        fill_pixels(model.token_cache(n), model.prior.head, canvas, generators, temperature, range(h))
+        dist = model.distribution(model.decode_tokens(to_levels(canvas)[:, 0]))
+    return dist.sample(generators) if output == "sample" else dist.mean()
 
 
 @torch.no_grad()

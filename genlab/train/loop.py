@@ -28,6 +28,7 @@ from genlab.config import ConfigError, RunConfig, validate
 from genlab.data import load_dataset
 from genlab.data.domains import TwoDomainStream, split_domains
 from genlab.data.loader import BatchStream
+from genlab.objectives.regularizers import SpectralRegularized
 from genlab.registry import MODELS
 from genlab.rng import sample_seed
 from genlab.train import distributed
@@ -35,6 +36,7 @@ from genlab.train.checkpoint import (CheckpointError, check_tensors, join_tensor
                                      save_checkpoint, unflatten_optimizer, write_text_atomic)
 from genlab.train.ema import EMA
 from genlab.train.run import build_model, build_objective, read_config, read_metrics, write_run_header
+from genlab.train.stages import check_first_stage, training_codes
 from genlab.train.step import PhaseOptimizers, train_step
 
 
@@ -150,6 +152,7 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
     elif list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir} already holds a run: resume it with `genlab train --resume {run_dir}` "
                               "or choose another --out folder")
+    check_first_stage(cfg)
     t = cfg.train
     info, device = distributed.setup(t.device)
     try:
@@ -241,6 +244,9 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
     torch.manual_seed(t.seed)  # same initial weights on every process
     model = build_model(cfg, spec).to(device)
     objective = build_objective(cfg, spec)
+    if cfg.optim.spectral_reg > 0:
+        objective = SpectralRegularized(objective, cfg.optim.spectral_reg, cfg.optim.spectral_iterations, t.seed)
+    train_set = training_codes(cfg, model, train_set, run_dir, device, info.is_main)  # a second stage's codes
     stream = _stream(cfg, train_set, device, info)
     if resume and not list_checkpoints(run_dir):
         warnings.warn(f"{run_dir} has no checkpoint yet (its first run stopped before writing one): "

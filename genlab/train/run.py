@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -27,7 +29,48 @@ class RunError(UserError, RuntimeError):
 
 
 def build_model(cfg: RunConfig, spec: DataSpec) -> nn.Module:
-    return MODELS.get(cfg.model_name)(cfg.model, spec)
+    """The run's network; a second stage (card ``first_stage``) gets its frozen first stage loaded and checked."""
+    cls = MODELS.get(cfg.model_name)
+    if cls.card.first_stage is None:
+        return cls(cfg.model, spec)
+    return cls(cfg.model, spec, first_stage=load_first_stage(cfg, spec, cls.card.first_stage))
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and bytes, in name order: which weights a run used."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor cannot be viewed as bytes
+        digest.update(f"{name}:{state[name].dtype}:{tuple(state[name].shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_first_stage(cfg: RunConfig, spec: DataSpec, name: str) -> nn.Module | None:
+    """The frozen first stage named by ``cfg.model.first_stage`` (a run or exported folder), checked.
+
+    Records the folder's absolute path and the sha256 of its weights in ``cfg.model`` the first time
+    (so config.json names exactly what the prior was trained on), and raises RunError in one line when
+    the weights found later differ from the recorded ones. Without a folder, None: the model builds an
+    untrained stand-in (the model tester; ``genlab train`` refuses it in ``check_first_stage``).
+    """
+    m = cfg.model
+    if not m.first_stage:
+        return None
+    first = load_run(m.first_stage)  # EMA weights when the first stage kept them, as `genlab sample` uses
+    if first.cfg.model_name != name:
+        raise RunError(f"model.first_stage={m.first_stage} is a {first.cfg.model_name} run; "
+                       f"{cfg.model_name} needs a {name} run")
+    if first.spec != spec or first.cfg.data.name != cfg.data.name:
+        raise RunError(f"the first stage {m.first_stage} was trained on {first.cfg.data.name}; "
+                       f"train {cfg.model_name} on the same data (--data {first.cfg.data.name})")
+    sha = weights_sha256(first.model.state_dict())
+    if m.first_stage_sha256 and sha != m.first_stage_sha256:
+        raise RunError(f"the first stage {m.first_stage} changed since this {cfg.model_name} run was started "
+                       f"(weights sha256 {sha[:12]}..., recorded {m.first_stage_sha256[:12]}...): restore that "
+                       f"run, or train the prior again on it")
+    m.first_stage, m.first_stage_sha256 = str(Path(m.first_stage).resolve()), sha
+    return first.model
 
 
 def build_objective(cfg: RunConfig, spec: DataSpec):
