@@ -60,8 +60,8 @@ class VQPrior:
     """The second stage's objective: the prior's NLL of the first stage's token grids (Section 3.2).
 
     A batch holds either images ``x`` (encoded here by the frozen first stage) or the cached token
-    grids ``codes`` (B, h, w) of the trainer (``genlab/train/stages.py``). With images, the terms also
-    give the bound of ``genlab/models/latent/vqvae_prior.py``:
+    grids ``codes`` (B, h, w) of the trainer (``genlab/train/stages.py``). With images and the model in
+    evaluation mode, the terms also give the bound of ``genlab/models/latent/vqvae_prior.py``:
     -log p(x) <= -log p_prior(z_q(x)) - log p(x | z_q(x)), as ``nll_nats`` (a bound, as the card says).
     """
 
@@ -74,7 +74,8 @@ class VQPrior:
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         """Per-example (B,) terms: loss = prior_nats = -log p_prior(tokens) in nats per token grid, and
-        prior_bits_per_token; with images also distortion = -log p(x | z_q) and the bound nll_nats, bpd."""
+        prior_bits_per_token; with images, in evaluation mode, also distortion = -log p(x | z_q) and the bound
+        nll_nats, bpd."""
         images = "codes" not in batch
         with torch.no_grad():  # the first stage is frozen
             tokens = model.tokens(batch["x"]) if images else batch["codes"]
@@ -82,7 +83,7 @@ class VQPrior:
         prior_nats = -prior.log_prob(model.token_image(tokens)).flatten(1).sum(1)
         terms = {"loss": prior_nats, "prior_nats": prior_nats,
                  "prior_bits_per_token": bits_per_dim(prior_nats, tokens[0].numel())}
-        if images:
+        if images and not model.training:  # the bound costs a decoder pass that training does not need
             with torch.no_grad():
                 distortion = -model.distribution(model.decode_tokens(tokens)).log_prob(batch["x"]).flatten(1).sum(1)
             bound = prior_nats.detach() + distortion
