@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -40,7 +39,7 @@ import torch
 
 import genlab  # noqa: F401  (fills the registries)
 from genlab.configs import PRESETS
-from runs_common import ensure_trained, wall_minutes
+from runs_common import ensure_evaluated, ensure_trained, eval_argv, metric, spread, wall_minutes
 
 LOSSES = ("minimax", "nonsaturating", "lsgan", "hinge")
 UPSAMPLING_COMPARED = ("nonsaturating", "nearest-conv")  # transposed is the baseline, already among LOSSES
@@ -71,33 +70,6 @@ def run_name(data: str, loss: str, upsample: str, seed: str) -> str:
 
 def train_argv(data: str, loss: str, upsample: str, seed: str) -> list[str]:
     return ["--preset", f"dcgan-{data}", "--set", f"loss={loss}", "--set", f"upsample={upsample}", "--seed", seed]
-
-
-def eval_argv(run: Path, n_samples: int) -> list[str]:
-    return ["eval", str(run), "--only", "sample-quality", "--n-samples", str(n_samples), "--n-reference",
-            str(n_samples)]
-
-
-def ensure_evaluated(run: Path, n_samples: int, target_step: int, train: bool) -> dict:
-    """Sample-quality metrics of the run's final checkpoint with n_samples each side (evaluating if needed)."""
-    from genlab.cli import main
-
-    path = run / "eval.json"
-    if path.exists():
-        found = json.loads(path.read_text())
-        fid = next((m for k, m in found["metrics"].items() if k.startswith("fid_")), None)
-        if fid and fid["n_generated"] == n_samples and fid["checkpoint_step"] >= target_step:
-            return found
-    if not train:
-        raise SystemExit(f"{run} has no matching eval.json: run `genlab {' '.join(eval_argv(run, n_samples))}`")
-    if main(eval_argv(run, n_samples)) != 0:
-        raise SystemExit(f"evaluating {run} failed")
-    return json.loads(path.read_text())
-
-
-def metric(found: dict, name: str) -> float:
-    (value,) = [m["value"] for k, m in found["metrics"].items() if k.startswith(name + "_")]
-    return value
 
 
 def end_of_training(run: Path) -> dict[str, float]:
@@ -138,13 +110,6 @@ def reference_period2_energy(run: Path) -> float:
 
     data = read_config(run).data
     return period2_energy(scale(load_dataset(data.name, "test", data).images))
-
-
-def spread(values: list[float], fmt: str = ".2f") -> str:
-    """mean ± sample standard deviation (nan for a single seed)."""
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{mean:{fmt}} ± {sd:{fmt}}"
 
 
 def sample_figure(data: str, samples: dict[tuple[str, str], torch.Tensor], fids: dict[tuple[str, str], float],

@@ -1,7 +1,10 @@
-"""What the benchmark scripts share about run folders: how far a run trained, how long it took, training it."""
+"""What the benchmark scripts share about run folders: how far a run trained, how long it took, training and
+evaluating it, and the mean ± spread of a figure over seeds."""
 
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,3 +49,37 @@ def ensure_trained(out: Path, train_argv: Sequence[str], target_steps: int, trai
         ["train", *train_argv, "--out", str(out), "--set", "train.progress=false"]
     if main(argv) != 0:
         raise SystemExit(f"`{command}` failed")
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    """mean ± sample standard deviation over seeds (nan for a single seed)."""
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{mean:{fmt}} ± {sd:{fmt}}"
+
+
+def eval_argv(run: Path, n_samples: int) -> list[str]:
+    return ["eval", str(run), "--only", "sample-quality", "--n-samples", str(n_samples), "--n-reference",
+            str(n_samples)]
+
+
+def ensure_evaluated(run: Path, n_samples: int, target_step: int, train: bool) -> dict:
+    """Sample-quality metrics of the run's final checkpoint with n_samples each side (evaluating if needed)."""
+    from genlab.cli import main
+
+    path = run / "eval.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        fid = next((m for k, m in found["metrics"].items() if k.startswith("fid_")), None)
+        if fid and fid["n_generated"] == n_samples and fid["checkpoint_step"] >= target_step:
+            return found
+    if not train:
+        raise SystemExit(f"{run} has no matching eval.json: run `genlab {' '.join(eval_argv(run, n_samples))}`")
+    if main(eval_argv(run, n_samples)) != 0:
+        raise SystemExit(f"evaluating {run} failed")
+    return json.loads(path.read_text())
+
+
+def metric(found: dict, name: str) -> float:
+    (value,) = [m["value"] for k, m in found["metrics"].items() if k.startswith(name + "_")]
+    return value

@@ -122,10 +122,13 @@ class Run:
                 f"step {self.step}, {'EMA' if self._loaded.used_ema else 'raw'} weights, {self.device})")
 
     # --- inputs
-    def _images(self, x) -> torch.Tensor:
-        """Model input (B, C, H, W) floats on the run's device from floats in [0, 1] or uint8 levels 0..255."""
+    def _images(self, x, spec=None) -> torch.Tensor:
+        """Model input (B, C, H, W) floats on the run's device from floats in [0, 1] or uint8 levels 0..255.
+
+        ``spec``: the format the images must have (default the run's; one domain's for a translation).
+        """
         x = torch.as_tensor(x)
-        s = self.spec
+        s = spec or self.spec
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != (s.channels, s.height, s.width):
@@ -167,7 +170,7 @@ class Run:
             x: (B, C, H, W) or (C, H, W) images of the source domain, floats in [0, 1] or uint8.
             direction: a2b (the run's data.name -> data.domain_b) or b2a.
         """
-        x = self._images(x)
+        x = self._images(x, self.spec.domain("b" if direction == "b2a" else "a"))
         return draw(self.model, len(x), 0, self.device, batch_size, source=x, direction=direction)
 
     # --- likelihood
@@ -362,7 +365,8 @@ def translate_files(run_dir: str | Path, images: list[str | Path], direction: st
     source, target = domain_names(run.cfg, direction)
     if alpha_over == "auto":
         alpha_over = background_of(load_dataset(source, "test", run.cfg.data))
-    x = torch.stack([read_user_levels(p, run.spec, alpha_over) for p in paths]).float() / 255  # (N, C, H, W)
+    source_spec = run.spec.domain("a" if direction == "a2b" else "b")  # the domains may differ in channels
+    x = torch.stack([read_user_levels(p, source_spec, alpha_over) for p in paths]).float() / 255  # (N, C, H, W)
     out = Path(out_dir) if out_dir is not None else run.run_dir / "translations"
     written = write_translations(run.model, x, distinct_stems(paths), direction, out, dev)
     log(f"{len(written)} translation(s) {direction} ({source} -> {target}) in {out}; "

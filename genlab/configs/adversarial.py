@@ -70,6 +70,8 @@ def _cyclegan(domain_b: str) -> dict[str, str]:
 
 for _name, _domain, _what in (("inverted", "mnist-inverted", "colour-inverted MNIST"),
                               ("thick", "mnist-thick", "MNIST with thickened strokes"),
+                              ("rot90", "mnist-rot90", "MNIST rotated by 90 degrees"),
+                              ("digits", "digits-28", "scikit-learn's 8x8 digits upsampled to 28x28 (other writers)"),
                               ("fashion", "fashion-mnist", "Fashion-MNIST (no true correspondence)")):
     def _make(domain: str = _domain) -> dict[str, str]:
         return _cyclegan(domain)
@@ -77,3 +79,9 @@ for _name, _domain, _what in (("inverted", "mnist-inverted", "colour-inverted MN
     _make.__name__ = "cyclegan_" + _domain.replace("-", "_")
     _make.__doc__ = f"CycleGAN MNIST <-> {_what}, unpaired; `genlab translate RUN IMG --direction a2b|b2a`."
     preset("cyclegan-mnist-" + _name)(_make)
+
+
+@preset("cyclegan-mnist-colour")
+def cyclegan_mnist_colour() -> dict[str, str]:
+    """CycleGAN grey MNIST <-> coloured MNIST (3 channels); no identity loss: the domains differ in format."""
+    return {**_cyclegan("mnist-colour"), "objective.lambda_idt": "0"}

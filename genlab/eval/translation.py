@@ -6,9 +6,12 @@ domains, or the whole split), with translations quantized to 8 bits as a saved i
 
 * ``label_preservation_d`` (%): the share of translations that the target domain's classifier
   gives the source image's label. The classifier is genlab's shipped LeNet of the domain's
-  source dataset, read through the domain's exact inverse where it has one (an inverted digit
-  is inverted back before the MNIST LeNet reads it; thick and thin strokes are read as they
-  are). Only where labels mean the same in both domains (both made of MNIST).
+  reader (``data.domains.reader_of``: its source dataset, MNIST for ``digits-28``), read through
+  the domain's inverse where it has one (an inverted digit is inverted back before the MNIST LeNet
+  reads it, a coloured one through its grey view; thick and thin strokes are read as they are).
+  Only where labels mean the same in both domains (the same reader). For unpaired domains of one
+  reader (MNIST <-> digits-28) ``..._target_test`` is the classifier's accuracy on the target
+  domain's real test images: the ceiling a translation can reach there.
 * ``cycle_l1_d``: mean |F(G(x)) - x| per pixel (in [0, 1] units), and ``cycle_l1_noisy_d``,
   the same when Gaussian noise of std 2/255 is added to G(x) before the reverse map: a large
   rise means the translation hides the source in imperceptible signals (Chu et al. 2017,
@@ -17,22 +20,26 @@ domains, or the whole split), with translations quantized to 8 bits as a saved i
   domain's train split, in the same (canonical-view) LeNet features.
 * ``gt_l1_d``: mean |G(x) - T(x)| per pixel against the exact ground truth, on synthetic
   pairs (both domains made of the same images: test image i of one is the transform of test image i
-  of the other).
+  of the other); not towards a domain whose images draw a style per image (coloured MNIST's
+  colours are no function of the grey digit).
 * ``purity_d`` (%): when the domains have different sources (MNIST <-> Fashion-MNIST, no true
   correspondence), the share of translations of each source class that land in that class's
   most common target class, averaged over source classes: 100 % is a consistent class-to-class map.
 
 Every figure comes with its baselines where they exist: ``..._identity`` (the source image itself
-as the "translation") and ``..._true_map`` (the exact ground truth).
+as the "translation"; between a grey and a colour domain, converted the plain way: grey repeated to
+RGB, RGB to BT.601 luma) and ``..._true_map`` (the exact ground truth, or the paired target image).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
-from genlab.data.domains import SYNTHETIC, source_of
+from genlab.data.domains import SYNTHETIC, as_channels, canonical, reader_of, source_of
 from genlab.errors import InputError
 from genlab.eval.batches import image_order
 from genlab.eval.features import domain_feature_net, extract
@@ -47,12 +54,6 @@ PROBE_NOISE_STD = 2.0 / 255.0  # below one grey level of a saved 8-bit image, af
 def _quantize(x: torch.Tensor) -> torch.Tensor:
     """Float [0, 1] -> uint8 levels, as saving a PNG would."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def canonical(domain: str, images: torch.Tensor) -> torch.Tensor:
-    """uint8 images of a domain as its source dataset's classifier reads them: float [0, 1]."""
-    inverse = SYNTHETIC[domain].inverse if domain in SYNTHETIC else None
-    return (inverse(images) if inverse is not None else images).float() / 255
 
 
 @torch.no_grad()
@@ -78,6 +79,10 @@ def _purity(net, images: torch.Tensor, labels: torch.Tensor, classes: int) -> fl
         if len(hits):
             shares.append(torch.bincount(hits, minlength=net.num_classes).max().item() / len(hits))
     return 100.0 * sum(shares) / max(len(shares), 1)
+
+
+def _styled(name: str) -> bool:
+    return name in SYNTHETIC and SYNTHETIC[name].styled
 
 
 @EVALUATORS.register("translation")
@@ -116,26 +121,32 @@ def evaluate_translation(model, objective, test: ImageSet, device, opts) -> dict
         records[f"hidden_info_ratio_{direction}"] = metric(
             cycle_noisy / max(cycle, 1e-12), "ratio", "estimate",
             f"cycle_l1_noisy / cycle_l1: >> 1 means the source is hidden in imperceptible signals; {where}")
+        # The identity map between a grey and a colour domain converts channels the plain way (as_channels).
+        identity = as_channels(images[src], fake.shape[1])
         truth = images[tgt] if paired else None
-        if truth is not None:
-            for suffix, guess in (("", fake), ("_identity", images[src])):
+        if truth is not None and not _styled(names[tgt]):  # a styled target (colour) is no function of the source
+            for suffix, guess in (("", fake), ("_identity", identity)):
                 records[f"gt_l1_{direction}{suffix}"] = metric(
                     _l1(guess, truth) / 255, "per pixel", "exact",
                     f"mean |{'G(x)' if not suffix else 'x'} - T(x)| against the exact ground truth T(x), "
                     f"pixels in [0, 1]; {where}")
-        net = domain_feature_net(source_of(names[tgt]), opts, "cpu")
+        net = domain_feature_net(reader_of(names[tgt]), opts, "cpu")
         if net is None:
             continue
-        views = {"": canonical(names[tgt], fake), "_identity": canonical(names[tgt], images[src])}
+        views = {"": canonical(names[tgt], fake), "_identity": canonical(names[tgt], identity)}
         if truth is not None:
             views["_true_map"] = canonical(names[tgt], truth)
-        if labels[src] is not None and paired:
+        elif reader_of(names[src]) == reader_of(names[tgt]):  # same classes, no pairs (MNIST <-> digits-28)
+            views["_target_test"] = canonical(names[tgt], images[tgt])
+        if labels[src] is not None and reader_of(names[src]) == reader_of(names[tgt]):
             for suffix, view in views.items():
+                truth_labels = labels[tgt] if suffix == "_target_test" else labels[src]
                 records[f"label_preservation_{direction}{suffix}"] = metric(
-                    _accuracy(net, view, labels[src]), "%", "estimate",
+                    _accuracy(net, view, truth_labels), "%", "estimate",
                     f"{net.name} (test accuracy {net.test_accuracy} % on {net.dataset}) gives the source label to "
                     f"{'the translation' if not suffix else suffix[1:].replace('_', ' ')}, read through "
-                    f"{names[tgt]}'s exact inverse where it has one; {where}")
+                    f"{names[tgt]}'s inverse where it has one; {where}"
+                    + ("; target_test: its accuracy on real test images of the target domain" if suffix == "_target_test" else ""))
         elif labels[src] is not None and net.num_classes:
             records[f"purity_{direction}"] = metric(
                 _purity(net, views[""], labels[src], 10), "%", "estimate",
@@ -143,8 +154,10 @@ def evaluate_translation(model, objective, test: ImageSet, device, opts) -> dict
                 f"{net.name} class; {where}")
         train_t = load_dataset(names[tgt], "train", data_cfg)
         pick = random_subset(len(train_t), opts.n_reference, seed=0)
-        reference = ImageSet(f"{names[tgt]}-canonical", "train", _quantize(canonical(names[tgt], train_t.images[pick])),
-                             None, train_t.spec, "scale", f"{len(pick)} images drawn with seed 0; {train_t.note}")
+        canonical_train = canonical(names[tgt], train_t.images[pick])
+        reference = ImageSet(f"{names[tgt]}-canonical", "train", _quantize(canonical_train), None,
+                             replace(train_t.spec, channels=canonical_train.shape[1]), "scale",
+                             f"{len(pick)} images drawn with seed 0; {train_t.note}")
         ref = reference_stats(net, reference, len(pick), seed=0, cache_dir=opts.cache_dir)
         for suffix, view in views.items():
             value = frechet_distance(ref.mu, ref.sigma, *gaussian_stats(extract(net, view).features))

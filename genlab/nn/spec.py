@@ -19,6 +19,8 @@ class DataSpec:
     width: int
     bits: int  # 1: binary pixels; 8: 256 levels per sub-pixel
     num_classes: int = 0  # 0 when the dataset has no labels
+    # Two-domain runs (cyclegan) whose domain B has other channels than domain A (grey <-> colour); 0: the same.
+    channels_b: int = 0
 
     @property
     def dims(self) -> int:
@@ -29,14 +31,23 @@ class DataSpec:
     def levels(self) -> int:
         return 2**self.bits
 
+    def domain(self, which: str) -> "DataSpec":
+        """The image format of domain ``"a"`` (``data.name``) or ``"b"`` (``data.domain_b``) of a two-domain run."""
+        if which == "b" and self.channels_b:
+            return DataSpec(self.channels_b, self.height, self.width, self.bits, self.num_classes)
+        return DataSpec(self.channels, self.height, self.width, self.bits, self.num_classes)
+
     def to_dict(self) -> dict:
-        return dict(
+        out = dict(
             channels=self.channels,
             height=self.height,
             width=self.width,
             bits=self.bits,
             num_classes=self.num_classes,
         )
+        if self.channels_b:  # only two-domain runs with a channel change say it (older run folders read the same)
+            out["channels_b"] = self.channels_b
+        return out
 
 
 @dataclass(frozen=True)

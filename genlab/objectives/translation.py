@@ -95,6 +95,10 @@ class CycleGANObjective:
     def __init__(self, cfg: Config | None = None, data: DataSpec | None = None):
         self.cfg = cfg if cfg is not None else self.Config()
         self.data = data
+        if data is not None and data.channels_b and self.cfg.lambda_idt > 0:
+            # G(b) ~ b compares images of two formats when the domains differ in channels (grey <-> colour).
+            raise InputError(f"the identity loss needs both domains in one format, but domain A has {data.channels} "
+                             f"channel(s) and domain B {data.channels_b}: set objective.lambda_idt=0")
         self.history = {"a": ImageHistory(self.cfg.pool_size, self.cfg.pool_swap),
                         "b": ImageHistory(self.cfg.pool_size, self.cfg.pool_swap)}
 

@@ -26,7 +26,9 @@ def save_translation_strip(model, x: torch.Tensor, direction: str, path: Path, d
     """Translate ``x`` (N, C, H, W) in [0, 1]; save rows input / translation / reconstruction; return the translations."""
     fake = draw(model, len(x), seed=0, device=device, source=x, direction=direction)
     back = draw(model, len(x), seed=0, device=device, source=fake, direction=REVERSE[direction])
-    save_strip(torch.stack([x.cpu(), fake, back]), path)
+    rows = [x.cpu(), fake, back]
+    channels = max(r.shape[1] for r in rows)  # grey rows are shown as RGB beside a colour domain
+    save_strip(torch.stack([r.expand(-1, channels, -1, -1) for r in rows]), path)
     return fake
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from genlab.errors import UserError
 from genlab.config import ConfigError, RunConfig, validate
 from genlab.data import load_dataset
-from genlab.data.domains import TwoDomainStream, split_domains
+from genlab.data.domains import TwoDomainStream, split_domains, two_domain_spec
 from genlab.data.loader import BatchStream
 from genlab.objectives.regularizers import SpectralRegularized
 from genlab.registry import MODELS
@@ -222,32 +222,38 @@ def data_init(model, stream: BatchStream, seed: int) -> None:
         init(stream.micro_batches(0)[0])
 
 
-def _stream(cfg: RunConfig, train_set, device, info):
-    """The run's batches: one dataset, or two domains drawn unpaired (data.domain_b)."""
-    t = cfg.train
+def _domain_b(cfg: RunConfig):
+    """Domain B's training set of a two-domain model (data.domain_b), None for a one-dataset model."""
     domains = MODELS.get(cfg.model_name).card.domains
     if domains == 2 and not cfg.data.domain_b:
         raise ConfigError(f"{cfg.model_name} translates between two domains: name domain B with data.domain_b=NAME "
                           "(e.g. mnist-inverted; `genlab data list`)")
     if domains == 1 and cfg.data.domain_b:
         raise ConfigError(f"{cfg.model_name} trains on one dataset: drop data.domain_b")
-    if not cfg.data.domain_b:
+    return load_dataset(cfg.data.domain_b, "train", cfg.data) if cfg.data.domain_b else None
+
+
+def _stream(cfg: RunConfig, train_set, domain_b, device, info):
+    """The run's batches: one dataset, or two domains drawn unpaired (data.domain_b)."""
+    t = cfg.train
+    if domain_b is None:
         return BatchStream(train_set.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
-    a, b = split_domains(train_set, load_dataset(cfg.data.domain_b, "train", cfg.data), cfg.data.unpaired_halves)
+    a, b = split_domains(train_set, domain_b, cfg.data.unpaired_halves)
     return TwoDomainStream(a.to(device), b.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
 
 
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
     train_set = load_dataset(cfg.data.name, "train", cfg.data)
-    spec = train_set.spec
+    domain_b = _domain_b(cfg)
+    spec = train_set.spec if domain_b is None else two_domain_spec(train_set, domain_b)
     torch.manual_seed(t.seed)  # same initial weights on every process
     model = build_model(cfg, spec).to(device)
     objective = build_objective(cfg, spec)
     if cfg.optim.spectral_reg > 0:
         objective = SpectralRegularized(objective, cfg.optim.spectral_reg, cfg.optim.spectral_iterations, t.seed)
     train_set = training_codes(cfg, model, train_set, run_dir, device, info.is_main)  # a second stage's codes
-    stream = _stream(cfg, train_set, device, info)
+    stream = _stream(cfg, train_set, domain_b, device, info)
     if resume and not list_checkpoints(run_dir):
         warnings.warn(f"{run_dir} has no checkpoint yet (its first run stopped before writing one): "
                       "training starts again from step 0", stacklevel=3)

@@ -55,9 +55,9 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """Image (B, C, H, W) in [0, 1] -> image of the same shape in [0, 1]: c7s1, n_down x d, blocks, n_down x u, c7s1."""
+    """Image (B, C_in, H, W) in [0, 1] -> (B, C_out, H, W) in [0, 1]: c7s1, n_down x d, blocks, n_down x u, c7s1."""
 
-    def __init__(self, channels: int, width: int, n_down: int, n_blocks: int):
+    def __init__(self, channels: int, width: int, n_down: int, n_blocks: int, out_channels: int | None = None):
         super().__init__()
         layers = [nn.ReflectionPad2d(3), *_conv_norm_relu(nn.Conv2d(channels, width, 7), width)]
         ch = width
@@ -69,7 +69,7 @@ class ResnetGenerator(nn.Module):
             up = nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1)
             layers += _conv_norm_relu(up, ch // 2)
             ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7), nn.Sigmoid()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels or channels, 7), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,11 +123,12 @@ class CycleGAN(nn.Module):
         if data.height % 2 ** cfg.n_down or data.width % 2 ** cfg.n_down:
             raise InputError(f"{data.height}x{data.width} images cannot be halved n_down={cfg.n_down} times: "
                              "lower model.n_down")
-        c = data.channels
-        self.gen_ab = ResnetGenerator(c, cfg.width, cfg.n_down, cfg.n_blocks)
-        self.gen_ba = ResnetGenerator(c, cfg.width, cfg.n_down, cfg.n_blocks)
-        self.disc_a = PatchDiscriminator(c, cfg.d_width, cfg.d_layers)
-        self.disc_b = PatchDiscriminator(c, cfg.d_width, cfg.d_layers)
+        # The domains may differ in channels (grey <-> colour): only the first and last layers see them.
+        c_a, c_b = data.domain("a").channels, data.domain("b").channels
+        self.gen_ab = ResnetGenerator(c_a, cfg.width, cfg.n_down, cfg.n_blocks, out_channels=c_b)
+        self.gen_ba = ResnetGenerator(c_b, cfg.width, cfg.n_down, cfg.n_blocks, out_channels=c_a)
+        self.disc_a = PatchDiscriminator(c_a, cfg.d_width, cfg.d_layers)
+        self.disc_b = PatchDiscriminator(c_b, cfg.d_width, cfg.d_layers)
         for m in self.modules():  # the paper's code: weights ~ N(0, 0.02), biases 0
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -138,7 +139,7 @@ class CycleGAN(nn.Module):
         return [Phase("G", ("gen_ab", "gen_ba")), Phase("D", ("disc_a", "disc_b"))]
 
     def translate(self, x: torch.Tensor, direction: Direction = "a2b") -> torch.Tensor:
-        """G(x) (a2b) or F(x) (b2a): images (B, C, H, W) in [0, 1] -> the same shape in [0, 1]."""
+        """G(x) (a2b) or F(x) (b2a): images (B, C_src, H, W) in [0, 1] -> (B, C_tgt, H, W) in [0, 1]."""
         if direction == "a2b":
             return self.gen_ab(x)
         if direction == "b2a":
