@@ -15,7 +15,8 @@ features of the dataset's shipped network, samples against the official test ima
 one row per configuration: FID, KID, precision, recall, the LeNet classifier score (an
 Inception-score analogue, at most 10) as mean ± sample std over seeds, the per-seed FIDs, and how
 many seeds collapsed. A seed counts as collapsed when its classifier score is below
-``--collapse-below`` (default 5: the samples look like fewer than about five of the ten classes).
+``--collapse-below`` (default 5: the samples look like fewer than about five of the ten classes;
+2,000 real test images score 9.60 on MNIST and 8.30 on Fashion-MNIST).
 
     python benchmarks/progan_table.py [--runs runs/progan-table] [--data mnist fashion-mnist] [--seeds 0 1 2]
         [--configs progan dcgan no-mbstd no-equalized-lr no-pixel-norm wgan-gp] [--n-samples 10000]
