@@ -132,12 +132,13 @@ def _add_train(sub):
 
 
 def _add_run_cmds(sub):
-    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid", add_help=False,
+    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid (audio: WAV files)", add_help=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-h", "--help", action=_SampleHelp, help="show this help, with every sampler's options, and exit")
     p.add_argument("run_dir", help="a run folder written by `genlab train`")
     p.add_argument("--n", type=COUNT, default=64, help="number of samples (default 64)")
-    p.add_argument("--out", default=None, help="output image (default RUN_DIR/samples.png)")
+    p.add_argument("--out", default=None, help="output image (default RUN_DIR/samples.png); for an audio run a "
+                   "folder receiving one WAV per clip and samples.png (default RUN_DIR/samples)")
     p.add_argument("--seed", type=SEED, default=0, help="sample i of seed s is the same image whatever --batch-size")
     p.add_argument("--label", type=_Checked(ge=0), default=None, help="class to draw, for class-conditional models")
     p.add_argument("--batch-size", type=COUNT, default=256, help="samples per forward pass")
@@ -353,13 +354,21 @@ def _sample(args) -> int:
     from genlab.reports.images import save_grid
     from genlab.sampling.api import describe_sampling, sampler_options
 
-    out = args.out or str(Path(args.run_dir) / "samples.png")
     run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root)
+    signal = run.spec.is_signal  # audio: a folder of WAV files and a figure, not an image grid
+    out = args.out or str(Path(args.run_dir) / ("samples" if signal else "samples.png"))
     options_obj = sampler_options(run.model, args.sampler, args.options)  # bad keys fail here
     options = dataclasses.asdict(options_obj)
     images = run.sample(args.n, seed=args.seed, label=args.label, batch_size=args.batch_size, sampler=args.sampler,
                         **options)
-    path = save_grid(images, out)
+    if signal:
+        from genlab.reports.audio import save_clips
+
+        labels = None if args.label is None else [args.label] * args.n
+        path = Path(out)
+        save_clips(images, path, run.spec.sample_rate, labels)
+    else:
+        path = save_grid(images, out)
     print(f"wrote {args.n} samples to {path} ({describe_sampling(run.model, args.sampler, options_obj)})")
     return 0
 

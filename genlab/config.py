@@ -160,6 +160,8 @@ class DataConfig:
     # Two-domain models (cyclegan): domain B's dataset; `name` is domain A. Batches of the two are drawn unpaired.
     domain_b: str = ""
     unpaired_halves: bool = True  # domains made of the same images (mnist, mnist-inverted) train on disjoint halves
+    # Audio (`fsdd`) only: every recording is cut to its first clip_samples samples or padded with silence
+    clip_samples: int = bounded(4000, ge=16, le=1 << 20)
 
 
 @dataclass

@@ -39,7 +39,7 @@ def tiny(name: str, seed: int = 0):
 def batch_for(spec: DataSpec, n: int = 4, seed: int = 1, domains: int = 1) -> dict:
     g = torch.Generator().manual_seed(seed)
     levels = 2**spec.bits - 1
-    x = torch.randint(0, levels + 1, (n, spec.channels, spec.height, spec.width), generator=g).float() / levels
+    x = torch.randint(0, levels + 1, (n, *spec.shape), generator=g).float() / levels
     out = {"x": x}
     if spec.num_classes:
         out["y"] = torch.randint(0, spec.num_classes, (n,), generator=g)
@@ -152,7 +152,7 @@ def test_declared_samplers_run_and_do_not_depend_on_the_batch_size(name):
     for sampler in model.card.sampler_names:
         whole = draw(model, 5, seed=3, device="cpu", batch_size=5, label=_label(model), sampler=sampler, source=source)
         parts = draw(model, 5, seed=3, device="cpu", batch_size=2, label=_label(model), sampler=sampler, source=source)
-        assert whole.shape == (5, spec.channels, spec.height, spec.width)
+        assert whole.shape == (5, *spec.shape)
         assert whole.min() >= 0 and whole.max() <= 1
         torch.testing.assert_close(whole, parts, rtol=0, atol=1e-5)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -25,11 +25,14 @@ class ImageSet:
     Attributes:
         name: registry name of the dataset, e.g. "mnist".
         split: "train", "valid" or "test".
-        images: uint8 tensor (N, C, H, W).
+        images: uint8 tensor (N, *spec.shape): (N, C, H, W) images, or (N, C, L) 1-D signals
+            (audio: mu-law codes 0..255, which the "scale" transform maps to k / 255 like pixels).
         labels: int64 tensor (N,), or None for unlabelled data.
         spec: what models see (shape, bits, number of classes).
         transform: how ``images`` become model input (see ``to_model_input``).
         note: how the split was made, for reports (e.g. the binarization used).
+        extras: further per-example int64 tensors (N,) carried into every batch under their
+            name (e.g. "speaker" of a spoken-digit recording).
     """
 
     name: str
@@ -39,13 +42,16 @@ class ImageSet:
     spec: DataSpec
     transform: Transform
     note: str = ""
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device) -> "ImageSet":
         labels = None if self.labels is None else self.labels.to(device)
-        return ImageSet(self.name, self.split, self.images.to(device), labels, self.spec, self.transform, self.note)
+        extras = {k: v.to(device) for k, v in self.extras.items()}
+        return ImageSet(self.name, self.split, self.images.to(device), labels, self.spec, self.transform, self.note,
+                        extras)
 
     def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """The model-ready batch for the given example indices."""
@@ -53,6 +59,8 @@ class ImageSet:
         out = {"x": x}
         if self.labels is not None:
             out["y"] = self.labels[index]
+        for name, values in self.extras.items():
+            out[name] = values[index]
         return out
 
 

@@ -84,11 +84,12 @@ class Dataset:
         return dict(name=self.info.name, status=status, path=str(folder), message=message)
 
     def imageset(self, split: str, images: torch.Tensor, labels: torch.Tensor | None,
-                 transform: Transform, note: str = "", spec: DataSpec | None = None) -> ImageSet:
+                 transform: Transform, note: str = "", spec: DataSpec | None = None,
+                 extras: dict[str, torch.Tensor] | None = None) -> ImageSet:
         """Wrap parsed arrays, checking them against ``info`` (a mismatch is a parser bug)."""
         spec = spec or self.info.spec()
         expected_n = self.info.splits.get(split)
-        shape = (spec.channels, spec.height, spec.width)
+        shape = spec.shape
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != shape:
             raise AssertionError(f"{self.info.name}/{split}: images {images.dtype} {tuple(images.shape)}, want uint8 (N, {shape})")
         if expected_n is not None and len(images) != expected_n:
@@ -97,7 +98,10 @@ class Dataset:
             labels = labels.to(torch.int64)
             if labels.shape != (len(images),):
                 raise AssertionError(f"{self.info.name}/{split}: labels {tuple(labels.shape)} for {len(images)} images")
-        return ImageSet(self.info.name, split, images, labels, spec, transform, note)
+        for name, values in (extras or {}).items():
+            if values.shape != (len(images),):
+                raise AssertionError(f"{self.info.name}/{split}: {name} {tuple(values.shape)} for {len(images)} examples")
+        return ImageSet(self.info.name, split, images, labels, spec, transform, note, dict(extras or {}))
 
 
 def seeded_split(n: int, n_test: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -30,6 +30,8 @@ from genlab.stats import bits_per_dim
 
 
 def _describe_pixels(data: ImageSet) -> str:
+    if data.spec.is_signal:
+        return f"8-bit (mu-law) audio samples, discrete likelihood over 256 levels ({data.note})"
     if data.spec.bits == 8:
         return "8-bit pixels, discrete likelihood over 256 levels"
     if data.transform == "bernoulli":
@@ -110,8 +112,9 @@ def evaluate(model, objective, test: ImageSet, device, opts) -> dict:
         out = {}
         for name, acc in sums.acc.items():  # a RunningMean of the per-image NLL per reported name
             proto = protocol + says[name]
-            out[name] = averaged(acc, "nats/image", kind, proto, images=subset, of=of[name])
-            out[name.replace("nll", "bpd")] = averaged(acc, "bits/dim", kind, proto, scale=bits_per_dim(1.0, dims),
+            out[name] = averaged(acc, "nats/clip" if test.spec.is_signal else "nats/image", kind, proto, images=subset, of=of[name])
+            unit = "bits/sample" if test.spec.is_signal else "bits/dim"  # one dimension is one audio sample
+            out[name.replace("nll", "bpd")] = averaged(acc, unit, kind, proto, scale=bits_per_dim(1.0, dims),
                                                        images=subset, of=of[name])
         return out
 

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from genlab.data import load_dataset
 from genlab.data.download import sha256_file
 from genlab.errors import InputError
-from genlab.eval.feature_nets import SPECS, FeatureNetSpec, LeNet, LeNetConfig, feature_net_name_for, spec_for_dataset
+from genlab.eval.feature_nets import SPECS, FeatureNetSpec, build_net, feature_net_name_for, spec_for_dataset
 from genlab.eval.feature_nets.inception import POOL3_DIM, FIDInceptionV3
 from genlab.eval.feature_nets.train import accuracy, fit
 
@@ -71,7 +71,7 @@ class FeatureNet:
         net: the module; ``features_and_logits(x)`` -> ((B, D), (B, K) or None).
         dim: feature dimension D.
         num_classes: K, or 0 when the network has no classifier head (Inception pool3).
-        input_shape: (C, H, W) the network reads; None when it resizes any input itself.
+        input_shape: (C, H, W) images or (C, L) signals the network reads; None when it resizes any input itself.
         description: what the feature is and which weights, for metric protocols.
         sha256: of the weights file.
         dataset: the data it was trained on ("imagenet" for Inception).
@@ -82,7 +82,7 @@ class FeatureNet:
     net: torch.nn.Module
     dim: int
     num_classes: int
-    input_shape: tuple[int, int, int] | None
+    input_shape: tuple[int, ...] | None
     description: str
     sha256: str
     dataset: str
@@ -99,12 +99,13 @@ class FeatureNet:
         return torch.device("cpu")
 
     def check_input(self, images: torch.Tensor) -> None:
-        if images.dim() != 4:
-            raise InputError(f"{self.name} takes images (N, C, H, W), got shape {tuple(images.shape)}")
+        if images.dim() != (4 if self.input_shape is None else len(self.input_shape) + 1):
+            raise InputError(f"{self.name} takes a batch of {self.input_shape or '(C, H, W)'} inputs, "
+                             f"got shape {tuple(images.shape)}")
         if self.input_shape is not None and tuple(images.shape[1:]) != self.input_shape:
-            c, h, w = self.input_shape
             raise InputError(
-                f"{self.name} reads {c}x{h}x{w} images (trained on {self.dataset}); got "
+                f"{self.name} reads {'x'.join(map(str, self.input_shape))} "
+                f"{'images' if len(self.input_shape) == 3 else 'signals'} (trained on {self.dataset}); got "
                 f"{'x'.join(map(str, images.shape[1:]))}: use the feature network of your dataset "
                 f"or Inception-v3 (see genlab.eval.features.load_inception)"
             )
@@ -122,7 +123,7 @@ def read_manifest(weights_dir: str | Path | None = None) -> dict:
                               "the networks with `genlab features train --data DATASET`") from None
 
 
-def save_feature_net(net: LeNet, spec: FeatureNetSpec, out_dir: str | Path, test_accuracy: float,
+def save_feature_net(net: torch.nn.Module, spec: FeatureNetSpec, out_dir: str | Path, test_accuracy: float,
                      seed: int, train_seconds: float | None = None) -> dict:
     """Write ``<name>.safetensors`` and its entry in ``out_dir/manifest.json``; return the entry."""
     out_dir = Path(out_dir)
@@ -143,7 +144,7 @@ def save_feature_net(net: LeNet, spec: FeatureNetSpec, out_dir: str | Path, test
         "feature": f"penultimate layer: {spec.arch.hidden} hidden units after BatchNorm and ReLU (input of the classifier)",
         "feature_dim": spec.arch.hidden,
         "num_classes": spec.arch.num_classes,
-        "input_shape": [spec.arch.in_channels, spec.arch.size, spec.arch.size],
+        "input_shape": list(spec.arch.input_shape),
         "arch": dataclasses.asdict(spec.arch),
         "recipe": {**dataclasses.asdict(spec.recipe), "text": spec.recipe.describe()},
         "seed": seed,
@@ -187,7 +188,7 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None, device="c
                               f"train it with `{retrain}` (writes into {weights_dir})")
     entry = manifest[name]
     try:
-        path, expected, arch = weights_dir / entry["file"], entry["sha256"], LeNetConfig(**entry["arch"])
+        path, expected, arch = weights_dir / entry["file"], entry["sha256"], type(spec.arch)(**entry["arch"])
     except (KeyError, TypeError) as err:
         raise FeatureNetError(f"{weights_dir / MANIFEST_NAME}: the entry of {name} is damaged ({_why(err)}); "
                               f"restore genlab/weights from git or retrain with `{retrain}`") from None
@@ -205,7 +206,7 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None, device="c
     if arch != spec.arch:
         raise FeatureNetError(f"manifest architecture of {name} ({entry['arch']}) differs from the code's "
                               f"({dataclasses.asdict(spec.arch)}): a changed network needs a new version name")
-    net = LeNet(arch)
+    net = build_net(arch)
     try:  # safetensors holds tensors only; a matching sha256 in a user's manifest proves nothing more
         net.load_state_dict(load_file(str(path)))
     except Exception as err:
@@ -217,7 +218,7 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None, device="c
         net=net.to(device),
         dim=arch.hidden,
         num_classes=arch.num_classes,
-        input_shape=(arch.in_channels, arch.size, arch.size),
+        input_shape=arch.input_shape,
         description=f"{name} penultimate features ({arch.hidden}-d, after ReLU; weights sha256 {actual[:12]})",
         sha256=actual,
         dataset=entry["dataset"],

@@ -30,6 +30,9 @@ PROTOCOLS: dict[str, dict] = {
 # Evaluators costing many network passes per image (diffusion likelihoods: T passes for the bound, about
 # 100 forward and backward passes for the ODE) evaluate at most this many images under `quick`.
 QUICK_IMAGE_CAPS: dict[str, int] = {"diffusion-bound": 32, "diffusion-vdm": 32, "diffusion-ode": 16}
+# Sample-based evaluators whose samples are slow to draw on a CPU (audio: 4,000 sequential steps a clip) draw at
+# most this many under the quick protocol instead of n_samples.
+QUICK_SAMPLE_CAPS: dict[str, int] = {"spoken-digits": 100}
 
 
 @dataclass

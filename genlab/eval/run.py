@@ -14,7 +14,7 @@ import torch
 from genlab.data.base import images_sha256
 from genlab.errors import InputError
 from genlab.eval.batches import EvalInterrupted, state_key
-from genlab.eval.options import QUICK_IMAGE_CAPS, EvalOptions, resolve_device_sizes
+from genlab.eval.options import QUICK_IMAGE_CAPS, QUICK_SAMPLE_CAPS, EvalOptions, resolve_device_sizes
 from genlab.eval.sample_metrics import sampling_settings
 from genlab.registry import EVALUATORS
 from genlab.train.checkpoint import write_text_atomic
@@ -23,7 +23,7 @@ from genlab.train.run import LoadedRun, load_run, read_run_json
 
 
 # What each evaluator computes, in the words of the plan printed before it starts.
-_SAMPLE_BASED = ("sample-quality", "memorization")
+_SAMPLE_BASED = ("sample-quality", "memorization", "spoken-digits")
 
 
 def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name: str, model=None) -> list[str]:
@@ -39,7 +39,8 @@ def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name
         if name == "iwae":
             what = f"IWAE bound, k={opts.iwae_k} importance samples per image, on {images}"
         elif name in _SAMPLE_BASED:
-            what = f"{opts.n_samples} model samples"
+            cap = QUICK_SAMPLE_CAPS.get(name) if opts.protocol == "quick" else None
+            what = f"{opts.n_samples if cap is None else min(cap, opts.n_samples)} model samples"
             if model is not None and model.card.samplers:
                 what += f" ({sampling_settings(model, opts)[2]})"
         else:

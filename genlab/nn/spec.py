@@ -12,6 +12,11 @@ class DataSpec:
     Batches reach models as float tensors (B, channels, height, width) with
     values in [0, 1]: exactly {0, 1} when ``bits == 1`` and multiples of 1/255
     when ``bits == 8``. Discrete likelihoods recover the integer levels.
+
+    A 1-D signal (audio, ``sample_rate > 0``) has ``height == 1`` and ``width``
+    samples per channel; its batches are (B, channels, width): ``shape`` is the
+    shape of one example either way, so code that only moves examples around
+    reads ``shape`` and never asks which kind of data it holds.
     """
 
     channels: int
@@ -21,6 +26,20 @@ class DataSpec:
     num_classes: int = 0  # 0 when the dataset has no labels
     # Two-domain runs (cyclegan) whose domain B has other channels than domain A (grey <-> colour); 0: the same.
     channels_b: int = 0
+    sample_rate: int = 0  # > 0: a 1-D signal of ``width`` samples at this rate (Hz); 0: an image
+
+    def __post_init__(self):
+        if self.sample_rate and self.height != 1:
+            raise ValueError(f"a 1-D signal has height 1, got {self.height}")  # a bug in whoever built it
+
+    @property
+    def is_signal(self) -> bool:
+        return self.sample_rate > 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example's shape: (C, H, W) for an image, (C, W) for a 1-D signal."""
+        return (self.channels, self.width) if self.is_signal else (self.channels, self.height, self.width)
 
     @property
     def dims(self) -> int:
@@ -34,8 +53,9 @@ class DataSpec:
     def domain(self, which: str) -> "DataSpec":
         """The image format of domain ``"a"`` (``data.name``) or ``"b"`` (``data.domain_b``) of a two-domain run."""
         if which == "b" and self.channels_b:
-            return DataSpec(self.channels_b, self.height, self.width, self.bits, self.num_classes)
-        return DataSpec(self.channels, self.height, self.width, self.bits, self.num_classes)
+            return DataSpec(self.channels_b, self.height, self.width, self.bits, self.num_classes,
+                            sample_rate=self.sample_rate)
+        return DataSpec(self.channels, self.height, self.width, self.bits, self.num_classes, sample_rate=self.sample_rate)
 
     def to_dict(self) -> dict:
         out = dict(
@@ -47,6 +67,8 @@ class DataSpec:
         )
         if self.channels_b:  # only two-domain runs with a channel change say it (older run folders read the same)
             out["channels_b"] = self.channels_b
+        if self.sample_rate:  # images keep the data.json they always had
+            out["sample_rate"] = self.sample_rate
         return out
 
 

@@ -23,11 +23,18 @@ def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
             + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+AUDIO_SUFFIXES = (".wav", ".ogg", ".mp3", ".flac")  # figure entries played, not shown
+
+
+def is_audio(path: str) -> bool:
+    return str(path).lower().endswith(AUDIO_SUFFIXES)
+
+
 def md_figures(figures: Sequence[tuple[str, str]]) -> list[str]:
-    """A ``## caption`` section with the image per (caption, relative path)."""
+    """A ``## caption`` section with the image (or a link to the audio file) per (caption, relative path)."""
     lines = []
     for caption, path in figures:
-        lines += [f"## {caption}", "", f"![{caption}]({path})", ""]
+        lines += [f"## {caption}", "", f"[{caption}]({path})" if is_audio(path) else f"![{caption}]({path})", ""]
     return lines
 
 
@@ -54,5 +61,6 @@ def numbers_after(first: int) -> Callable[[int, str], str]:
 
 
 def html_figures(figures: Sequence[tuple[str, str]]) -> list[str]:
-    """A ``<h2>`` caption and the image per (caption, src)."""
-    return [f"<h2>{e(caption)}</h2><img src='{e(src)}' alt='{e(caption)}'>" for caption, src in figures]
+    """A ``<h2>`` caption and the image (an ``<audio>`` player for a sound file) per (caption, src)."""
+    return [f"<h2>{e(caption)}</h2>" + (f"<audio controls preload='none' src='{e(src)}'></audio>" if is_audio(src)
+                                        else f"<img src='{e(src)}' alt='{e(caption)}'>") for caption, src in figures]

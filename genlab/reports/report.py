@@ -32,8 +32,9 @@ def report_loaded(run: LoadedRun, dev) -> tuple[Path, Path]:
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures: list[tuple[str, str]] = []
-    if run.model.card.family in FIGURE_SETS:
-        figures = [(t, f"figures/{f}") for t, f in FIGURE_SETS.get(run.model.card.family)(run, fig_dir, dev)]
+    kind = "audio" if run.spec.is_signal else run.model.card.family  # 1-D signals: players, spectrograms
+    if kind in FIGURE_SETS:
+        figures = [(t, f"figures/{f}") for t, f in FIGURE_SETS.get(kind)(run, fig_dir, dev)]
     if loss_curves(run_dir, fig_dir / "loss_curves.png"):
         figures.append(("Training curves", "figures/loss_curves.png"))
     eval_path = run_dir / "eval.json"

@@ -1,5 +1,6 @@
 """genlab's domain feature networks: small classifiers whose penultimate activations
-replace Inception-v3 features for FID/KID/precision-recall on 28x28 grey-scale data.
+replace Inception-v3 features for FID/KID/precision-recall on 28x28 grey-scale data,
+and give the classifier agreement and Frechet distance of generated spoken digits (FSDD).
 
 Each network is a versioned ``FeatureNetSpec`` (architecture + fixed training recipe).
 Its trained weights ship in ``genlab/weights/<name>.safetensors`` with a manifest entry
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from genlab.errors import InputError
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
-from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe
+from genlab.eval.feature_nets.spoken_digits import SpokenDigitConfig, SpokenDigitNet
+from genlab.eval.feature_nets.train import FeatureNetSpec, Recipe, build_net
 
 # A network's name, architecture and recipe never change once weights are shipped:
 # any change is a new version (…-v2) so that old metric values stay comparable.
@@ -42,6 +44,14 @@ SPECS: dict[str, FeatureNetSpec] = {
             # Garments are mirror-symmetric classes; shifts of 1 px keep their framing.
             recipe=Recipe(epochs=13, max_shift=1, hflip=True),
         ),
+        FeatureNetSpec(
+            name="fsdd-digits-v1",
+            dataset="fsdd",
+            version=1,
+            arch=SpokenDigitConfig(length=4000),  # data.clip_samples=4000 (0.5 s): the fsdd default
+            # No augmentation: the test takes are by the same six speakers; 20 epochs of 42 steps.
+            recipe=Recipe(epochs=20, batch_size=64, max_shift=0, hflip=False),
+        ),
     )
 }
 
@@ -52,6 +62,7 @@ FEATURE_NET_OF_DATASET: dict[str, str] = {
     "binarized-mnist": "mnist-lenet-v1",
     "dynamic-binarized-mnist": "mnist-lenet-v1",
     "fashion-mnist": "fashion-mnist-lenet-v1",
+    "fsdd": "fsdd-digits-v1",
 }
 
 
@@ -76,6 +87,9 @@ __all__ = [
     "LeNetConfig",
     "Recipe",
     "SPECS",
+    "SpokenDigitConfig",
+    "SpokenDigitNet",
+    "build_net",
     "feature_net_name_for",
     "spec_for_dataset",
 ]

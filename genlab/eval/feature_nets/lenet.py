@@ -39,6 +39,10 @@ class LeNetConfig:
     num_classes: int = 10
     dropout: float = 0.3  # before the classifier, training only
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.size, self.size)
+
     def validate(self) -> None:
         if self.size % 4:
             raise InputError(f"LeNet input size {self.size} must be divisible by 4 (two 2x2 poolings)")

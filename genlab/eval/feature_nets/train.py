@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genlab.eval.feature_nets.lenet import LeNet, LeNetConfig
+from genlab.eval.feature_nets.spoken_digits import SpokenDigitConfig, SpokenDigitNet
 from genlab.nn.modes import eval_mode
 from genlab.nn.spec import Phase
 from genlab.train.step import PhaseOptimizers, train_step
@@ -48,6 +49,15 @@ class Recipe:
         )
 
 
+Arch = LeNetConfig | SpokenDigitConfig
+NETS = {LeNetConfig: LeNet, SpokenDigitConfig: SpokenDigitNet}  # an architecture's config -> its network
+
+
+def build_net(arch: Arch) -> torch.nn.Module:
+    """The (untrained) network of an architecture config: a LeNet for images, a SpokenDigitNet for audio."""
+    return NETS[type(arch)](arch)
+
+
 @dataclass(frozen=True)
 class FeatureNetSpec:
     """A versioned feature network: what it is trained on, its architecture and recipe."""
@@ -55,7 +65,7 @@ class FeatureNetSpec:
     name: str  # e.g. "mnist-lenet-v1": the suffix of metric names (fid_mnist-lenet-v1)
     dataset: str  # the registry name of the training data
     version: int
-    arch: LeNetConfig
+    arch: Arch
     recipe: Recipe
 
 
@@ -70,6 +80,8 @@ def lr_at(step: int, total: int, recipe: Recipe) -> float:
 
 def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """Random integer translations (zero fill) and optional horizontal flips of (B, C, H, W)."""
+    if not recipe.max_shift and not recipe.hflip:
+        return x  # no augmentation (the audio networks): any shape passes
     b, _, h, w = x.shape
     if recipe.max_shift > 0:
         s = recipe.max_shift
@@ -88,8 +100,8 @@ def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torc
 
 
 @torch.no_grad()
-def accuracy(net: LeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Top-1 accuracy in percent of ``net`` (eval mode) on float images ``x`` (N, C, H, W)."""
+def accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in percent of ``net`` (eval mode) on float inputs ``x`` (N, *input_shape)."""
     correct = 0
     with eval_mode(net):
         for start in range(0, len(x), batch_size):
@@ -97,16 +109,16 @@ def accuracy(net: LeNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100
     return 100.0 * correct / len(x)
 
 
-def fit(arch: LeNetConfig, recipe: Recipe, x_train: torch.Tensor, y_train: torch.Tensor, seed: int,
-        log=print) -> LeNet:
-    """Train a LeNet on float images in [0, 1] (N, C, H, W) with integer labels (N,).
+def fit(arch: Arch, recipe: Recipe, x_train: torch.Tensor, y_train: torch.Tensor, seed: int,
+        log=print) -> torch.nn.Module:
+    """Train the network of ``arch`` on float inputs in [0, 1] (N, *input_shape) with integer labels (N,).
 
     Everything random (initialization, batch order, augmentation, dropout) is drawn
     from ``seed``; the global RNG state is restored afterwards.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = LeNet(arch)
+        net = build_net(arch)
         gen = torch.Generator().manual_seed(seed + 1)
         opts = PhaseOptimizers(net, [Phase("main")], lambda params: torch.optim.AdamW(
             params, lr=recipe.lr, weight_decay=recipe.weight_decay))
