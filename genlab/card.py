@@ -70,6 +70,8 @@ class ConditioningSpec:
     label_optional: bool = False  # without a label the sampler draws one uniformly per sample (cgan)
     source_image: bool = False  # an image-to-image model: samples are translations of a given image
     partial_image: bool = False  # can complete an image of which the top rows are given
+    # also takes batch["speaker"] (audio) when its Config's ``speakers`` > 0 (the number of speakers)
+    speaker: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Conditioning:
     label_optional: bool = False
     source_image: bool = False
     partial_image: bool = False
+    num_speakers: int = 0  # > 0: the model also takes a speaker in 0..num_speakers-1 (batch["speaker"])
 
     @property
     def class_conditional(self) -> bool:
@@ -142,7 +145,8 @@ def conditioning(model) -> Conditioning:
     takes_label = spec.class_label == "yes" or (spec.class_label == "config" and bool(model.cfg.conditional))
     return Conditioning(num_classes=model.data.num_classes if takes_label else 0,
                         label_optional=spec.label_optional, source_image=spec.source_image,
-                        partial_image=spec.partial_image)
+                        partial_image=spec.partial_image,
+                        num_speakers=int(model.cfg.speakers) if spec.speaker else 0)
 
 
 def likelihood_of(model) -> str:

@@ -19,11 +19,11 @@ from genlab.rng import make_generators
 from genlab.sampling.sequence import sample
 
 
-def tiny_wavenet(length=40, kernel=2, layers=3, stacks=2, conditional=True):
+def tiny_wavenet(length=40, kernel=2, layers=3, stacks=2, conditional=True, speakers=0):
     torch.manual_seed(0)
     spec = DataSpec(1, 1, length, 8, 10, sample_rate=8000)
     cfg = WaveNet.Config(residual_channels=5, gate_channels=4, skip_channels=6, kernel=kernel,
-                         layers_per_stack=layers, stacks=stacks, conditional=conditional)
+                         layers_per_stack=layers, stacks=stacks, conditional=conditional, speakers=speakers)
     model = WaveNet(cfg, spec).double().eval()
     with torch.no_grad():  # random weights of unit scale: no output is accidentally flat
         for p in model.parameters():
@@ -58,21 +58,35 @@ def test_dilated_stack_is_causal_and_sees_its_receptive_field(kernel, layers, st
 
 
 def test_queue_cache_draws_the_same_samples_as_the_full_forward_pass():
-    model = tiny_wavenet(length=32, layers=3, stacks=2)
+    model = tiny_wavenet(length=32, layers=3, stacks=2, speakers=3)  # speakers drawn from each clip's generator
     cached = sample(model, 3, make_generators(5, 3), "cpu", label=torch.tensor([1, 4, 7]))
     naive = sample(model, 3, make_generators(5, 3), "cpu", label=torch.tensor([1, 4, 7]), cache=False)
     assert torch.equal(cached, naive)
     assert len(set((cached * 255).round().flatten().tolist())) > 20  # a real draw, not a constant signal
     # The cache's logits are the full pass's at every step (float64; summation order aside).
-    cache, full = model.sampling_cache(3, torch.tensor([1, 4, 7])), model(cached, torch.tensor([1, 4, 7]))
+    y, who = torch.tensor([1, 4, 7]), torch.tensor([2, 0, 1])
+    cache, full = model.sampling_cache(3, y, who), model(cached, y, who)
     steps = torch.stack([cache.step(cached, t) for t in range(32)], dim=2)
     torch.testing.assert_close(steps, full, rtol=1e-10, atol=1e-10)
 
 
-def test_label_changes_the_logits():
-    model = tiny_wavenet()
-    x = torch.randint(0, 256, (1, 1, 40)).double() / 255
-    assert not torch.allclose(model(x, torch.tensor([0])), model(x, torch.tensor([1])))
+def test_label_and_speaker_change_the_logits_and_reach_the_objective():
+    from genlab.objectives.autoregressive import NLL
+
+    model = tiny_wavenet(speakers=6)
+    x = torch.randint(0, 256, (2, 1, 40)).double() / 255
+    y, who = torch.tensor([0, 0]), torch.tensor([0, 0])
+    assert not torch.allclose(model(x, y, who), model(x, y + 1, who))
+    assert not torch.allclose(model(x, y, who), model(x, y, who + 1))
+    nll = NLL(NLL.Config(), model.data)
+    a = nll(model, {"x": x, "y": y, "speaker": who}, "main", 0)["nll_nats"]
+    assert not torch.allclose(a, nll(model, {"x": x, "y": y, "speaker": who + 1}, "main", 0)["nll_nats"])
+    with pytest.raises(ValueError, match="speaker"):
+        nll(model, {"x": x, "y": y}, "main", 0)
+    one = sample(model, 2, make_generators(0, 2), "cpu", label=3, speaker=5, until=5)
+    with pytest.raises(ValueError, match="out of range"):
+        sample(model, 2, make_generators(0, 2), "cpu", label=3, speaker=6)
+    assert one.shape == (2, 1, 40)
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,14 @@ def objective_nll(model, objective, batch: dict) -> torch.Tensor:
     return terms["nll_nats"]
 
 
-def class_conditional_nlls(model, objective, x: torch.Tensor, classes: int) -> torch.Tensor:
-    """(K, B): -log p(x | y = k) for every class k, one pass per class (memory of one batch)."""
-    return torch.stack([objective_nll(model, objective, {"x": x, "y": torch.full((x.shape[0],), k, dtype=torch.long,
-                                                                                  device=x.device)})
+def class_conditional_nlls(model, objective, x: torch.Tensor, classes: int, extra: dict | None = None) -> torch.Tensor:
+    """(K, B): -log p(x | y = k) for every class k, one pass per class (memory of one batch).
+
+    ``extra``: further batch keys the model conditions on besides the label (e.g. "speaker"), kept as given.
+    """
+    return torch.stack([objective_nll(model, objective, {**(extra or {}), "x": x,
+                                                         "y": torch.full((x.shape[0],), k, dtype=torch.long,
+                                                                         device=x.device)})
                         for k in range(classes)])
 
 
@@ -65,7 +69,8 @@ def example_nlls(model, objective, batch: dict, classes: int) -> dict[str, torch
     {"nll": marginal over a uniform class prior, "nll_conditional": given the batch's true labels}."""
     if not classes:
         return {"nll": objective_nll(model, objective, batch)}
-    per_class = class_conditional_nlls(model, objective, batch["x"], classes)
+    per_class = class_conditional_nlls(model, objective, batch["x"], classes,
+                                       {k: v for k, v in batch.items() if k not in ("x", "y")})
     return {"nll": marginal_nll(per_class), "nll_conditional": per_class.gather(0, batch["y"].view(1, -1)).squeeze(0)}
 
 

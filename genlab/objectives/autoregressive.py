@@ -28,9 +28,19 @@ def labels_for(model, batch: dict):
     return batch["y"]
 
 
-def log_prob_per_subpixel(model, x: torch.Tensor, y=None) -> torch.Tensor:
-    """log p(x_d | x_<d) for every sub-pixel, in nats: (B, C, H, W)."""
-    return model.distribution(model(x, y)).log_prob(x)
+def speaker_inputs(model, batch: dict) -> dict:
+    """{"speaker": batch["speaker"]} for a speaker-conditional model (its card and config say so), else {}."""
+    if not conditioning(model).num_speakers:
+        return {}
+    if "speaker" not in batch:
+        raise InputError(f"{type(model).__name__} is speaker-conditional (model.speakers > 0) but the batch has no "
+                         "speakers: use a dataset with speakers (fsdd) or set model.speakers=0")
+    return {"speaker": batch["speaker"]}
+
+
+def log_prob_per_subpixel(model, x: torch.Tensor, y=None, **inputs) -> torch.Tensor:
+    """log p(x_d | x_<d) for every sub-pixel, in nats: (B, C, H, W); ``inputs``: e.g. speaker_inputs."""
+    return model.distribution(model(x, y, **inputs)).log_prob(x)
 
 
 @OBJECTIVES.register("nll")
@@ -47,5 +57,6 @@ class NLL:
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         """Returns per-example (B,) terms: loss = nll_nats (nats/image) and bpd (bits/dim)."""
         x = batch["x"]
-        nll = -log_prob_per_subpixel(model, x, labels_for(model, batch)).flatten(1).sum(1)
+        nll = -log_prob_per_subpixel(model, x, labels_for(model, batch), **speaker_inputs(model, batch))
+        nll = nll.flatten(1).sum(1)
         return {"loss": nll, "nll_nats": nll, "bpd": bits_per_dim(nll, self.data.dims)}

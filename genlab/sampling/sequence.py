@@ -27,23 +27,38 @@ from genlab.registry import register_sampler
 class _NaiveSequence:
     """Full recomputation: the network over x_0..x_t (x_t still unset: the output at t never reads it)."""
 
-    def __init__(self, model, y):
-        self.model, self.y = model, y
+    def __init__(self, model, y, speaker=None):
+        self.model, self.y, self.speaker = model, y, speaker
 
     def step(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        return self.model(x[:, :, : t + 1], self.y)[:, :, t]
+        extra = {} if self.speaker is None else {"speaker": self.speaker}
+        return self.model(x[:, :, : t + 1], self.y, **extra)[:, :, t]
+
+
+def _speakers(count: int, speaker: int, generators: list[torch.Generator], device) -> torch.Tensor | None:
+    """(n,) speakers of a speaker-conditional model (``count`` > 0), or None."""
+    if not count:
+        if speaker != -1:
+            raise InputError("this model does not condition on the speaker: drop the speaker option")
+        return None
+    if speaker >= count:
+        raise InputError(f"speaker {speaker} out of range: the model knows speakers 0..{count - 1}")
+    if speaker >= 0:
+        return torch.full((len(generators),), speaker, dtype=torch.long, device=device)
+    return torch.cat([torch.randint(count, (1,), generator=g, device=g.device) for g in generators]).to(device)
 
 
 @dataclass
 class SequenceSamplerOptions:
     temperature: float = bounded(1.0, gt=0)  # divides every conditional's logits
     cache: bool = True  # the model's queue cache; false reruns the network over the whole past per sample (slow)
+    speaker: int = bounded(-1, ge=-1)  # speaker-conditional models: this speaker; -1 draws one per clip uniformly
 
 
 @register_sampler("autoregressive-1d", SequenceSamplerOptions)
 @torch.no_grad()
 def sample(model, n: int, generators: list[torch.Generator], device, label=None, temperature: float = 1.0,
-           cache: bool = True, until: int | None = None) -> torch.Tensor:
+           cache: bool = True, speaker: int = -1, until: int | None = None) -> torch.Tensor:
     """Draw n signals (n, C, L) in [0, 1] (codes / 255) from a 1-D autoregressive model.
 
     Args:
@@ -53,6 +68,8 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
         label: class (int) or (n,) classes, for class-conditional models only.
         temperature: < 1 sharpens each conditional, > 1 flattens it; 1 is the model itself.
         cache: use the model's incremental cache; False recomputes the past at every step.
+        speaker: the speaker of every clip, for a speaker-conditional model; -1 draws clip i's from
+            ``generators[i]`` (uniform), before any of its samples.
         until: stop after this many samples (later ones stay 0); those drawn equal a full draw's (benchmarks).
     """
     if len(generators) != n:
@@ -64,9 +81,11 @@ def sample(model, n: int, generators: list[torch.Generator], device, label=None,
     if not spec.is_signal or not 0 <= length <= spec.width:
         raise InputError(f"autoregressive-1d draws 1-D signals of at most {spec.width} samples")
     y = class_labels(label, n, conditioning(model).num_classes, device, who=type(model).__name__, required=True)
+    speakers = _speakers(conditioning(model).num_speakers, speaker, generators, device)
     x = torch.zeros(n, *spec.shape, device=device, dtype=next(model.parameters()).dtype)
+    extra = {} if speakers is None else {"speaker": speakers}
     with eval_mode(model):
-        stepper = model.sampling_cache(n, y) if cache else _NaiveSequence(model, y)
+        stepper = model.sampling_cache(n, y, **extra) if cache else _NaiveSequence(model, y, speakers)
         for t in range(length):
             x[:, :, t] = head.sample_step(stepper.step(x, t), generators, temperature).to(x.dtype)
     return x

@@ -6,7 +6,7 @@ mu-law codes (Sec. 2.2, a 256-way softmax), computed by stacks of dilated causal
 dilations 1, 2, 4, ..., 2^(layers_per_stack - 1), repeated ``stacks`` times (Sec. 2.1), gated
 activation units tanh(W_f * x + V_f h) * sigmoid(W_g * x + V_g h) (Sec. 2.3), residual and
 parameterized skip connections (Sec. 2.4), and global conditioning h on the class label (the spoken
-digit) (Sec. 2.5: V^T h is a per-layer learned bias; speaker conditioning is not implemented).
+digit) and, with ``speakers`` > 0, on the speaker too (Sec. 2.5: V^T h is a per-layer learned bias).
 
 Causality: the input is shifted one step right (the output at t sees codes x_0..x_{t-1} only), then
 every dilated layer pads on the left. Receptive field (samples an output sees) =
@@ -48,11 +48,12 @@ TINY_AUDIO = dict(channels=1, height=1, width=48, bits=8, num_classes=10, sample
 class _GatedLayer(nn.Module):
     """One dilated causal layer: gated unit, then a 1x1 to the residual stream and a 1x1 to the skips."""
 
-    def __init__(self, residual: int, gate: int, skip: int, kernel: int, dilation: int, classes: int):
+    def __init__(self, residual: int, gate: int, skip: int, kernel: int, dilation: int, classes: int, speakers: int):
         super().__init__()
         self.kernel, self.dilation = kernel, dilation
         self.conv = nn.Conv1d(residual, 2 * gate, kernel, dilation=dilation)  # filter and gate halves
         self.label = nn.Embedding(classes, 2 * gate) if classes else None  # V^T h for a one-hot h
+        self.speaker = nn.Embedding(speakers, 2 * gate) if speakers else None
         self.residual = nn.Conv1d(gate, residual, 1)
         self.skip = nn.Conv1d(gate, skip, 1)
 
@@ -61,9 +62,10 @@ class _GatedLayer(nn.Module):
         """How many earlier inputs of this layer one output reads: (kernel - 1) * dilation."""
         return (self.kernel - 1) * self.dilation
 
-    def bias(self, y) -> torch.Tensor | int:
+    def bias(self, y, speaker) -> torch.Tensor | int:
         """The global conditioning (B, 2G, 1), or 0 for an unconditional layer."""
-        return 0 if self.label is None else self.label(y)[:, :, None]
+        out = 0 if self.label is None else self.label(y)[:, :, None]
+        return out if self.speaker is None else out + self.speaker(speaker)[:, :, None]
 
     def gated(self, pre: torch.Tensor, cond) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-activations (B, 2G, T) -> (residual update (B, R, T), skip (B, S, T))."""
@@ -81,7 +83,7 @@ class WaveNet(nn.Module):
     card = ModelCard(
         family="autoregressive", default_objective="nll", samplers=(SamplerSpec("autoregressive-1d"),),
         evaluators=("exact-nll", "spoken-digits"), likelihood="exact",
-        conditioning=ConditioningSpec(class_label="config"),
+        conditioning=ConditioningSpec(class_label="config", speaker=True),
         run_defaults={"data.name": "fsdd", "optim.lr": 1e-3, "train.batch_size": 8, "optim.grad_clip": 1.0},
         tiny=dict(residual_channels=6, gate_channels=6, skip_channels=8, layers_per_stack=3, stacks=2),
         tiny_data=TINY_AUDIO,
@@ -96,6 +98,7 @@ class WaveNet(nn.Module):
         layers_per_stack: int = bounded(8, ge=1)  # dilations 1, 2, ..., 2^(layers_per_stack - 1)
         stacks: int = bounded(2, ge=1)  # repetitions of the dilation cycle
         conditional: bool = True  # global conditioning on the class label (the spoken digit)
+        speakers: int = bounded(0, ge=0)  # > 0: also condition on batch["speaker"] in 0..speakers-1 (FSDD: 6)
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
@@ -108,7 +111,8 @@ class WaveNet(nn.Module):
         classes = data.num_classes if cfg.conditional else 0
         self.embed = nn.Embedding(LEVELS, cfg.residual_channels)  # the paper's one-hot input, then a 1x1
         self.layers = nn.ModuleList(
-            _GatedLayer(cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.kernel, 2**i, classes)
+            _GatedLayer(cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.kernel, 2**i, classes,
+                        cfg.speakers)
             for _ in range(cfg.stacks) for i in range(cfg.layers_per_stack))
         self.hidden = nn.Conv1d(cfg.skip_channels, cfg.skip_channels, 1)
         self.output = nn.Conv1d(cfg.skip_channels, self.head.raw_channels, 1)
@@ -120,10 +124,12 @@ class WaveNet(nn.Module):
         """Samples one output sees: x_{t-1} (the shifted input) plus every layer's reach into the past."""
         return 1 + sum(layer.past for layer in self.layers)
 
-    def conditions(self, y, batch: int) -> list:
+    def conditions(self, y, speaker, batch: int) -> list:
         """Each layer's global-conditioning bias for a batch."""
         y = batch_labels(y, batch, "wavenet") if self.cfg.conditional else None
-        return [layer.bias(y) for layer in self.layers]
+        if self.cfg.speakers:
+            speaker = batch_labels(speaker, batch, "wavenet with model.speakers > 0 (speaker inputs)")
+        return [layer.bias(y, speaker) for layer in self.layers]
 
     def embed_codes(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, L) in [0, 1] -> embedded codes (B, R, L), not yet shifted."""
@@ -133,15 +139,17 @@ class WaveNet(nn.Module):
         """Sum of skips (B, S, T) -> raw logits (B, 256, T)."""
         return self.output(F.relu(self.hidden(F.relu(skips))))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                speaker: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 1, L) in [0, 1] (mu-law codes / 255) -> logits (B, 256, L); output t sees x_<t only."""
-        return self.from_embedded(self.embed_codes(x), y)
+        return self.from_embedded(self.embed_codes(x), y, speaker)
 
-    def from_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def from_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None,
+                      speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Embedded codes (B, R, L) -> logits (B, 256, L): the causal part (a test differentiates through it)."""
         h = F.pad(e, (1, 0))[:, :, :-1]  # shifted one step right: output t reads inputs before t only
         skips = 0
-        for layer, cond in zip(self.layers, self.conditions(y, e.shape[0])):
+        for layer, cond in zip(self.layers, self.conditions(y, speaker, e.shape[0])):
             h, skip = layer(h, cond)
             skips = skips + skip
         return self.finish(skips)
@@ -150,8 +158,8 @@ class WaveNet(nn.Module):
         """Logits (B, 256, L) -> a 256-way categorical over (B, 1, L) codes / 255."""
         return self.head.distribution(raw)
 
-    def sampling_cache(self, batch: int, y=None) -> "QueueCache":
-        return QueueCache(self, batch, y)
+    def sampling_cache(self, batch: int, y=None, speaker=None) -> "QueueCache":
+        return QueueCache(self, batch, y, speaker)
 
 
 class QueueCache:
@@ -166,12 +174,12 @@ class QueueCache:
     (a convolution call per tiny column costs more than its arithmetic).
     """
 
-    def __init__(self, model: WaveNet, batch: int, y):
+    def __init__(self, model: WaveNet, batch: int, y, speaker=None):
         self.model, self.t = model, 0
         p = next(model.parameters())
         R = model.cfg.residual_channels
         self.layers = []
-        for layer, cond in zip(model.layers, model.conditions(y, batch)):
+        for layer, cond in zip(model.layers, model.conditions(y, speaker, batch)):
             w = layer.conv.weight  # (2G, R, kernel): tap j reads the input at t - (kernel - 1 - j) * d
             bias = (layer.conv.bias + (cond[:, :, 0] if torch.is_tensor(cond) else 0)).expand(batch, -1)
             taps = w.permute(0, 2, 1).reshape(w.shape[0], -1).t()  # (kernel * R, 2G), oldest tap first
