@@ -157,3 +157,7 @@ def test_a_changed_or_missing_first_stage_is_refused_in_one_line(stages, tmp_pat
     code, _, err = _cli(capsys, "sample", changed, "--n", "2", "--out", tmp_path / "s.png")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "changed since" in err and "train the prior again" in err
+    cfg["model"]["first_stage"] = str(tmp_path / "gone")
+    (changed / "config.json").write_text(json.dumps(cfg))
+    code, _, err = _cli(capsys, "sample", changed, "--n", "2", "--out", tmp_path / "s.png")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is missing" in err, err

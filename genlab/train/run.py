@@ -57,6 +57,9 @@ def load_first_stage(cfg: RunConfig, spec: DataSpec, name: str) -> nn.Module | N
     m = cfg.model
     if not m.first_stage:
         return None
+    if not Path(m.first_stage).is_dir():
+        raise RunError(f"the first stage {m.first_stage} of this {cfg.model_name} run is missing: restore it "
+                       "(the prior decodes through it) or name a trained first stage with model.first_stage")
     first = load_run(m.first_stage)  # EMA weights when the first stage kept them, as `genlab sample` uses
     if first.cfg.model_name != name:
         raise RunError(f"model.first_stage={m.first_stage} is a {first.cfg.model_name} run; "
