@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping
 
 from genlab.errors import InputError
 
-Family = Literal["latent", "autoregressive", "adversarial", "diffusion"]
+Family = Literal["latent", "autoregressive", "adversarial", "diffusion", "self-supervised"]
 # exact: -log p is computed exactly (chain rule); bound: an upper bound on -log p (ELBO, IWAE);
 # estimate: a Monte Carlo estimate that is neither; none: the model gives no likelihood.
 LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
@@ -32,6 +32,14 @@ ClassLabel = Literal["no", "yes", "config"]
 # ``decode(z, x)`` giving raw outputs of an autoregressive decoder, teacher-forced on x (PixelVAE):
 # its images are drawn pixel by pixel by the model's sampler, it has no mean image.
 Decoder = Literal["none", "distribution", "generator", "autoregressive"]
+# Where a frozen model's features for linear / k-NN probes come from (genlab/eval/representations.py):
+# posterior-mean: the mean of ``encode(x)`` (a Gaussian posterior); code: ``encode(x)``; submodule: the
+# submodule named ``module`` maps images to (B, D) features itself (a self-supervised backbone); hidden: the
+# output of submodule ``module`` during ``model(x)`` (an autoregressive network's hidden layer, teacher-forced);
+# denoiser-hidden: the output of ``module`` during ``model.denoise(x + sigma * eps, sigma)`` at the fixed
+# noise level ``sigma`` (a diffusion U-Net's middle block; a class-conditional one gets its ``null_label``).
+# Feature maps are average-pooled to a small grid.
+FeatureKind = Literal["posterior-mean", "code", "submodule", "hidden", "denoiser-hidden"]
 
 
 # Data the registry-wide model tester builds tiny models on (DataSpec fields): a small labelled
@@ -60,6 +68,21 @@ class SamplerSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "defaults", _frozen(self.defaults))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a probe reads off the frozen model as its representation of an image (see ``FeatureKind``)."""
+
+    kind: FeatureKind
+    module: str = ""  # the submodule (dotted name) for submodule, hidden and denoiser-hidden
+    sigma: float = 0.0  # denoiser-hidden: the fixed noise level, on the [-1, 1] image scale
+
+    def __post_init__(self):
+        if (self.kind in ("submodule", "hidden", "denoiser-hidden")) != bool(self.module):
+            raise InputError(f"feature kind {self.kind!r} {'needs' if not self.module else 'takes no'} a module name")
+        if (self.kind == "denoiser-hidden") != (self.sigma > 0):
+            raise InputError("a noise level sigma > 0 is for (and needed by) the denoiser-hidden feature kind")
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,7 @@ class ModelCard:
     # ``first_stage`` (a run folder) and ``first_stage_sha256``, its constructor takes ``first_stage=`` the
     # loaded model, and the trainer feeds it that model's codes (genlab/train/run.py, genlab/train/stages.py).
     first_stage: str | None = None
+    features: FeatureSpec | None = None  # what `genlab probe` reads as the model's representation (None: nothing)
     run_defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.key" -> the paper's value
     tiny: Mapping[str, Any] = field(default_factory=dict)
     tiny_data: Mapping[str, int] = field(default_factory=lambda: TINY_BINARY)

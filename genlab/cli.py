@@ -186,6 +186,27 @@ def _add_run_cmds(sub):
     p.add_argument("--seed", type=SEED, default=0)
     _add_run_loading(p)
 
+    p = sub.add_parser("probe", help="linear and k-NN probes of a run's frozen features (or of a floor)",
+                       description="Fit a linear probe (logistic regression) and a k-NN probe (k=20, cosine) on the "
+                                   "frozen, standardised features the run's model card declares, with few and many "
+                                   "labels per class and several seeded label subsets; prints the protocol, a time "
+                                   "estimate and the table, and writes RUN_DIR/probe.json (or --out).")
+    p.add_argument("run_dir", nargs="?", help="a run folder (omit with --floor)")
+    p.add_argument("--floor", choices=("pixels", "untrained"), default=None,
+                   help="probe a floor instead of a run: raw pixels, or the shared self-supervised backbone untrained")
+    p.add_argument("--protocol", default="quick", choices=("quick", "full"),
+                   help="quick (default, minutes on 2 CPU cores): 10 and 100 labels per class, 3 seeds, 2000 test "
+                        "images; full: 10, 100, 1000 and all labels per class, 3 seeds, all test images")
+    p.add_argument("--data", nargs="+", default=None, metavar="NAME",
+                   help="datasets to probe on (default: the run's own; floors: mnist fashion-mnist)")
+    p.add_argument("--labels-per-class", nargs="+", type=_labels_per_class, default=None, metavar="N",
+                   help="labelled train images per class, counts or 'all' (overrides the protocol's)")
+    p.add_argument("--seeds", type=COUNT, default=None, help="label subsets (seeds 0..N-1) to average over")
+    p.add_argument("--test-examples", type=_count_or_all, default=None,
+                   help="a seeded random subset of the test split, or 'all'")
+    p.add_argument("--out", default=None, help="JSON file to write (default RUN_DIR/probe.json; needed with --floor)")
+    _add_run_loading(p)
+
     p = sub.add_parser("complete", help="complete the lower half of test images (autoregressive models)",
                        description="Keep the top rows of random test images and sample the rest several times "
                                    "with an autoregressive run; writes one figure: original, masked, completions.")
@@ -409,6 +430,24 @@ def _eval(args) -> int:
     return 0
 
 
+def _labels_per_class(text: str) -> int:
+    """--labels-per-class: a count >= 1, or 'all' (0 inside: every labelled image)."""
+    return 0 if text == "all" else COUNT(text)
+
+
+def _probe(args) -> int:
+    from genlab.eval.probe import ProbeOptions, probe_command
+
+    given = {"labels_per_class": tuple(args.labels_per_class) if args.labels_per_class else None,
+             "seeds": args.seeds, "test_examples": args.test_examples, "datasets": tuple(args.data or ())}
+    explicit = {k: (None if v == "all" else v) for k, v in given.items() if v is not None}
+    opts = ProbeOptions.for_protocol(args.protocol, **explicit)
+    path = probe_command(args.run_dir, args.floor, opts, args.out, args.device, use_ema=not args.no_ema,
+                         data_root=args.data_root)
+    print(f"wrote {path}")
+    return 0
+
+
 def _complete(args) -> int:
     from genlab.reports.autoregressive import complete_run
 
@@ -524,7 +563,7 @@ def _translate(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
+COMMANDS = {"train": _train, "probe": _probe, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
             "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
             "ood": _ood, "score": _score, "translate": _translate}

@@ -101,6 +101,8 @@ SAMPLER_OPTIONS: Registry[type] = Registry("sampler options")
 EVALUATORS: Registry[Callable] = Registry("evaluator")
 DATASETS: Registry[Callable] = Registry("dataset")
 METRICS: Registry[Callable] = Registry("metric")
+# Feature extractors of the probes, by the card's FeatureSpec.kind: fn(model, spec, x, generators) -> (B, D).
+FEATURES: Registry[Callable] = Registry("feature extractor")
 # Report figures per model family: fn(loaded_run, out_dir, device) -> list of (title, file name).
 FIGURE_SETS: Registry[Callable] = Registry("figure set")
 

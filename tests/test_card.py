@@ -15,6 +15,7 @@ from torch import nn
 import genlab
 from genlab.card import ModelCard, conditioning, likelihood_of
 from genlab.config import ConfigError, RunConfig, apply_overrides
+from genlab.eval.representations import extract_features, representation_of
 from genlab.nn.spec import DataSpec
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
 from genlab.rng import make_generators
@@ -143,6 +144,21 @@ def test_card_encoder_and_likelihood_match_the_model(name):
         assert "nll_nats" in terms and likelihood_of(model) in ("p(x)", "p(x | y)")
     if card.likelihood == "none":
         assert "nll_nats" not in terms
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS.get(n).card.features is not None])
+def test_declared_features_give_one_vector_per_image_whatever_the_batch(name):
+    """The card's ``features`` (what `genlab probe` reads) run on the model and give (B, D) rows that do not
+    depend on the other images of the batch (noise, if any, is drawn per image)."""
+    model, _, spec = tiny(name)
+    shake(model)
+    x = batch_for(spec, n=5)["x"]
+    rep = representation_of(model)
+    whole = extract_features(rep, x, torch.arange(5), "cpu", batch_size=5)
+    parts = extract_features(rep, x, torch.arange(5), "cpu", batch_size=2)
+    assert whole.dim() == 2 and whole.shape[0] == 5 and torch.isfinite(whole).all()
+    torch.testing.assert_close(whole, parts, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(whole[0], whole[1])  # the features see the image
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -31,6 +31,7 @@ from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.features import domain_feature_net, extract
 from genlab.eval.metric import metric
+from genlab.eval.probe import linear_probe_accuracy
 from genlab.nn.modes import eval_mode
 from genlab.registry import EVALUATORS
 from genlab.rng import random_subset
@@ -91,20 +92,6 @@ def class_agreement(classes_x: torch.Tensor, classes_recon: torch.Tensor) -> tup
     same = (classes_recon == classes_x).double().mean().item()
     other = (classes_recon == classes_x.roll(-1, dims=0)).double().mean().item()
     return same, other
-
-
-def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                          c: float = 1.0, max_iter: int = 2000) -> float:
-    """Accuracy of a standardised multinomial logistic regression fit on (train_x, train_y)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if len(np.unique(train_y)) < 2:
-        raise InputError("the linear probe needs at least two classes among its training examples")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-    clf.fit(train_x, train_y)
-    return float((clf.predict(test_x) == test_y).mean())
 
 
 def _subset(data: ImageSet, opts) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from genlab.card import ModelCard, SamplerSpec, TINY_GREY
+from genlab.card import FeatureSpec, ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
@@ -74,6 +74,7 @@ class BiGAN(nn.Module):
         family="adversarial", default_objective="gan", samplers=(SamplerSpec("gan"),),
         evaluators=("bigan-probe", "sample-quality", "memorization"),
         encoder="code",  # encode(x) -> z (the mean of a Gaussian encoder)
+        features=FeatureSpec("code"),  # `genlab probe` reads E(x)
         ema_modules=("generator", "encoder"),  # train.ema_decay averages what is used after training
         # Donahue et al. 2017: Adam, lr 2e-4, beta1 0.5 (as DCGAN).
         run_defaults={"optim.lr": 2e-4, "optim.beta1": 0.5},

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.card import ConditioningSpec, ModelCard, SamplerSpec, TINY_RGB
+from genlab.card import ConditioningSpec, FeatureSpec, ModelCard, SamplerSpec, TINY_RGB
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
@@ -57,6 +57,7 @@ class PixelCNN(nn.Module):
         evaluators=("exact-nll",), likelihood="exact",
         # no class input (use gated-pixelcnn or pixel-transformer for that); completes given top rows
         conditioning=ConditioningSpec(partial_image=True),
+        features=FeatureSpec("hidden", "hidden"),  # `genlab probe`: the 1x1 hidden layer before the output, pooled
         run_defaults={"optim.lr": 1e-3, "train.batch_size": 64},
         tiny=dict(channels=6, residual_blocks=2, first_kernel=3, kernel=3, head_channels=6),
         tiny_data=TINY_RGB,

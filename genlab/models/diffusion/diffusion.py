@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from genlab.card import ConditioningSpec, ModelCard, SamplerSpec
+from genlab.card import ConditioningSpec, FeatureSpec, ModelCard, SamplerSpec
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.diffusion import Schedule, ScheduleKind, Target, Variance, edm_scalings, sigma_to_t, x0_from_abar
@@ -46,6 +46,8 @@ class Diffusion(nn.Module):
         likelihood="bound",  # the discrete-time variational bound
         # model.conditional=true; ddim and ddpm complete given top rows (by replacement)
         conditioning=ConditioningSpec(class_label="config", partial_image=True),
+        # `genlab probe`: the U-Net's middle block while denoising at a fixed small noise level (no label)
+        features=FeatureSpec("denoiser-hidden", "net.mid.blocks.1", sigma=0.1),
         run_defaults={"optim.lr": 2e-4, "optim.grad_clip": 1.0, "optim.warmup_steps": 100},
         tiny=dict(channels=8, mult=(1, 2), blocks=1, attention_resolutions=(4,), heads=2, timesteps=20,
                   conditional=True),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab.card import ModelCard, SamplerSpec
+from genlab.card import FeatureSpec, ModelCard, SamplerSpec
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.conv import CodecConfig, build_codec
@@ -36,6 +36,7 @@ class VAE(nn.Module):
         evaluators=("elbo", "iwae", "reconstruction", "sample-quality", "memorization"),
         likelihood="bound",  # the ELBO and IWAE bounds on -log p(x)
         encoder="posterior",  # encode(x) -> (mean, logvar)
+        features=FeatureSpec("posterior-mean"),  # `genlab probe` reads the posterior means
         run_defaults={"optim.lr": 1e-3},
         tiny=dict(latent_dim=3, channels=(8, 16), hidden=32),
         decoder="distribution",  # decode(z) -> raw outputs; distribution(raw).mean() is the image
