@@ -70,7 +70,10 @@ class ProbeOptions:
 def describe_protocol(opts: ProbeOptions) -> str:
     labels = ", ".join("all" if n == ALL else str(n) for n in opts.labels_per_class)
     test = "all test images" if opts.test_examples is None else f"{opts.test_examples} random test images (seed 0)"
-    return (f"probe protocol {opts.protocol!r}: frozen features standardised with the labelled images' mean and std; "
+    named = PROBE_PROTOCOLS[opts.protocol]
+    same = all(getattr(opts, k) == v for k, v in named.items())
+    name = repr(opts.protocol) + ("" if same else " with sizes set explicitly")
+    return (f"probe protocol {name}: frozen features standardised with the labelled images' mean and std; "
             f"linear = logistic regression (scikit-learn lbfgs, L2, C={opts.c:g}, max_iter={opts.max_iter}); "
             f"k-NN = k={opts.k}, cosine similarity, majority vote; {labels} labelled train images per class "
             f"(per-class seeded subsets, seeds 0..{opts.seeds - 1}; 'all' is one fit); accuracy on {test}; "
