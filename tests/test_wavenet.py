@@ -146,3 +146,31 @@ def test_written_wav_reads_back_as_the_same_codes(tmp_path):
     again = mu_law_encode(read_wav(paths[0]).double() / 32768)
     assert (again.long() - codes[0, 0]).abs().max() <= 1  # 16-bit rounding may move a code by one level
     assert "<audio controls" in html_figures([("clip", "figures/a.wav")])[0]
+
+
+def test_download_unpacks_only_verified_recordings(tmp_path, monkeypatch):
+    """The release-archive download, from a local file:// archive: members outside recordings/ are ignored,
+    the tree checksum decides, and a wrong archive leaves neither the folder nor a temporary copy behind."""
+    import tarfile
+
+    from genlab.data import fsdd
+
+    source = tmp_path / "src" / "free-spoken-digit-dataset-1.0.10" / "recordings"
+    source.mkdir(parents=True)
+    _wav(source / "3_theo_0.wav")
+    _wav(source / "4_lucas_12.wav", frames=50)
+    (source.parent / "README.md").write_text("not a recording")
+    archive = tmp_path / "v1.0.10.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source.parent, arcname=source.parent.name)
+    monkeypatch.setattr(fsdd, "ARCHIVE_URLS", (archive.as_uri(),))
+    monkeypatch.setattr(fsdd, "N_FILES", 2)
+    monkeypatch.setattr(fsdd, "TREE_SHA256", fsdd.tree_sha256(source))
+    target = tmp_path / "root" / "fsdd" / "recordings"
+    fsdd.fetch_recordings(target)
+    assert sorted(p.name for p in target.iterdir()) == ["3_theo_0.wav", "4_lucas_12.wav"]
+    monkeypatch.setattr(fsdd, "TREE_SHA256", "0" * 64)
+    other = tmp_path / "root2" / "fsdd" / "recordings"
+    with pytest.raises(DatasetError, match="could not download the FSDD recordings"):
+        fsdd.fetch_recordings(other)
+    assert not other.exists() and list(other.parent.iterdir()) == []
