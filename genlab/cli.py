@@ -153,6 +153,9 @@ def _add_run_cmds(sub):
                                    "and protocol.")
     p.add_argument("run_dir")
     p.add_argument("--only", nargs="+", help="evaluator names to run (default: the model's own list)")
+    p.add_argument("--weights", choices=("both", "ema", "raw"), default="both",
+                   help="both (default): a run that kept an EMA is evaluated with its EMA weights (plain names) "
+                        "and its raw weights (raw/NAME); ema or raw: one set (--no-ema is --weights raw)")
     p.add_argument("--split", default="test", help="split to evaluate on (default test)")
     p.add_argument("--protocol", default="quick", choices=("quick", "paper"),
                    help="quick (default): sizes that finish in minutes on a CPU (IWAE k=100, 1000 random test "
@@ -422,7 +425,9 @@ def _eval(args) -> int:
                                     inception_unverified=args.inception_unverified,
                                     sample_output=args.sample_output, **explicit)
     try:
-        evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not args.no_ema, data_root=args.data_root)
+        raw_only = args.no_ema or args.weights == "raw"
+        evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not raw_only, data_root=args.data_root,
+                     raw_too=args.weights == "both")
     except EvalInterrupted as stopped:
         print(f"genlab eval: interrupted: {stopped}", file=sys.stderr)
         return 130

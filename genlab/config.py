@@ -174,6 +174,12 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast is used on CUDA only
     compile: bool = False  # torch.compile each top-level submodule
     ema_decay: float = bounded(0.0, ge=0.0, lt=1.0)  # 0 disables the exponential moving average of weights
+    # How the EMA starts (genlab/train/ema.py): "none" decays by ema_decay from the first update, so the
+    # random initial weights linger for ~1/(1 - decay) updates; "count" uses min(decay, (1 + n) / (10 + n))
+    # at the n-th update; "halflife" caps the half-life of the average at ema_rampup x the images seen
+    # (EDM's ramp-up, Karras et al. 2022), reaching ema_decay later.
+    ema_warmup: Literal["none", "count", "halflife"] = "none"
+    ema_rampup: float = bounded(0.05, gt=0.0, le=1.0)  # "halflife": half-life <= this share of the images seen
     log_every: int = bounded(50, ge=1)  # steps between metric lines (JSONL, TensorBoard)
     ckpt_every: int = bounded(1000, ge=1)  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = bounded(2, ge=0)  # N >= 1: keep the newest N, delete older ones; 0: keep all

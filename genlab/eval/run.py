@@ -70,8 +70,12 @@ def _sigterm_as_interrupt():
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", only: list[str] | None = None,
-                 use_ema: bool = True, data_root: str | None = None, log=print) -> dict:
+                 use_ema: bool = True, data_root: str | None = None, log=print, raw_too: bool = False) -> dict:
     """Evaluate the newest checkpoint of a run; merge the results into RUN_DIR/eval.json.
+
+    With ``use_ema`` the EMA weights (when the run kept them) give the plain metric names; with
+    ``raw_too`` as well, the raw weights are evaluated next and their records are named "raw/NAME",
+    so both sit side by side in eval.json and the report.
 
     Every record states the protocol (name, sizes, whether it is the paper protocol). On Ctrl-C or
     SIGTERM the finished evaluators and the stopped one's partial results (marked partial, with their
@@ -82,12 +86,21 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
         EvalInterrupted: after writing eval.json, when the evaluation was stopped.
     """
     dev = resolve_device(device)
-    return evaluate_loaded(load_run(run_dir, dev, use_ema=use_ema, data_root=data_root), opts, dev, only, log)
+    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    out = evaluate_loaded(run, opts, dev, only, log)
+    if raw_too and run.used_ema:
+        log("the same evaluators on the raw (not averaged) weights, as raw/NAME:")
+        out = evaluate_loaded(load_run(run_dir, dev, use_ema=False, data_root=data_root), opts, dev, only, log,
+                              prefix="raw/")
+    return out
 
 
 def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: list[str] | None = None,
-                    log=print) -> dict:
-    """``evaluate_run`` for a run already loaded on ``dev``; writes RUN_DIR/eval.json the same way."""
+                    log=print, prefix: str = "") -> dict:
+    """``evaluate_run`` for a run already loaded on ``dev``; writes RUN_DIR/eval.json the same way.
+
+    ``prefix`` goes before every metric name (the raw weights' records are "raw/NAME").
+    """
     run_dir = run.run_dir
     own = list(run.model.card.evaluators)
     names = own if not only else only
@@ -101,6 +114,9 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     opts = dataclasses.replace(resolve_device_sizes(opts, dev), data=run.cfg.data, figure_dir=str(run_dir),
                                state_dir=str(state_dir), log=log)
     test = run.dataset(opts.split).to(dev)
+    log(f"{'EMA' if run.used_ema else 'raw'} weights of step {run.step}")
+    if run.used_ema and run.ema_warning:
+        log(f"warning: {run.ema_warning}")
     for line in describe_plan(names, opts, len(test), f"{test.name}/{test.split}", run.model):
         log(line)
     path = Path(run_dir) / "eval.json"
@@ -111,10 +127,13 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     out = {"run": {"model": run.cfg.model_name, "data": run.cfg.data.name, "step": run.step, "device": str(dev),
                    "split": test.split, "split_sha256": images_sha256(test.images)},
            "metrics": metrics}
+    if run.ema_warning:
+        out["run"]["ema_warning"] = run.ema_warning
 
     def keep(result: dict) -> None:
         for key, record in result.items():
             record.update(checkpoint_step=run.step, weights=weights, eval_protocol=protocol)
+            key = prefix + key
             metrics[key] = record
             partial = f" [PARTIAL: {record['n_done']} of {record['n_planned']} images]" if record.get("partial") else ""
             log(f"  {key} = {record['value']:.4f} {record['unit']} [{record['kind']}]{partial}")
@@ -147,7 +166,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
             keep(result)
             log(f"  ({time.perf_counter() - began:.1f} s)")
             write_text_atomic(path, json.dumps(out, indent=1) + "\n")  # a later stop keeps this evaluator
-            finished.update({name: state_key(name, opts), name + ":keys": sorted(result)})
+            finished.update({name: state_key(name, opts), name + ":keys": sorted(prefix + k for k in result)})
             state_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(finished_path, json.dumps(finished) + "\n")
     finished_path.unlink(missing_ok=True)

@@ -45,6 +45,8 @@ def report_loaded(run: LoadedRun, dev) -> tuple[Path, Path]:
     facts = [("steps trained", str(run.step)), ("weights", "EMA" if run.used_ema else "raw"),
              ("git revision", (run_dir / "git.txt").read_text().strip() if (run_dir / "git.txt").exists() else "?"),
              ("command", (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else "?")]
+    if run.ema_warning:
+        facts.append(("EMA warning", run.ema_warning))
     if "images_per_s" in last:
         facts.append(("throughput at the end", f"{last['images_per_s']:.0f} images/s"))
     md = [f"# {title}", "", *[f"- **{k}**: `{v}`" for k, v in facts], ""]

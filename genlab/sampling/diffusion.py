@@ -18,6 +18,7 @@ Heun 2N - 1 (its last step is an Euler step, EDM Algorithm 1).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,16 @@ class EDMOptions:
     sigma_max: float | None = bounded(None, gt=0.0)  # None: the schedule's largest (ddpm) or 80 (edm)
     rho: float = bounded(7.0, gt=0.0)  # spacing exponent of the noise levels (EDM eq. 5)
     guidance: float = bounded(1.0)  # s in eps_u + s (eps_c - eps_u): 1 conditional, 0 unconditional
+
+
+@dataclass
+class ChurnOptions(EDMOptions):
+    """Euler and Heun: EDM's noise levels plus its stochastic churn (Karras et al. 2022, Algorithm 2)."""
+
+    s_churn: float = bounded(0.0, ge=0.0)  # total churn; gamma_i = min(s_churn / N, sqrt(2) - 1); 0: the ODE
+    s_tmin: float = bounded(0.0, ge=0.0)  # churn only at noise levels sigma_i >= s_tmin
+    s_tmax: float | None = bounded(None, gt=0.0)  # ... and sigma_i <= s_tmax (None: no upper limit)
+    s_noise: float = bounded(1.0, ge=0.0)  # standard deviation of the added noise, in units of the raise (EDM: 1.007)
 
 
 def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor | None:
@@ -194,13 +205,25 @@ def sigma_range(model, sigma_min: float | None, sigma_max: float | None) -> tupl
     return lo, hi
 
 
-def _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun: bool):
-    """EDM Algorithm 1 without churn: Euler steps in sigma, optionally Heun-corrected (not the last)."""
-    y, _, noise = _start(model, n, generators, device, label, guidance)
+def _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun: bool,
+              s_churn=0.0, s_tmin=0.0, s_tmax=None, s_noise=1.0):
+    """EDM Algorithm 2: Euler steps in sigma, optionally Heun-corrected (not the last), with churn.
+
+    Churn raises the noise level sigma_i to sigma_hat = (1 + gamma_i) sigma_i by adding fresh noise of
+    standard deviation s_noise sqrt(sigma_hat^2 - sigma_i^2) before the step, with gamma_i =
+    min(s_churn / N, sqrt(2) - 1) where s_tmin <= sigma_i <= s_tmax, else 0. A step with gamma_i = 0
+    draws no noise, so s_churn = 0 is Algorithm 1 exactly; the network calls are the same either way.
+    """
+    y, shape, noise = _start(model, n, generators, device, label, guidance)
     sigmas = proc.karras_sigmas(steps, *sigma_range(model, sigma_min, sigma_max), rho).float().to(device)
     x = noise * sigmas[0]
+    gamma_max = min(s_churn / steps, math.sqrt(2) - 1)
     for i in range(steps):
         s, s_next = sigmas[i], sigmas[i + 1]
+        if gamma_max > 0 and s_tmin <= s.item() <= (math.inf if s_tmax is None else s_tmax):
+            s_hat = s * (1 + gamma_max)
+            x = x + s_noise * (s_hat ** 2 - s ** 2).sqrt() * randn_per_sample(generators, shape, device)
+            s = s_hat
         d = (x - denoised(model, x, s.expand(n), y, guidance)[0]) / s
         x_next = x + (s_next - s) * d
         if heun and s_next > 0:
@@ -210,24 +233,34 @@ def _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, 
     return proc.to_image(x, model.data.levels)
 
 
-@register_sampler("euler", EDMOptions)
+@register_sampler("euler", ChurnOptions)
 @torch.no_grad()
 @_in_eval_mode
 def sample_euler(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 18,
                  sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0,
-                 guidance: float = 1.0, **_) -> torch.Tensor:
-    """Euler steps of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma; N evaluations."""
-    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun=False)
+                 guidance: float = 1.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float | None = None,
+                 s_noise: float = 1.0, **_) -> torch.Tensor:
+    """Euler steps of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma; N evaluations.
+
+    ``s_churn`` > 0: EDM's stochastic sampler (noise added before each step within [s_tmin, s_tmax]).
+    """
+    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, False,
+                     s_churn, s_tmin, s_tmax, s_noise)
 
 
-@register_sampler("heun", EDMOptions)
+@register_sampler("heun", ChurnOptions)
 @torch.no_grad()
 @_in_eval_mode
 def sample_heun(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 18,
                 sigma_min: float | None = None, sigma_max: float | None = None, rho: float = 7.0,
-                guidance: float = 1.0, **_) -> torch.Tensor:
-    """Heun's second-order method on the EDM noise levels, Euler on the last step; 2N - 1 evaluations."""
-    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, heun=True)
+                guidance: float = 1.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float | None = None,
+                s_noise: float = 1.0, **_) -> torch.Tensor:
+    """Heun's second-order method on the EDM noise levels, Euler on the last step; 2N - 1 evaluations.
+
+    ``s_churn`` > 0: EDM's stochastic sampler (Algorithm 2), same number of evaluations.
+    """
+    return _edm_loop(model, n, generators, device, label, steps, sigma_min, sigma_max, rho, guidance, True,
+                     s_churn, s_tmin, s_tmax, s_noise)
 
 
 @register_sampler("dpmpp-2m", EDMOptions)

@@ -264,7 +264,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
         data_init(model, stream, t.seed)
     distributed.broadcast_parameters(model, info)  # before the EMA and optimizers copy anything
     opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
-    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+    ema = EMA(model, t.ema_decay, t.ema_warmup, t.batch_size, t.ema_rampup) if t.ema_decay > 0 else None
     start, skipped = 0, 0
     norm_skipped, norm_streak = 0, {}  # updates skipped for a huge gradient norm; the current run of them per phase
     if resume:
@@ -272,6 +272,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
         start, skipped = ckpt["state"]["step"], ckpt["state"].get("skipped_steps", 0)
         norm_skipped = ckpt["state"].get("norm_skipped_steps", 0)  # absent from checkpoints before the option
         norm_streak = dict(ckpt["state"].get("norm_streak", {}))
+        if ema is not None:
+            ema.load_counters(ckpt["state"], start)
     if t.compile:
         for child in model.children():
             child.compile()
@@ -292,7 +294,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
             return
         rng = {"cpu": torch.get_rng_state()}
         state = {"skipped_steps": skipped, "model": cfg.model_name, "epoch": stream.epoch_of(step),
-                 "norm_skipped_steps": norm_skipped, "norm_streak": norm_streak}
+                 "norm_skipped_steps": norm_skipped, "norm_streak": norm_streak, **(ema.counters() if ema else {})}
         objective_state = objective.state_dict() if callable(getattr(objective, "state_dict", None)) else None
         save_checkpoint(run_dir, step, model.state_dict(), ema.state_dict() if ema else None, opts.optimizers, rng,
                         state, t.keep_checkpoints, objective_state)

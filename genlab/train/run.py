@@ -21,7 +21,7 @@ from genlab.data.base import ImageSet
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.train.checkpoint import CheckpointError, check_tensors, load_latest, write_text_atomic
-from genlab.train.ema import merged
+from genlab.train.ema import merged, young_ema_warning
 
 
 class RunError(UserError, RuntimeError):
@@ -143,6 +143,9 @@ class LoadedRun:
     objective: object
     step: int
     used_ema: bool
+    # Set when the checkpoint kept an EMA still dominated by its initial weights (train/ema.py's rule),
+    # whichever weights were loaded: a reason to compare raw and EMA numbers.
+    ema_warning: str | None = None
 
     def dataset(self, split: str) -> ImageSet:
         return load_dataset(self.cfg.data.name, split, self.cfg.data)
@@ -188,6 +191,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
     if is_export(run_dir):
         weights, step, used_ema = _export_weights(run_dir, use_ema)
         model.load_state_dict(weights)
+        ema_warning = None  # an export keeps no EMA counters
     else:
         def restore(ckpt):  # a checkpoint without the tensors this model needs counts as corrupt
             check_tensors(ckpt["path"], "model", ckpt["model"], model.state_dict())
@@ -201,8 +205,10 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
         ckpt = load_latest(run_dir, restore=restore)
         used_ema = use_ema and "ema" in ckpt
         step = ckpt["state"]["step"]
+        kept_ema = "ema" in ckpt and cfg.train.ema_decay > 0
+        ema_warning = young_ema_warning(ckpt["state"], step, cfg.train.ema_decay) if kept_ema else None
     model.to(device).eval()
-    return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema)
+    return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema, ema_warning)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
