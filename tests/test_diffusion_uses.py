@@ -10,7 +10,7 @@ from genlab.nn.spec import DataSpec
 from genlab.registry import SAMPLER_OPTIONS, SAMPLERS
 from genlab.rng import make_generators
 from genlab.sampling import diffusion as samplers
-from test_diffusion import _analytic, _Counter, _shaken
+from test_diffusion import _analytic, _Counter, _model, _shaken
 
 
 @pytest.mark.parametrize("name", ["euler", "heun"])
@@ -97,3 +97,74 @@ def test_eval_reports_raw_and_ema_weights_and_warns_about_a_young_ema(tmp_path):
     warm = _tiny_diffusion_run(tmp_path / "warm", "train.ema_warmup=count")
     out = evaluate_run(warm, EvalOptions(max_examples=4, batch_size=4), "cpu", ["diffusion-vdm"], log=lambda *_: 0)
     assert "ema_warning" not in out["run"] and "raw/vdm_bpd" not in out["metrics"]
+
+
+def test_report_draws_trajectory_completion_interpolation_and_sweep_figures(tmp_path):
+    import json
+
+    from genlab.reports.report import write_report
+
+    run = _tiny_diffusion_run(tmp_path / "run", "model.conditional=true", "train.ema_warmup=count")
+    row = {"options": {"steps": 5}, "n_samples": 10, "fid": 50.0, "precision": 0.5, "recall": 0.4,
+           "label_accuracy": 60.0}
+    sweeps = {"nfe": {"checkpoint_step": 3, "weights": "EMA",
+                      "rows": [{**row, "sampler": s, "nfe": n} for s in ("ddim", "heun") for n in (5, 9)]},
+              "guidance": {"checkpoint_step": 3, "weights": "EMA",
+                           "rows": [{**row, "sampler": "ddim", "nfe": 5, "guidance": g} for g in (0.0, 1.0, 3.0)]}}
+    (run / "diffusion_sweeps.json").write_text(json.dumps(sweeps))
+    md, _ = write_report(run, "cpu")
+    text = md.read_text()
+    for name in ("samples_by_nfe", "samples_by_class", "trajectory", "completions", "interpolation", "fid_vs_nfe",
+                 "guidance_sweep"):
+        assert f"figures/{name}.png" in text and (run / "figures" / f"{name}.png").exists(), name
+    assert "replacement (not RePaint" in text
+
+
+def test_trajectory_ends_at_the_ddim_sample():
+    model = _shaken()
+    states = samplers.ddim_trajectory(model, 2, make_generators(3, 2), "cpu", label=1, steps=4)
+    assert states.shape == (5, 2, 1, 8, 8)
+    final = samplers.sample_ddim(model, 2, make_generators(3, 2), "cpu", label=1, steps=4)
+    torch.testing.assert_close(states[-1], final, rtol=0, atol=0.5 / 255 + 1e-6)  # the sample is rounded to levels
+
+
+def test_guidance_sweep_and_fid_vs_nfe_rows(data_root, tmp_path):
+    """On a tiny MNIST-shaped model (untrained numbers, real protocol): one row per setting, the NFE of
+    each sampler's budget, the label accuracy of conditional samples, rows stored by sampler and options."""
+    from genlab.config import DataConfig
+    from genlab.data import load_dataset
+    from genlab.errors import InputError
+    from genlab.eval import diffusion_sweeps as sw
+
+    spec = DataSpec(channels=1, height=28, width=28, bits=8, num_classes=10)
+    model = _model(spec, attention_resolutions=(7,))[0].eval()
+    test = load_dataset("mnist", "test", DataConfig(name="mnist", root=str(data_root)))
+    rows = sw.fid_vs_nfe(model, test, "cpu", ["ddim", "heun"], [3], 12, batch_size=12, n_reference=100,
+                         log=lambda *_: 0)
+    assert [(r["sampler"], r["nfe"], r["options"]["steps"]) for r in rows] == [("ddim", 3, 3), ("heun", 3, 2)]
+    assert all(r["fid"] > 0 and 0 <= r["label_accuracy"] <= 100 and r["images_per_s"] > 0 for r in rows)
+    with torch.no_grad():
+        model.net.label_emb.weight.normal_()  # labels now change the output, so guidance has something to amplify
+    guided = sw.guidance_sweep(model, test, "cpu", [0.0, 2.0], 12, steps=2, batch_size=12, n_reference=100,
+                               log=lambda *_: 0)
+    assert [r["guidance"] for r in guided] == [0.0, 2.0] and guided[0]["fid"] != guided[1]["fid"]
+    sw.write_sweep(tmp_path, "nfe", rows, 7, "EMA")
+    sw.write_sweep(tmp_path, "nfe", rows[:1], 7, "EMA")  # the same setting again replaces its row
+    assert len(sw.read_sweeps(tmp_path)["nfe"]["rows"]) == 2
+    with torch.no_grad():
+        model.net.label_emb.weight.zero_()
+    with pytest.raises(InputError, match="ignores its label"):
+        sw.guidance_sweep(model, test, "cpu", [2.0], 12, steps=2, batch_size=12, n_reference=100)
+
+
+def test_ood_scores_a_diffusion_run_by_its_vdm_bound(tmp_path, data_root):
+    from genlab.ood.run import OODOptions
+    from genlab.reports.ood import ood_run
+
+    run = _tiny_diffusion_run(tmp_path / "run", "model.conditional=true")
+    opts = OODOptions(ood=["mnist"], max_examples=12, reference_examples=8, typicality_m=4, batch_size=12, seed=0,
+                      device="cpu", data_root=str(data_root), report=False)
+    result = ood_run(run, opts, log=lambda *_: None)
+    assert result["run"]["likelihood_kind"] == "bound" and "VDM" in result["run"]["likelihood"]
+    assert "over 10 classes" in result["run"]["likelihood"]
+    assert 0 <= result["ood"]["mnist"]["metrics"]["bpd"]["auroc"] <= 1

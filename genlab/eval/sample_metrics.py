@@ -428,14 +428,15 @@ SAMPLE_OUTPUTS = {"sample": "pixels drawn from the likelihood p(x|z)",
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes: int = 0, **sampler_opts):
+def draw_samples(model, n: int, seed: int, device, batch_size: int, num_classes: int = 0, sampler: str | None = None,
+                 **sampler_opts):
     """n samples (n, C, H, W) on CPU from the model's sampler; sample i uses generator (seed, i).
 
     A class-conditional model (``num_classes > 0``) gets label ``i mod num_classes`` for
-    sample i, so classes are balanced. ``sampler_opts`` go to the sampler. Returns
-    (images, labels or None).
+    sample i, so classes are balanced. ``sampler`` names one of the card's samplers (None: its
+    first); ``sampler_opts`` go to it. Returns (images, labels or None).
     """
-    sample_fn = sampler_of(model)
+    sample_fn = sampler_of(model, sampler)
     images, labels = [], []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)

@@ -55,7 +55,7 @@ def save_completion_figure(images: torch.Tensor, completions: torch.Tensor, rows
     return save_figure(fig, path, dpi=120)
 
 
-def _pick(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def pick_images(test, n_images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n_images random images of a split (seeded; the binarized-MNIST test file is sorted by digit)."""
     if not 1 <= n_images <= len(test):
         raise InputError(f"n_images must be in 1..{len(test)}")
@@ -80,7 +80,7 @@ def complete_run(run_dir: str | Path, out: str | Path, n_images: int = 4, rows: 
         raise InputError(f"{run.cfg.model_name} cannot complete images: completion needs pixelcnn, "
                          "gated-pixelcnn, pixel-transformer or diffusion")
     rows = run.spec.height // 2 if rows is None else rows
-    images, labels = _pick(run.dataset(split), n_images, seed, dev)
+    images, labels = pick_images(run.dataset(split), n_images, seed, dev)
     label = labels if conditioning(run.model).class_conditional else None
     completions = complete(run.model, images, rows, n_completions, seed, label=label)
     title = f"{run.cfg.model_name} on {run.cfg.data.name}/{split}, step {run.step}: top {rows} rows kept"
@@ -98,7 +98,7 @@ def report_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
     save_grid(samples, out_dir / "samples.png", nrow=8)
     figs.append(("Samples (seed 0" + (", class 0)" if label is not None else ")"), "samples.png"))
     test = run.dataset("test")
-    images, labels = _pick(test, 4, 0, device)
+    images, labels = pick_images(test, 4, 0, device)
     cond = labels if conditional else None
     rows = run.spec.height // 2
     save_completion_figure(images, complete(model, images, rows, 4, 0, label=cond), rows, out_dir / "completions.png")

@@ -131,8 +131,10 @@ def _discrete_loop(model, n, generators, device, label, steps, guidance, clip, e
 
 
 def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None, known=None,
-             rows: int = 0) -> torch.Tensor:
+             rows: int = 0, record: list | None = None) -> torch.Tensor:
     """The reverse chain from x_T = ``x`` (process space) to x_0; noise only when eta is None or > 0.
+
+    ``record``: a list that receives x_T and then x after every step (process space), for trajectories.
 
     Completion by replacement (Song et al. 2021, arXiv:2011.13456, Appendix I; RePaint without its
     resampling): before every step the top ``rows`` rows of x_t are replaced by the ``known`` image
@@ -143,6 +145,8 @@ def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None, 
     sigmas = model.schedule.sigmas[times].float().to(device)  # noise level of each kept timestep
     abar = sched.abar.float().to(device)
     variance = model.cfg.variance if model.cfg.parameterization == "ddpm" else "small"
+    if record is not None:
+        record.append(x)
     for i in reversed(range(sched.T)):
         idx = torch.full((n,), i, device=device, dtype=torch.long)
         time = torch.full((n,), float(times[i]), device=device)
@@ -164,6 +168,8 @@ def _reverse(model, x, y, generators, steps, guidance, clip, eta: float | None, 
             x = prev.sqrt() * x0 + (1 - prev - sigma ** 2).clamp_min(0).sqrt() * eps
             if i > 0 and eta > 0:
                 x = x + sigma * randn_per_sample(generators, shape, device)
+        if record is not None:
+            record.append(x)
     return x if not rows else torch.cat([known[:, :, :rows], x[:, :, rows:]], dim=2)
 
 
@@ -322,6 +328,22 @@ def ddim_encode(model, x: torch.Tensor, steps: int = 50, label=None) -> torch.Te
         eps = (h - abar[i].sqrt() * x0) / (1 - abar[i]).sqrt()
         h = abar[i + 1].sqrt() * x0 + (1 - abar[i + 1]).sqrt() * eps
     return h
+
+
+@torch.no_grad()
+@_in_eval_mode
+def ddim_trajectory(model, n: int, generators: list[torch.Generator], device, label=None, steps: int = 20,
+                    guidance: float = 1.0) -> torch.Tensor:
+    """The states of deterministic DDIM from x_T to x_0: (steps + 1, n, C, H, W) in [0, 1].
+
+    State k is x_t after k steps mapped from [-1, 1] to [0, 1] (clamped: early states are mostly
+    noise, whose spread exceeds the image range); the last is the sample ``sample_ddim`` returns,
+    before rounding to the data's levels.
+    """
+    y, _, x = _start(model, n, generators, device, label, guidance)
+    states: list[torch.Tensor] = []
+    _reverse(model, x, y, generators, steps, guidance, True, 0.0, record=states)
+    return ((torch.stack(states) + 1) / 2).clamp(0, 1)
 
 
 @torch.no_grad()
