@@ -278,7 +278,7 @@ def _add_ood(sub):
                                    "likelihood and corrected scores (input complexity, typicality, and the "
                                    "likelihood ratio with --background); writes RUN_DIR/ood.json, "
                                    "ood_scores.npz and ood_report.md/html.")
-    p.add_argument("run_dir", help="a run folder of a model with a likelihood (vae, autoencoder, pixelcnn, ...)")
+    p.add_argument("run_dir", help="a run folder of a model with a likelihood (vae, autoencoder, pixelcnn, diffusion, ...)")
     p.add_argument("--ood", action="append", required=True, metavar="NAME_OR_PATH",
                    help="an OOD dataset from `genlab data list`, or your own set: a folder of images (converted "
                         "like `genlab score`'s), an .npz of uint8 images or an IDX file; repeatable")

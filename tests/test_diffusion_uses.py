@@ -168,3 +168,14 @@ def test_ood_scores_a_diffusion_run_by_its_vdm_bound(tmp_path, data_root):
     assert result["run"]["likelihood_kind"] == "bound" and "VDM" in result["run"]["likelihood"]
     assert "over 10 classes" in result["run"]["likelihood"]
     assert 0 <= result["ood"]["mnist"]["metrics"]["bpd"]["auroc"] <= 1
+
+
+def test_guidance_refuses_a_network_whose_forward_drops_the_label():
+    model = _shaken()
+    assert model.label_sensitive()  # the embedding differs from the null token's...
+    net_forward = model.net.forward
+    model.net.forward = lambda x, t, y=None: net_forward(x, t, torch.full_like(y, model.null_label))
+    with pytest.raises(ValueError, match="ignores its label"):  # ... but the outputs do not depend on it
+        samplers.sample_heun(model, 2, make_generators(0, 2), "cpu", label=1, steps=2, guidance=2.0)
+    # The null label itself (the unconditional samples) is no reason to refuse.
+    samplers.sample_heun(model, 2, make_generators(0, 2), "cpu", label=model.null_label, steps=2, guidance=2.0)

@@ -67,6 +67,10 @@ class ChurnOptions(EDMOptions):
     s_noise: float = bounded(1.0, ge=0.0)  # standard deviation of the added noise, in units of the raise (EDM: 1.007)
 
 
+IGNORED_LABEL = ("this conditional model ignores its label, so guidance has nothing to amplify: train it with "
+                 "labels (model.conditional=true, objective.p_uncond < 1)")
+
+
 def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor | None:
     cond = conditioning(model)
     if label is None and cond.class_conditional:
@@ -77,8 +81,7 @@ def _labels(model, n: int, label, device, guidance: float = 1.0) -> torch.Tensor
     if y is None:
         return None
     if guidance != 1.0 and not model.label_sensitive():
-        raise InputError("this conditional model ignores its label (every label embeds like the null token), "
-                         "so guidance has nothing to amplify: train it with labels (model.conditional=true)")
+        raise InputError(IGNORED_LABEL + " (every label embeds like the null token)")
     return y.clone()  # its own memory, not a view of one expanded label
 
 
@@ -96,6 +99,13 @@ def denoised(model, x: torch.Tensor, sigma: torch.Tensor, y, guidance: float, ti
     both, frac = model.denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([y, null]),
                                None if time is None else torch.cat([time, time]))
     cond, uncond = both.chunk(2)
+    # The guard on the outputs themselves: a network whose forward drops the label (whatever its
+    # embedding holds) gives the two branches bit-identical outputs, and guidance would amplify nothing.
+    # Checked where sigma >= 1 only: at small noise D(x) is nearly x, and for a large x the two branches
+    # can round to the same float32 values although the network's outputs differ.
+    real = (y != model.null_label) & (sigma >= 1)
+    if real.any() and torch.equal(cond[real], uncond[real]):
+        raise InputError(IGNORED_LABEL)
     return uncond + guidance * (cond - uncond), None if frac is None else frac.chunk(2)[0]
 
 
