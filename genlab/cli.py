@@ -318,6 +318,50 @@ def _add_ood(sub):
     _add_run_loading(p)
 
 
+def _classify_field(name):
+    def owner():
+        from genlab.ood.classify_eval import ClassifyOptions  # imports torch
+
+        return ClassifyOptions
+
+    return _Checked(owner, name)
+
+
+def _add_classify(sub):
+    p = sub.add_parser("classify", help="classify images by Bayes' rule on a likelihood model, with a reject option",
+                       description="p(y|x) = p(x|y) p(y) / p(x) from one class-conditional run (gated-pixelcnn or "
+                                   "pixel-transformer with model.conditional=true: exact; diffusion: a bound) or one "
+                                   "run per class (each trained with --set data.classes=C). Each image (converted as "
+                                   "`genlab score` converts it) gets its label, posterior and accept/reject: "
+                                   "ambiguous (Chow: max p(y|x) < 1 - t) or outlier (a corrected outlier score of "
+                                   "p(x) above its threshold), both thresholds fitted on held-out test images at "
+                                   "--false-rejection. --evaluate measures accuracy, ECE, AURC and outlier "
+                                   "AUROC/FPR95 against the shipped LeNet baseline.")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_IMAGE",
+                   help="run folders first (one class-conditional run, or one run per class), then image files")
+    p.add_argument("--evaluate", action="store_true",
+                   help="evaluate instead of classifying files: writes OUT/classify.json, classify_report.md, figures")
+    p.add_argument("--ood", nargs="+", default=None, metavar="NAME",
+                   help="outlier sets for --evaluate: datasets or 'noise' (default fashion-mnist mnist-inverted noise)")
+    p.add_argument("--false-rejection", type=_classify_field("false_rejection"), default=0.05,
+                   help="share of held-out in-distribution images each reject rule may reject (default 0.05)")
+    p.add_argument("--outlier-score", default="complexity-zlib",
+                   help="the outlier rule's score of p(x): complexity-zlib (default), complexity-png, typicality, bpd")
+    p.add_argument("--n-fit", type=_classify_field("n_fit"), default=1000,
+                   help="held-out test images the thresholds are fitted on (default 1000)")
+    p.add_argument("--max-examples", type=_classify_field("max_examples"), default=1000,
+                   help="--evaluate: test images measured (disjoint from the fit images) and images per outlier set")
+    p.add_argument("--batch-size", type=_classify_field("batch_size"), default=32,
+                   help="images per pass (a class-conditional run scores batch x classes at once)")
+    p.add_argument("--iwae-k", type=_classify_field("iwae_k"), default=100, help="importance samples of a VAE's bound")
+    p.add_argument("--no-baseline", action="store_true", help="--evaluate: skip the LeNet softmax baseline")
+    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
+                   help="colour under transparent pixels (auto: the border colour of the run's test images)")
+    p.add_argument("--out", default=None, help="folder for the outputs (default: the first run folder)")
+    p.add_argument("--seed", type=SEED, default=0, help="seeds the held-out split, subsets, binarization and bounds")
+    _add_run_loading(p)
+
+
 def _add_translate(sub):
     p = sub.add_parser("translate", help="translate your own images with a two-domain run (cyclegan)",
                        description="Convert each image to the run's format (as `genlab score` does: alpha over the "
@@ -346,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info_cmds(sub)
     _add_eval_tools(sub)
     _add_ood(sub)
+    _add_classify(sub)
     _add_translate(sub)
     return parser
 
@@ -560,6 +605,31 @@ def _score(args) -> int:
     return 0
 
 
+def _classify(args) -> int:
+    from genlab.ood.classify_eval import ClassifyOptions
+    from genlab.reports.classify import classify_evaluate, classify_images, format_classification
+
+    runs = [p for p in args.paths if Path(p).is_dir()]
+    images = [p for p in args.paths if not Path(p).is_dir()]
+    if not runs:
+        raise InputError("give a run folder first: genlab classify RUN... IMAGE...")
+    if args.evaluate and images:
+        raise InputError("--evaluate takes run folders only; classify image files without it")
+    opts = ClassifyOptions(false_rejection=args.false_rejection, outlier_score=args.outlier_score, n_fit=args.n_fit,
+                           max_examples=args.max_examples, batch_size=args.batch_size, iwae_k=args.iwae_k,
+                           baseline=not args.no_baseline, seed=args.seed, device=args.device,
+                           data_root=args.data_root, use_ema=not args.no_ema,
+                           **({"ood": tuple(args.ood)} if args.ood else {}))
+    if args.evaluate:
+        classify_evaluate(runs, opts, args.out)
+        return 0
+    summary = classify_images(runs, images, opts, args.out, args.alpha_over)
+    print(f"conversion: {summary['conversion']}")
+    for entry in summary["images"]:
+        print(format_classification(entry))
+    return 0
+
+
 def _translate(args) -> int:
     from genlab.api import translate_files
 
@@ -571,7 +641,7 @@ def _translate(args) -> int:
 COMMANDS = {"train": _train, "probe": _probe, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
             "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
-            "ood": _ood, "score": _score, "translate": _translate}
+            "ood": _ood, "score": _score, "classify": _classify, "translate": _translate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,6 +162,9 @@ class DataConfig:
     unpaired_halves: bool = True  # domains made of the same images (mnist, mnist-inverted) train on disjoint halves
     # Audio (`fsdd`) only: every recording is cut to its first clip_samples samples or padded with silence
     clip_samples: int = bounded(4000, ge=16, le=1 << 20)
+    # Train on these labels only, e.g. data.classes=3: one model per class, which `genlab classify` combines by
+    # Bayes' rule; () keeps every class. The run's test split is filtered alike.
+    classes: tuple[int, ...] = bounded((), ge=0)
 
 
 @dataclass

@@ -35,3 +35,16 @@ def _fixed_threads():
     # Keep tests reproducible and polite on small CI machines.
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory):
+    """A class-conditional gated PixelCNN trained 30 steps on the bundled 8x8 digits (no download)."""
+    from genlab.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "gated"
+    assert main(["train", "gated-pixelcnn", "--data", "digits", "--out", str(run), "--steps", "30",
+                 "--batch-size", "32", "--set", "model.channels=12", "--set", "model.layers=3",
+                 "--set", "model.head_channels=24", "--set", "model.conditional=true", "--set", "optim.lr=3e-3",
+                 "--set", "train.progress=false", "--set", "train.log_every=5", "--device", "cpu"]) == 0
+    return run

@@ -23,16 +23,6 @@ from genlab.data.base import images_sha256
 COMMON = ["--set", "train.progress=false", "--set", "train.log_every=5", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "gated"
-    assert main(["train", "gated-pixelcnn", "--data", "digits", "--out", str(run), "--steps", "30",
-                 "--batch-size", "32", "--set", "model.channels=12", "--set", "model.layers=3",
-                 "--set", "model.head_channels=24", "--set", "model.conditional=true",
-                 "--set", "optim.lr=3e-3", *COMMON]) == 0
-    return run
-
-
 def test_train_eval_sample_complete_report(conditional_run, tmp_path, capsys):
     run = conditional_run
     assert main(["eval", str(run), "--device", "cpu", "--max-examples", "100"]) == 0

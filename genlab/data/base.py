@@ -63,6 +63,25 @@ class ImageSet:
             out[name] = values[index]
         return out
 
+    def select_classes(self, classes) -> "ImageSet":
+        """The images whose label is in ``classes`` (all of them for an empty ``classes``: data.classes)."""
+        if not classes:
+            return self
+        if self.labels is None:
+            raise InputError(f"{self.name} has no labels: data.classes needs a labelled dataset")
+        bad = [c for c in classes if not 0 <= c < self.spec.num_classes]
+        if bad:
+            raise InputError(f"data.classes={','.join(map(str, bad))} is not a class of {self.name} "
+                             f"(0..{self.spec.num_classes - 1})")
+        keep = torch.isin(self.labels, torch.tensor(sorted(set(classes)), device=self.labels.device))
+        note = f"classes {','.join(map(str, sorted(set(classes))))} only" + (f"; {self.note}" if self.note else "")
+        return ImageSet(self.name, self.split, self.images[keep], self.labels[keep], self.spec, self.transform, note)
+
+    def take(self, index: torch.Tensor) -> "ImageSet":
+        """The images at ``index`` (and their labels), same name, split and transform."""
+        labels = None if self.labels is None else self.labels[index]
+        return ImageSet(self.name, self.split, self.images[index], labels, self.spec, self.transform, self.note)
+
 
 def images_sha256(images: torch.Tensor) -> str:
     """sha256 of uint8 images (N, C, H, W) as stored: the bytes in C order, on the CPU.

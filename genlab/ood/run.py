@@ -90,11 +90,6 @@ def subset(n: int, max_examples: int | None, seed: int) -> torch.Tensor:
     return random_subset(n, max_examples, seed).sort().values
 
 
-def _take(data: ImageSet, index: torch.Tensor) -> ImageSet:
-    labels = None if data.labels is None else data.labels[index]
-    return ImageSet(data.name, data.split, data.images[index], labels, data.spec, data.transform, data.note)
-
-
 def _summary(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values)),
             "min": float(values.min()), "max": float(values.max())}
@@ -126,7 +121,7 @@ def score_ood(run_dir: str | Path, opts: OODOptions, log=print) -> tuple[dict, d
 
     def score_set(key: str, data: ImageSet, stream: int):
         index = subset(len(data), opts.max_examples, sample_seed(opts.seed, 1000 + stream))
-        picked = _take(data, index)
+        picked = data.take(index)
         reversed_share = None
         if key == IN_SET:
             note = data.note or f"{data.name}/test as the run sees it"
@@ -157,7 +152,7 @@ def score_ood(run_dir: str | Path, opts: OODOptions, log=print) -> tuple[dict, d
     # H_hat for the typicality test, from training images (not the test set the metrics use).
     train = run.dataset("train")
     ref_index = subset(len(train), opts.reference_examples, sample_seed(opts.seed, 999))
-    ref_levels, ref_transform = fixed_levels(_take(train, ref_index), opts.seed)
+    ref_levels, ref_transform = fixed_levels(train.take(ref_index), opts.seed)
     log(f"  reference: {len(ref_index)} training images for H_hat ...")
     ref_terms = scorer.terms(ref_levels, ref_transform, stream=999, background=False)
     ref = Reference(float(ref_terms.bpd.mean()), len(ref_index),

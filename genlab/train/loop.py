@@ -244,7 +244,7 @@ def _stream(cfg: RunConfig, train_set, domain_b, device, info):
 
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
-    train_set = load_dataset(cfg.data.name, "train", cfg.data)
+    train_set = load_dataset(cfg.data.name, "train", cfg.data).select_classes(cfg.data.classes)
     domain_b = _domain_b(cfg)
     spec = train_set.spec if domain_b is None else two_domain_spec(train_set, domain_b)
     torch.manual_seed(t.seed)  # same initial weights on every process

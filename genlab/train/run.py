@@ -148,7 +148,7 @@ class LoadedRun:
     ema_warning: str | None = None
 
     def dataset(self, split: str) -> ImageSet:
-        return load_dataset(self.cfg.data.name, split, self.cfg.data)
+        return load_dataset(self.cfg.data.name, split, self.cfg.data).select_classes(self.cfg.data.classes)
 
 
 # An exported model folder (`genlab export`) holds the run's config.json and data.json, the weights the run
