@@ -18,6 +18,7 @@ from genlab.ood.calibration import aurc, expected_calibration_error, reliability
 from genlab.eval.diffusion import variational_bound
 from genlab.eval.exact import class_conditional_nlls
 from genlab.ood.classifier import _autoregressive_nll, _diffusion_nll, decide, fit_reject_rules, scored_from
+from genlab.train.run import load_run
 from test_card import batch_for, tiny
 
 COMMON = ["--set", "train.progress=false", "--set", "train.log_every=1000", "--device", "cpu"]
@@ -170,6 +171,9 @@ def test_classify_evaluate_writes_metrics_with_their_protocol(conditional_run, t
 
 
 def test_one_run_per_class_and_the_errors_that_say_what_to_use(per_class_runs, tmp_path, capsys):
+    for c, run in enumerate(per_class_runs):  # data.classes=c: trained, and evaluated, on class c only
+        loaded = load_run(run)
+        assert set(loaded.dataset("train").labels.tolist()) == {c} == set(loaded.dataset("test").labels.tolist())
     png, label = _digit_png(tmp_path, int((load_dataset("digits", "test", DataConfig()).labels < 2).nonzero()[0]))
     assert main(["classify", *map(str, per_class_runs), str(png), "--n-fit", "20", "--device", "cpu",
                  "--out", str(tmp_path)]) == 0

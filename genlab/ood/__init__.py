@@ -8,5 +8,8 @@
     images.py       other datasets and user images in a model's format
     scorer.py       a run (and its background run) -> per-image terms
     run.py          `genlab ood`        user.py   `genlab score`        report.py   figures and pages
+    classifier.py   Bayes' rule on p(x | y) and the two reject rules (ambiguity, outlier) of `genlab classify`
+    calibration.py  ECE, reliability bins, risk-coverage and AURC
+    classify_eval.py `genlab classify --evaluate` (vs the LeNet baseline) and the classification of files
 """
 
