@@ -345,8 +345,8 @@ def _add_classify(sub):
                    help="outlier sets for --evaluate: datasets or 'noise' (default fashion-mnist mnist-inverted noise)")
     p.add_argument("--false-rejection", type=_classify_field("false_rejection"), default=0.05,
                    help="share of held-out in-distribution images each reject rule may reject (default 0.05)")
-    p.add_argument("--outlier-score", default="complexity-zlib",
-                   help="the outlier rule's score of p(x): complexity-zlib (default), complexity-png, typicality, bpd")
+    p.add_argument("--outlier-score", default="typicality",
+                   help="the outlier rule's score of p(x): typicality (default), complexity-zlib, complexity-png, bpd")
     p.add_argument("--n-fit", type=_classify_field("n_fit"), default=1000,
                    help="held-out test images the thresholds are fitted on (default 1000)")
     p.add_argument("--max-examples", type=_classify_field("max_examples"), default=1000,

@@ -271,7 +271,7 @@ def check_outlier_score(name: str) -> None:
         raise InputError(f"unknown outlier score {name!r}; choose one of {', '.join(OOD_SCORES.names())}")
     if "background" in OOD_SCORES.get(name).needs:
         raise InputError(f"the {name} score needs a background run, which `genlab classify` does not take; "
-                         "choose complexity-png, complexity-zlib, typicality or bpd")
+                         "choose typicality, complexity-zlib, complexity-png or bpd")
 
 
 def fit_reject_rules(held_out: Scored, false_rejection: float, outlier_score: str, fitted_on: str) -> RejectRules:

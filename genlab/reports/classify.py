@@ -129,6 +129,7 @@ def classify_evaluate(run_dirs, opts: ClassifyOptions, out_dir=None, log=print) 
           *md_table(head, rows), "",
           *md_figures([(c, p.relative_to(out).as_posix()) for c, p in figs])]
     (out / "classify_report.md").write_text("\n".join(md))
+    log(result["protocol"]["text"])
     log("\n".join(md_table(head, rows)))
     log(f"wrote {out / 'classify.json'} and {out / 'classify_report.md'}")
     return result
