@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -75,12 +75,13 @@ class ImageSet:
                              f"(0..{self.spec.num_classes - 1})")
         keep = torch.isin(self.labels, torch.tensor(sorted(set(classes)), device=self.labels.device))
         note = f"classes {','.join(map(str, sorted(set(classes))))} only" + (f"; {self.note}" if self.note else "")
-        return ImageSet(self.name, self.split, self.images[keep], self.labels[keep], self.spec, self.transform, note)
+        return replace(self.take(keep), note=note)
 
     def take(self, index: torch.Tensor) -> "ImageSet":
-        """The images at ``index`` (and their labels), same name, split and transform."""
+        """The images at ``index`` (a mask or indices) with their labels and extras; same name, split, transform."""
         labels = None if self.labels is None else self.labels[index]
-        return ImageSet(self.name, self.split, self.images[index], labels, self.spec, self.transform, self.note)
+        return ImageSet(self.name, self.split, self.images[index], labels, self.spec, self.transform, self.note,
+                        {k: v[index] for k, v in self.extras.items()})
 
 
 def images_sha256(images: torch.Tensor) -> str:
