@@ -176,6 +176,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast is used on CUDA only
     compile: bool = False  # torch.compile each top-level submodule
+    # inductor: generated kernels (the speed-up); eager / aot_eager only trace (graph breaks, tests on a CPU)
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    max_seconds: float = bounded(0.0, ge=0.0)  # stop (checkpointed, resumable) once the steps ran this long; 0: no limit
     ema_decay: float = bounded(0.0, ge=0.0, lt=1.0)  # 0 disables the exponential moving average of weights
     # How the EMA starts (genlab/train/ema.py): "none" decays by ema_decay from the first update, so the
     # random initial weights linger for ~1/(1 - decay) updates; "count" uses min(decay, (1 + n) / (10 + n))

@@ -276,7 +276,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
             ema.load_counters(ckpt["state"], start)
     if t.compile:
         for child in model.children():
-            child.compile()
+            child.compile(backend=t.compile_backend)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and t.precision == "bf16" else nullcontext())
     log = MetricLog(run_dir, info.is_main, start)
@@ -356,6 +356,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                 if stop.stop:
                     interrupted = True
                     break
+                if t.max_seconds and time.perf_counter() - loop_began > t.max_seconds:
+                    break  # a time-boxed run (benchmarks/gpu_suite.py): like until_step, resumable
         except KeyboardInterrupt:
             interrupted = True
         finally:

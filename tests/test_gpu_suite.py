@@ -1,0 +1,70 @@
+"""benchmarks/gpu_suite.py --smoke: the GPU suite's code path on the CPU (tiny networks, 3 steps each).
+
+Checks what can be checked without a GPU: every preset trains through genlab's loop with the dataset on the
+device, bf16 autocast and torch.compile (tracing backend), the placement guard finds a tensor made without
+``device=``, FLOPs are counted and the quality figures come out with their protocol.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from genlab.api import train_run
+
+
+def _suite():
+    spec = importlib.util.spec_from_file_location("gpu_suite", REPO / "benchmarks" / "gpu_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_suite"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_runs_every_preset(tmp_path, data_root):
+    suite = _suite()
+    report = suite.main(["--smoke", "--out", str(tmp_path), "--data-root", str(data_root)])
+    assert report["results"] == json.loads((tmp_path / "suite.json").read_text())["results"]
+    assert [r["model"] for r in report["results"]] == [p.name for p in suite.PRESETS]
+    assert report["compile"].startswith("eager") and report["precision"] == "bf16 autocast"
+    for row in report["results"]:
+        assert row["steps"] == 3 and row["images_per_s"] > 0 and row["train_flops_per_image"] > 0
+        assert row["mfu"] is None  # no peak for a CPU unless --peak-tflops is given
+        assert row["autocast_dtypes"] == ["bfloat16"]
+        assert row["quality"], row["model"]
+        for record in row["quality"].values():
+            assert record["protocol"]["name"] and record["kind"] in ("exact", "bound", "estimate")
+        cfg = json.loads((tmp_path / row["model"] / "config.json").read_text())
+        assert cfg["train"]["compile"] and cfg["train"]["compile_backend"] == "eager"
+        assert cfg["train"]["precision"] == "bf16"
+
+
+def test_placement_guard_finds_a_tensor_made_without_device():
+    suite = _suite()
+    weight = torch.ones(4, 3)  # made outside the guard: where the model's tensors live
+    with suite.PlacementGuard(torch.device("cpu")):
+        assert torch.nn.functional.linear(torch.ones(2, 3, device="cpu"), weight).dtype == torch.bfloat16
+        with pytest.raises(RuntimeError, match="meta"):
+            weight + torch.zeros(4, 3)  # no device=: on a GPU this would be a CPU tensor
+
+
+def test_peak_table_by_device_name():
+    suite = _suite()
+    assert suite.peak_of("NVIDIA H200")[0] == 989e12
+    assert suite.peak_of("NVIDIA H100 PCIe")[0] == 756e12  # not the SXM figure
+    assert suite.peak_of("NVIDIA H100 80GB HBM3")[0] == 989e12
+    assert suite.peak_of("Some GPU")[0] is None
+
+
+def test_max_seconds_stops_the_loop_resumably(tmp_path):
+    # Any step takes longer than a nanosecond: the loop stops after its first, with a checkpoint.
+    result = train_run("vae", out=tmp_path / "r", data="digits", steps=50,
+                       overrides=[("train.max_seconds", "1e-9"), ("train.progress", "false"),
+                                  ("model.channels", "8,8"), ("model.hidden", "16")])
+    assert result.step == 1 and not result.interrupted
+    assert train_run(resume=tmp_path / "r", steps=2).step == 2
