@@ -178,6 +178,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile each top-level submodule
     # inductor: generated kernels (the speed-up); eager / aot_eager only trace (graph breaks, tests on a CPU)
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    # CPU threads of the run's operators; 0: torch's default, one per core (on a machine shared with other
+    # jobs, fewer: two threads on two busy cores ran a VAE many times slower than one, see README)
+    threads: int = bounded(0, ge=0)
     max_seconds: float = bounded(0.0, ge=0.0)  # stop (checkpointed, resumable) once the steps ran this long; 0: no limit
     ema_decay: float = bounded(0.0, ge=0.0, lt=1.0)  # 0 disables the exponential moving average of weights
     # How the EMA starts (genlab/train/ema.py): "none" decays by ema_decay from the first update, so the

@@ -244,6 +244,8 @@ def _stream(cfg: RunConfig, train_set, domain_b, device, info):
 
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
     train_set = load_dataset(cfg.data.name, "train", cfg.data).select_classes(cfg.data.classes)
     domain_b = _domain_b(cfg)
     spec = train_set.spec if domain_b is None else two_domain_spec(train_set, domain_b)
@@ -344,7 +346,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                     elapsed = time.perf_counter() - window_start
                     values = {k: float(v) / counts[k] for k, v in sums.items()}
                     values.update({"optim/lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped,
-                                   "norm_skipped_steps": norm_skipped,
+                                   "norm_skipped_steps": norm_skipped, "threads": torch.get_num_threads(),
                                    "images_per_s": window_steps * t.batch_size / max(elapsed, 1e-9)})
                     log.write(step, values)
                     loss_key = next((k for k in values if k.endswith("/loss")), None)

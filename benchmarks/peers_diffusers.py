@@ -1,0 +1,107 @@
+"""genlab's diffusion model against diffusers' UNet2DModel (pip install "torch==2.13.0" -e ".[peers]"), side by side.
+
+    python benchmarks/peers_diffusers.py [--threads N] [--nfe 10 50]
+
+The U-Nets have the same size: genlab's `ddpm-mnist` preset (widths 16-32-32, one residual block per
+level, attention at 7x7, dropout 0.1) and diffusers' `UNet2DModel` with block_out_channels (16, 32, 32),
+layers_per_block 1, attention in the 7x7 blocks and 8 normalization groups both have 280,177 weights
+(the script checks the counts are within 2 %). Both train with the same Adam settings on the same batches
+of MNIST scaled to [-1, 1] (genlab's objective does the scaling), with the linear DDPM schedule (T = 1000)
+and the epsilon loss; diffusers' step is the one of its training examples (add_noise with the
+DDPMScheduler, the U-Net, mean squared error), genlab's is `genlab.train.step.train_step` with the
+`diffusion` objective.
+
+Sampling: deterministic DDIM at equal NFE, the same number of images in one batch: diffusers' DDIMScheduler
+loop (set_timesteps, U-Net, scheduler.step) against genlab's `ddim` sampler through `genlab.sampling.api.draw`
+(which also draws each image's noise from its own generator, so image i is the same in any batch).
+
+Prints ratios (diffusers time / genlab time: > 1 means genlab is faster) with their range, threads and
+load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+import genlab  # noqa: F401
+from genlab.sampling.api import draw
+
+from side_by_side import GenlabTrainer, alternate, compare, start
+
+SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+
+
+def peer_unet(dropout: float) -> UNet2DModel:
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(16, 32, 32),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+                       dropout=dropout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--window", type=int, default=5, help="training steps per timed window")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--nfe", type=int, nargs="*", default=[10, 50], help="DDIM steps (network evaluations)")
+    parser.add_argument("--samples", type=int, default=64, help="images per sampling window (one batch)")
+    parser.add_argument("--sample-pairs", type=int, default=3)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+    began = start(args.threads)
+    trainer = GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))])
+    cfg, ours = trainer.cfg, trainer.model
+    theirs = peer_unet(cfg.model.dropout)
+    n_ours, n_theirs = (sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
+    if abs(n_ours / n_theirs - 1) > 0.02:
+        raise SystemExit(f"the U-Nets differ in size: genlab {n_ours}, diffusers {n_theirs}")
+    print(f"U-Nets: genlab {n_ours:,} weights, diffusers {n_theirs:,}; batch {args.batch_size}, Adam lr {cfg.optim.lr}")
+    their_opt = trainer.optimizer(theirs.parameters())
+    noise_schedule = DDPMScheduler(**SCHEDULE)
+    steps = {"genlab": 0, "diffusers": 0}
+    ours.train(), theirs.train()
+
+    def genlab_window():
+        trainer.steps(steps["genlab"] + 1, args.window)
+        steps["genlab"] += args.window
+
+    def diffusers_loss(x):
+        x0 = x * 2 - 1  # in [-1, 1], as genlab's objective scales it
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (x0.shape[0],))
+        return F.mse_loss(theirs(noise_schedule.add_noise(x0, noise, t), t).sample, noise)
+
+    def diffusers_window():
+        trainer.peer_steps(their_opt, diffusers_loss, steps["diffusers"] + 1, args.window)
+        steps["diffusers"] += args.window
+
+    times = alternate(genlab_window, diffusers_window, args.pairs)
+    print("training:", compare(times, "genlab", "diffusers", args.window * args.batch_size, "img/s"), flush=True)
+
+    theirs.eval()
+    sampler = DDIMScheduler(**SCHEDULE, clip_sample=True)
+    for nfe in args.nfe:
+        def genlab_sample():
+            draw(ours, args.samples, 0, torch.device("cpu"), batch_size=args.samples, sampler="ddim", steps=nfe)
+
+        @torch.no_grad()
+        def diffusers_sample():
+            x = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+            sampler.set_timesteps(nfe)
+            for t in sampler.timesteps:
+                x = sampler.step(theirs(x, t).sample, t, x, eta=0.0).prev_sample
+
+        times = alternate(genlab_sample, diffusers_sample, args.sample_pairs)
+        print(f"DDIM NFE {nfe}, {args.samples} images:", compare(times, "genlab", "diffusers", args.samples, "img/s"),
+              flush=True)
+    print(f"wall {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

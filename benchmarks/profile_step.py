@@ -1,0 +1,72 @@
+"""Where a training step's time goes: torch.profiler over genlab's training step of preset models.
+
+    python benchmarks/profile_step.py [--presets vae-binarized-mnist ...] [--steps 5] [--threads N]
+
+For each preset: the network, objective, optimizer and batches of the preset (batch size from the
+preset unless --batch-size), a few warm-up steps, then ``--steps`` steps of `genlab.train.step.train_step`
+(the step the loop runs) under the CPU profiler. Prints the operators with the largest self time,
+the share of the step in the optimizer (`Optimizer.step`), and the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import genlab  # noqa: F401
+from genlab.configs import resolve_train_config
+from genlab.data import load_dataset
+from genlab.data.loader import BatchStream
+from genlab.train.loop import make_optimizer
+from genlab.train.run import build_model, build_objective
+from genlab.train.step import PhaseOptimizers, train_step
+
+from side_by_side import load_average, peak_rss_mib
+
+PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"]
+
+
+def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int) -> None:
+    over = [("train.batch_size", str(batch_size))] if batch_size else []
+    cfg = resolve_train_config(preset=name, data_root=data_root, overrides=over)
+    data = load_dataset(cfg.data.name, "train", cfg.data)
+    torch.manual_seed(0)
+    model = build_model(cfg, data.spec)
+    objective = build_objective(cfg, data.spec)
+    stream = BatchStream(data, cfg.train.batch_size, 1, 0)
+    opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
+    model.train()
+    for s in range(2):
+        train_step(model, objective, stream.micro_batches(s), s, opts)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for s in range(2, 2 + steps):
+            train_step(model, objective, stream.micro_batches(s), s, opts)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
+    print(f"\n== {name}: batch {cfg.train.batch_size}, {steps} steps, {total / 1e6 / steps:.3f} s/step of CPU time "
+          f"(self, all threads' ops); optimizer {100 * optim / total:.1f} %; peak RSS {peak_rss_mib():.0f} MiB; "
+          f"{load_average()}")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="*", default=PRESETS)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
+    parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in args.presets:
+        profile_preset(name, args.steps, args.batch_size, args.data_root, args.rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Timing two implementations of the same work side by side: alternating windows in one process.
+
+On a shared machine the load changes from second to second; timing A for a minute and then B
+for a minute compares the load as much as the code. Here the windows alternate (A B, B A, A B...,
+so neither is always first), each pair gives one ratio, and the summary is the median ratio with
+its range and the load average seen, so a reader can tell a 1.1x from noise.
+
+Each window is timed twice: wall-clock seconds, and this process's CPU seconds (user + system, all
+its threads). When other jobs share the cores, wall time counts the time the scheduler gave to them;
+CPU time does not (at one thread it is the work done), so at one thread the CPU-time ratio is the
+steadier figure on a loaded machine and the wall-clock ratio the one a user sees on an idle one.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from typing import Callable
+
+
+def load_average() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def alternate(first: Callable[[], None], second: Callable[[], None], pairs: int) -> dict[str, list[float]]:
+    """Wall and CPU seconds of each call of ``first`` and ``second``, alternating, ``pairs`` times each (after one
+    untimed warm-up call of both, so lazy initialization and allocator growth are not timed).
+
+    Returns:
+        {"first", "second"}: wall seconds per call; {"first_cpu", "second_cpu"}: process CPU seconds per call.
+    """
+    first(), second()
+    times = {"first": [], "second": [], "first_cpu": [], "second_cpu": []}
+    for i in range(pairs):
+        order = [(first, "first"), (second, "second")] if i % 2 == 0 else [(second, "second"), (first, "first")]
+        for fn, key in order:
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[key].append(time.perf_counter() - wall)
+            times[key + "_cpu"].append(time.process_time() - cpu)
+    return times
+
+
+def ratio_summary(numerator: list[float], denominator: list[float]) -> dict:
+    """Pairwise ratios numerator[i] / denominator[i]: median, min, max and their count."""
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "pairs": len(ratios)}
+
+
+def describe(summary: dict) -> str:
+    return (f"{summary['median']:.2f}x (range {summary['min']:.2f}-{summary['max']:.2f} over "
+            f"{summary['pairs']} alternating pairs)")
+
+
+def compare(times: dict[str, list[float]], ours: str, theirs: str, work: float, unit: str) -> str:
+    """One line: each side's best rate (``work`` per call, in ``unit``), and theirs / ours in wall and CPU time."""
+    wall = ratio_summary(times["second"], times["first"])
+    cpu = ratio_summary(times["second_cpu"], times["first_cpu"])
+    return (f"{ours} {work / min(times['first']):.1f} {unit}, {theirs} {work / min(times['second']):.1f} {unit} "
+            f"(best wall window); {theirs} time / {ours} time: wall {describe(wall)}, CPU {describe(cpu)}; "
+            f"{load_average()}")
+
+
+def start(threads: int | None) -> float:
+    """Set torch's threads (None: its default, one per core), print what runs; returns the start time."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {load_average()}")
+    return time.perf_counter()
+
+
+class GenlabTrainer:
+    """A preset's network, objective, Adam and batches, stepped by genlab's training step in timed windows.
+
+    Args:
+        preset: a name from `genlab models --presets`.
+        overrides: (key, value) pairs on top of the preset.
+    """
+
+    def __init__(self, preset: str, data_root: str | None, overrides: list[tuple[str, str]]):
+        import torch
+
+        from genlab.configs import resolve_train_config
+        from genlab.data import load_dataset
+        from genlab.data.loader import BatchStream
+        from genlab.train.run import build_model, build_objective
+        from genlab.train.step import PhaseOptimizers
+
+        self.cfg = resolve_train_config(preset=preset, data_root=data_root, overrides=overrides)
+        self.data = load_dataset(self.cfg.data.name, "train", self.cfg.data)
+        torch.manual_seed(0)
+        self.model = build_model(self.cfg, self.data.spec)
+        self.objective = build_objective(self.cfg, self.data.spec)
+        self.stream = BatchStream(self.data, self.cfg.train.batch_size, 1, 0)
+        self.opts = PhaseOptimizers(self.model, self.model.phases(), self.optimizer)
+
+    def optimizer(self, params):
+        """The run's optimizer (genlab's make_optimizer) over ``params``: the peer gets the same one."""
+        from genlab.train.loop import make_optimizer
+
+        return make_optimizer(self.cfg, list(params))
+
+    def steps(self, first: int, n: int) -> None:
+        """Training steps first .. first + n - 1 on the stream's batches of those steps."""
+        from genlab.train.step import train_step
+
+        for s in range(first, first + n):
+            train_step(self.model, self.objective, self.stream.micro_batches(s), s, self.opts)
+
+    def batch(self, step: int):
+        """The images (B, C, H, W) in [0, 1] genlab's step ``step`` trains on."""
+        return self.stream.micro_batches(step)[0]["x"]
+
+    def peer_steps(self, optimizer, loss_of, first: int, n: int) -> None:
+        """A peer's training steps on the same batches as genlab's steps first .. first + n - 1:
+        zero the gradients, backpropagate ``loss_of(images)`` (a 0-d tensor), step ``optimizer``."""
+        for s in range(first, first + n):
+            optimizer.zero_grad(set_to_none=True)
+            loss_of(self.batch(s)).backward()
+            optimizer.step()
