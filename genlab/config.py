@@ -178,6 +178,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile each top-level submodule
     # inductor: generated kernels (the speed-up); eager / aot_eager only trace (graph breaks, tests on a CPU)
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    # NHWC memory format for the network's 4-D weights (and so its convolutions): faster for some networks,
+    # slower for others (measured per preset with benchmarks/bench_throughput.py; README, "Where the time goes")
+    channels_last: bool = False
     # CPU threads of the run's operators; 0: torch's default, one per core (on a machine shared with other
     # jobs, fewer: two threads on two busy cores ran a VAE many times slower than one, see README)
     threads: int = bounded(0, ge=0)

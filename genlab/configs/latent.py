@@ -18,7 +18,7 @@ def vae_binarized_mnist():
             "model.blocks": "1", "model.hidden": "512", "train.batch_size": "128", "train.steps": "10000",
             "optim.lr": "1e-3", "optim.schedule": "cosine", "optim.warmup_steps": "200",
             "objective.kl_warmup_steps": "2000", "train.ema_decay": "0.999", "train.ckpt_every": "1000",
-            "train.log_every": "100"}
+            "train.log_every": "100", "train.channels_last": "true"}  # 1.23x on a CPU (README, "Where the time goes")
 
 
 @preset("vae-frey-2d")

@@ -155,9 +155,13 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
     check_first_stage(cfg)
     t = cfg.train
     info, device = distributed.setup(t.device)
+    threads = torch.get_num_threads()
+    if t.threads:
+        torch.set_num_threads(t.threads)
     try:
         return _train(cfg, run_dir, resume, until_step, info, device, command)
     finally:
+        torch.set_num_threads(threads)  # the caller's count again (genlab.train from a notebook)
         distributed.teardown(info)
 
 
@@ -244,13 +248,13 @@ def _stream(cfg: RunConfig, train_set, domain_b, device, info):
 
 def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
     train_set = load_dataset(cfg.data.name, "train", cfg.data).select_classes(cfg.data.classes)
     domain_b = _domain_b(cfg)
     spec = train_set.spec if domain_b is None else two_domain_spec(train_set, domain_b)
     torch.manual_seed(t.seed)  # same initial weights on every process
     model = build_model(cfg, spec).to(device)
+    if t.channels_last:  # convolutions then run NHWC whatever the batch's layout; checkpoints stay contiguous
+        model.to(memory_format=torch.channels_last)
     objective = build_objective(cfg, spec)
     if cfg.optim.spectral_reg > 0:
         objective = SpectralRegularized(objective, cfg.optim.spectral_reg, cfg.optim.spectral_iterations, t.seed)

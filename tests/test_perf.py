@@ -1,0 +1,33 @@
+"""The loop's speed and time options (issue 20): channels-last networks, the time box, the thread count."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from genlab.api import train_run
+from genlab.train.checkpoint import load_latest
+
+TINY = [("train.progress", "false"), ("model.channels", "8,8"), ("model.hidden", "16"), ("train.log_every", "1")]
+
+
+def test_max_seconds_stops_the_loop_resumably(tmp_path):
+    # Any step takes longer than a nanosecond: the loop stops after its first, with a checkpoint.
+    result = train_run("vae", out=tmp_path / "r", data="digits", steps=50, overrides=[("train.max_seconds", "1e-9"), *TINY])
+    assert result.step == 1 and not result.interrupted
+    assert train_run(resume=tmp_path / "r", steps=2).step == 2
+
+
+def test_channels_last_trains_the_same_weights_and_saves_contiguous_ones(tmp_path):
+    runs, threads = {}, torch.get_num_threads()
+    for layout in ("false", "true"):
+        train_run("vae", out=tmp_path / layout, data="digits", steps=3, seed=1,
+                  overrides=[("train.channels_last", layout), ("train.threads", "1"), *TINY])
+        runs[layout] = load_latest(tmp_path / layout)["model"]
+    for name, weight in runs["true"].items():
+        assert weight.is_contiguous(), name
+        torch.testing.assert_close(weight, runs["false"][name], rtol=1e-4, atol=1e-5)
+    rows = [json.loads(line) for line in (tmp_path / "true" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["threads"] == 1  # the count a figure used is in its metrics
+    assert torch.get_num_threads() == threads  # and the caller's count is back
