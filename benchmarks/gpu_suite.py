@@ -67,7 +67,6 @@ class Preset:
     seconds: float  # this model's share of the suite's training time on the GPU
     evaluators: tuple[str, ...]  # genlab evaluators giving the quality figures
     eval_gpu: dict = field(default_factory=dict)  # EvalOptions on the GPU (the protocol is recorded)
-    max_steps: int = 100000
 
 
 PRESETS = [
@@ -82,11 +81,11 @@ PRESETS = [
            {"iwae_k": 1000, "max_examples": 2000}),  # k = 1000 decodes of a PixelCNN per image: 2,000 images
     Preset("diffusion", "ddpm-mnist", {"train.batch_size": "512", "model.channels": "64", "model.mult": "1,2,2",
                                        "model.blocks": "2", "model.attention_resolutions": "7", "optim.lr": "2e-4",
-                                       "train.ema_decay": "0.999"},
+                                       "train.ema_decay": "0.999", "train.steps": "20000"},
            {"model.channels": "8", "model.mult": "1,2", "model.attention_resolutions": "14",
             "model.timesteps": "20"}, 140, ("sample-quality",),
            {"n_samples": 10000, "n_reference": 10000, "sampler_steps": 50}),  # DDIM at NFE 50
-    Preset("dcgan", "dcgan-mnist", {"train.batch_size": "256"}, {"model.width": "8"}, 60, ("sample-quality",),
+    Preset("dcgan", "dcgan-mnist", {"train.batch_size": "256", "train.steps": "10000"}, {"model.width": "8"}, 60, ("sample-quality",),
            {"n_samples": 10000, "n_reference": 10000}),
 ]
 
@@ -214,7 +213,7 @@ def run_preset(p: Preset, args, device: torch.device, peak: float | None) -> dic
         steps = 3
     else:  # the share of the budget at the throughput the FLOP count predicts at ASSUMED_MFU
         rate = (peak or 100e12) * ASSUMED_MFU / check["flops_per_image"]
-        steps = int(max(200, min(p.max_steps, p.seconds * args.time_scale * rate / batch)))
+        steps = int(max(200, min(cfg.train.steps, p.seconds * args.time_scale * rate / batch)))
         over["train.max_seconds"] = str(1.5 * p.seconds * args.time_scale)
     over.update({"train.steps": str(steps), "train.log_every": str(max(1, steps // 10)),
                  "train.ckpt_every": str(steps)})

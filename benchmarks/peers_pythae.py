@@ -80,18 +80,24 @@ def main():
     parser.add_argument("--nll-batch", type=int, default=100, help="pythae get_nll's batch_size (samples per pass)")
     parser.add_argument("--images", type=int, default=16, help="test images per NLL window")
     parser.add_argument("--nll-pairs", type=int, default=3)
+    parser.add_argument("--same-layout", action="store_true",
+                        help="run pythae's copy NHWC too: the libraries' own work alone, not genlab's preset layout")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
     began = start(args.threads)
     ours = GenlabTrainer("vae-binarized-mnist", args.data_root, [
         ("train.batch_size", str(args.batch_size)), ("optim.warmup_steps", "0"), ("objective.kl_warmup_steps", "0")])
     cfg, vae = ours.cfg, ours.model
-    theirs_net = copy.deepcopy(vae)  # the same initial weights, its own parameters and Adam state
+    # The same initial weights, its own parameters and Adam state, in PyTorch's default layout: pythae's
+    # trainer keeps it, while genlab's preset trains NHWC (train.channels_last); --same-layout gives it NHWC too.
+    theirs_net = copy.deepcopy(vae).to(memory_format=torch.channels_last if args.same_layout
+                                       else torch.contiguous_format)
     theirs = pythae_twin(theirs_net, cfg.model.latent_dim)
     their_opt = ours.optimizer(theirs.parameters())
     params = sum(p.numel() for p in vae.parameters())
     print(f"network: vae-binarized-mnist encoder + decoder, {params / 1e6:.3f}M parameters, batch {args.batch_size}, "
-          f"Adam lr {cfg.optim.lr}")
+          f"Adam lr {cfg.optim.lr}; layout genlab {'NHWC' if cfg.train.channels_last else 'NCHW'}, pythae "
+          f"{'NHWC' if args.same_layout else 'NCHW'}")
     vae.train(), theirs.train()
     steps = {"genlab": 0, "pythae": 0}
 

@@ -99,6 +99,8 @@ class GenlabTrainer:
         self.data = load_dataset(self.cfg.data.name, "train", self.cfg.data)
         torch.manual_seed(0)
         self.model = build_model(self.cfg, self.data.spec)
+        if self.cfg.train.channels_last:  # as genlab's loop runs the preset
+            self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(self.cfg, self.data.spec)
         self.stream = BatchStream(self.data, self.cfg.train.batch_size, 1, 0)
         self.opts = PhaseOptimizers(self.model, self.model.phases(), self.optimizer)
