@@ -378,6 +378,21 @@ def _add_translate(sub):
     _add_run_loading(p)
 
 
+def _add_app(sub):
+    p = sub.add_parser("app", help="a local web app to explore trained runs (needs: pip install -e \".[app]\")",
+                       description="Serve a page for exploring runs in a browser: samples (seed, label, sampler "
+                                   "options, PNG download), latent space (2-D manifold, sliders, interpolation), "
+                                   "completion, outlier scores of your images, and the comparison of all RUN_DIRs. "
+                                   "Binds 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run or exported folders")
+    p.add_argument("--port", type=_Checked(ge=0, le=65535), default=8765, help="TCP port (0: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but 127.0.0.1/localhost exposes the app (no login)")
+    p.add_argument("--max-upload-mb", type=_Checked(kind=float, gt=0, le=1024), default=10.0,
+                   help="largest image file accepted, in MiB")
+    _add_run_loading(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                                   "generative models of images.")
@@ -392,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ood(sub)
     _add_classify(sub)
     _add_translate(sub)
+    _add_app(sub)
     return parser
 
 
@@ -638,10 +654,23 @@ def _translate(args) -> int:
     return 0
 
 
+def _app(args) -> int:
+    try:
+        from genlab.app.server import serve
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in ("fastapi", "starlette", "uvicorn", "anyio", "pydantic"):
+            raise InputError(f"genlab app needs the optional web packages ({err.name} is missing): "
+                            "pip install -e \".[app]\" (or pip install \"genlab[app]\")") from None
+        raise
+    serve(args.run_dirs, args.host, args.port, args.device, not args.no_ema, args.data_root, args.max_upload_mb)
+    return 0
+
+
 COMMANDS = {"train": _train, "probe": _probe, "sample": _sample, "export": _export, "eval": _eval, "report": _report, "complete": _complete,
             "models": _models,
             "data": _data, "quickstart": _quickstart, "features": _features, "compare": _compare,
-            "ood": _ood, "score": _score, "classify": _classify, "translate": _translate}
+            "ood": _ood, "score": _score, "classify": _classify, "translate": _translate,
+            "app": _app}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,19 +44,35 @@ def sampler_options(model, name: str | None = None, overrides=()):
     return set_options(options, overrides, f"sampler {spec.name}")
 
 
+def option_fields(options) -> list[dict]:
+    """Each field of a sampler's options dataclass (or of an instance, whose values become the defaults).
+
+    Returns:
+        one dict per field: name, default, kind (its type or range in words), choices (a Literal's values, else
+        ()), help (the comment after the field in the source); `genlab sample --help` and `genlab app` show these.
+    """
+    cls = options if isinstance(options, type) else type(options)
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+        kind_text = ("|".join(map(str, choices)) if choices else f.metadata["range"].describe(kind)
+                     if "range" in f.metadata else kind.__name__)
+        default = f.default if isinstance(options, type) else getattr(options, f.name)
+        out.append({"name": f.name, "default": default, "kind": kind_text, "choices": choices,
+                    "help": _comment(cls, f.name).removeprefix(": ")})
+    return out
+
+
 def describe_sampler_options() -> list[str]:
     """One line per registered sampler and option (name, type, default, comment), for `genlab sample --help`."""
     lines = []
     for name, options in SAMPLER_OPTIONS.items():
-        fields = dataclasses.fields(options)
+        fields = option_fields(options)
         lines.append(f"  {name}:" + ("" if fields else " (no options)"))
-        hints = typing.get_type_hints(options)
         for f in fields:
-            kind = hints[f.name]
-            choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
-            kind_text = ("|".join(map(str, choices)) if choices else f.metadata["range"].describe(kind)
-                         if "range" in f.metadata else kind.__name__)
-            lines.append(f"    {f.name}={f.default} ({kind_text})" + _comment(options, f.name))
+            lines.append(f"    {f['name']}={f['default']} ({f['kind']})" + (f": {f['help']}" if f["help"] else ""))
     return lines
 
 

@@ -133,14 +133,38 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
     return model.distribution(model.decode(path.view(steps, *code.shape[1:]))).mean()
 
 
+MANIFOLD_QUANTILES = (0.05, 0.95)  # the Gaussian quantiles the manifold grid spans on each axis
+
+
+def manifold_code(u: float, v: float, rows: int, cols: int) -> tuple[float, float]:
+    """The code (z1, z2) under a point of a ``manifold_grid(model, rows, cols)`` image, for clicking through it.
+
+    Args:
+        u, v: the point's position across the image from its left and top edges, as fractions in [0, 1].
+    Returns:
+        the code that tile centres hold exactly, interpolated between them (in quantile, so within the grid's
+        quantile range a point between two tiles decodes to an image between theirs), clamped to (0.01, 0.99).
+    """
+    lo, hi = MANIFOLD_QUANTILES
+
+    def quantile(frac: float, n: int) -> float:
+        index = frac * n - 0.5  # tile k's centre is at (k + 0.5) / n
+        return min(max(lo + (hi - lo) * index / max(n - 1, 1), 0.01), 0.99)
+
+    normal = torch.distributions.Normal(0.0, 1.0)
+    z1 = normal.icdf(torch.tensor(quantile(u, cols))).item()
+    z2 = normal.icdf(torch.tensor(1.0 - quantile(v, rows))).item()  # row 0 (top) holds the highest z2
+    return z1, z2
+
+
 @torch.no_grad()
 def manifold_grid(model, rows: int = 20, cols: int = 20, device="cpu") -> torch.Tensor:
     """For a 2-D latent: decoded means over a grid of Gaussian quantiles (Kingma & Welling 2014, Fig. 4)."""
     if model.cfg.latent_dim != 2:
         raise InputError("the manifold grid needs model.latent_dim=2")
     normal = torch.distributions.Normal(0.0, 1.0)
-    ys = normal.icdf(torch.linspace(0.05, 0.95, rows))
-    xs = normal.icdf(torch.linspace(0.05, 0.95, cols))
+    ys = normal.icdf(torch.linspace(*MANIFOLD_QUANTILES, rows))
+    xs = normal.icdf(torch.linspace(*MANIFOLD_QUANTILES, cols))
     grid = torch.stack(torch.meshgrid(ys.flip(0), xs, indexing="ij"), dim=-1).reshape(-1, 2)
     z = grid[:, [1, 0]].to(device)  # column index -> z1, row index -> z2
     return model.distribution(model.decode(z)).mean()
