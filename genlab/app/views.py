@@ -272,7 +272,8 @@ def decode(ar: AppRun, z: list[float], shape: list[int]) -> dict:
 def manifold_png(ar: AppRun) -> bytes:
     with ar.lock, eval_mode(ar.run.model), torch.no_grad():
         grid = manifold_grid(ar.run.model, MANIFOLD_TILES, MANIFOLD_TILES, ar.run.device)
-    return png_bytes(grid.cpu(), nrow=MANIFOLD_TILES)
+    h = max(ar.run.spec.height, ar.run.spec.width)
+    return png_bytes(grid.cpu(), nrow=MANIFOLD_TILES, scale=max(1, 24 // h))  # tiles of about 24 pixels
 
 
 def manifold_point(ar: AppRun, u: float, v: float) -> dict:
@@ -290,7 +291,7 @@ def manifold_point(ar: AppRun, u: float, v: float) -> dict:
 def interpolation(ar: AppRun, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> dict:
     with ar.lock, eval_mode(ar.run.model):
         strip = interpolate(ar.run.model, x_a[0], x_b[0], steps=steps)
-    return {"image": data_uri(png_bytes(strip.cpu(), nrow=steps, scale=_scale(ar)))}
+    return {"image": data_uri(png_bytes(strip.cpu(), nrow=steps, scale=max(1, _scale(ar) // 2)))}
 
 
 # --- completion
