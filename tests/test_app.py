@@ -2,7 +2,7 @@
 (run in a thread, on a free port of 127.0.0.1) with two tiny runs trained here (a 2-D-latent VAE and a PixelCNN on
 the bundled digits). Screenshots of every view go to $GENLAB_ARTIFACTS (default: a pytest temporary folder).
 
-Marked ``browser``; the README's test command (and .ci/run, which installs chromium and chromium-driver with apt)
+The tests that use the browser are marked ``browser``; the README's test command (and .ci/run, which installs chromium and chromium-driver with apt)
 runs them. Without the browser they skip and say how to install it.
 """
 
@@ -30,7 +30,6 @@ from genlab.cli import main  # noqa: E402
 from genlab.ood.run import OODOptions  # noqa: E402
 from genlab.reports.ood import ood_run  # noqa: E402
 
-pytestmark = pytest.mark.browser
 QUIET = {"train.progress": False}
 WAIT_S = 90  # a generous ceiling for one page update on a loaded 2-core machine (never a timing assert)
 
@@ -156,6 +155,7 @@ def _digit_png(path: Path, index: int = 0, size: int = 64) -> Path:
     return path
 
 
+@pytest.mark.browser
 def test_page_loads(browser, server, artifacts):
     url, _ = server
     browser.get(url)
@@ -170,6 +170,7 @@ def test_page_loads(browser, server, artifacts):
     assert latent.is_enabled() and not completion.is_enabled()  # a VAE has latents and does not complete images
 
 
+@pytest.mark.browser
 def test_samples_show_the_pixels_of_genlab_sample(browser, server, runs, artifacts):
     url, _ = server
     vae, _ = runs
@@ -196,6 +197,7 @@ def test_samples_show_the_pixels_of_genlab_sample(browser, server, runs, artifac
     browser.save_screenshot(str(artifacts / "app_samples.png"))
 
 
+@pytest.mark.browser
 def test_latent_slider_changes_the_image(browser, server, artifacts):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -222,6 +224,7 @@ def test_latent_slider_changes_the_image(browser, server, artifacts):
     browser.save_screenshot(str(artifacts / "app_latent.png"))
 
 
+@pytest.mark.browser
 def test_completion_of_a_drawing(browser, server, artifacts):
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -237,6 +240,7 @@ def test_completion_of_a_drawing(browser, server, artifacts):
     _select_run(browser, "vae (vae)")
 
 
+@pytest.mark.browser
 def test_uploaded_png_gets_a_score(browser, server, tmp_path, artifacts):
     from selenium.webdriver.common.by import By
 
@@ -252,6 +256,7 @@ def test_uploaded_png_gets_a_score(browser, server, tmp_path, artifacts):
     browser.save_screenshot(str(artifacts / "app_score.png"))
 
 
+@pytest.mark.browser
 def test_corrupt_upload_shows_an_error_and_the_server_keeps_serving(browser, server, tmp_path):
     url, tmp = server
     bad = tmp_path / "broken.png"
@@ -272,6 +277,7 @@ def test_corrupt_upload_shows_an_error_and_the_server_keeps_serving(browser, ser
     assert not _shown(browser, "score-error")
 
 
+@pytest.mark.browser
 def test_compare_view_is_the_compare_report(browser, server, artifacts):
     from selenium.webdriver.common.by import By
 
