@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -181,7 +182,7 @@ def create_app(runs: list[views.AppRun], work_dir: Path, max_upload_bytes: int, 
 
     @app.post("/api/runs/{key}/upload")
     async def upload(key: str, request: Request):
-        name = request.headers.get("x-filename", "upload")[:200]
+        name = unquote(request.headers.get("x-filename", "upload"))[:200]  # the page percent-encodes it
         try:
             ar = run_of(key)
             data = await read_body(request, max_upload_bytes)

@@ -10,7 +10,7 @@ let code = null;       // latent view: {z, shape} of A, moved by the sliders
 
 async function api(path, body, raw) {
   const opts = body === undefined ? {} : { method: "POST", body: raw ? body : JSON.stringify(body),
-    headers: raw ? { "X-Filename": raw } : { "Content-Type": "application/json" } };
+    headers: raw ? { "X-Filename": encodeURIComponent(raw) } : { "Content-Type": "application/json" } };
   let res;
   try { res = await fetch(path, opts); } catch (err) { throw new Error("the app server does not answer: is it running?"); }
   let data = null;
