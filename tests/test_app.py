@@ -245,7 +245,7 @@ def test_uploaded_png_gets_a_score(browser, server, tmp_path, artifacts):
     from selenium.webdriver.common.by import By
 
     _tab(browser, "score")
-    _by_id(browser, "score-upload").send_keys(str(_digit_png(tmp_path / "my digit.png")))
+    _by_id(browser, "score-upload").send_keys(str(_digit_png(tmp_path / "mon chiffre é.png")))
     _wait(browser, lambda d: _shown(d, "score-result") or _shown(d, "score-error"), "the scores")
     assert not _shown(browser, "score-error"), _by_id(browser, "score-error").text
     rows = {tr.find_elements(By.TAG_NAME, "td")[0].text: tr.find_elements(By.TAG_NAME, "td")[2].text
