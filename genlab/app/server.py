@@ -303,6 +303,9 @@ def serve(run_dirs: list[str], host: str = "127.0.0.1", port: int = 8765, device
             for i, d in enumerate(run_dirs)]
     for ar, d in zip(runs, run_dirs):
         ar.label = run_label(Path(d), taken)
+        if ar.run.spec.is_signal:  # every view draws images
+            raise InputError(f"{d} holds a model of 1-D signals ({ar.run.name} on {ar.run.config.data.name}); "
+                             "the app shows image models: draw its sounds with `genlab sample RUN --out x.wav`")
     if host not in LOCAL_HOSTS:
         print(f"genlab app: warning: --host {host} lets anyone who can reach this machine use the app and upload "
               "files to it (there is no login); use it only on a network you trust", file=sys.stderr)
