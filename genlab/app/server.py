@@ -305,7 +305,7 @@ def serve(run_dirs: list[str], host: str = "127.0.0.1", port: int = 8765, device
         ar.label = run_label(Path(d), taken)
         if ar.run.spec.is_signal:  # every view draws images
             raise InputError(f"{d} holds a model of 1-D signals ({ar.run.name} on {ar.run.config.data.name}); "
-                             "the app shows image models: draw its sounds with `genlab sample RUN --out x.wav`")
+                             "the app shows image models: draw its sounds with `genlab sample RUN --out DIR` (WAV files)")
     if host not in LOCAL_HOSTS:
         print(f"genlab app: warning: --host {host} lets anyone who can reach this machine use the app and upload "
               "files to it (there is no login); use it only on a network you trust", file=sys.stderr)
