@@ -16,38 +16,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from genlab.config import bounded
-from genlab.models.self_supervised import BackboneConfig, ssl_card
+from genlab.models.self_supervised import ssl_card
+from genlab.models.self_supervised.simclr import SimCLR
 from genlab.nn.spec import DataSpec, Phase
-from genlab.nn.ssl import Backbone, mlp, momentum_twin, twin_forward
+from genlab.nn.ssl import momentum_twin, twin_forward
 from genlab.registry import MODELS
 
 
 @MODELS.register("moco")
-class MoCo(nn.Module):
+class MoCo(SimCLR):
+    """The query encoder is SimCLR's encoder + projection head; MoCo adds the momentum key encoder."""
+
     card = ssl_card("moco", projection=8)
 
     @dataclass
-    class Config(BackboneConfig):
-        projection: int = bounded(64, ge=1)  # key / query dimension (paper 128)
+    class Config(SimCLR.Config):
+        pass  # projection is the key / query dimension (paper 128)
 
     def __init__(self, cfg: Config, data: DataSpec):
-        super().__init__()
-        self.cfg, self.data = cfg, data
-        self.backbone = Backbone(data.channels, cfg.width)
-        d = self.backbone.out_dim
-        self.head = mlp(d, d, cfg.projection)
+        super().__init__(cfg, data)
         # The key encoder starts as a copy of the query encoder (paper, Algorithm 1).
         self.momentum = momentum_twin(self.backbone, self.head)
 
     def phases(self) -> list[Phase]:
         return [Phase("main", ("backbone", "head"))]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) query views -> (B, projection) queries (not normalised)."""
-        return self.head(self.backbone(x))
 
     def keys(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) key views -> (B, projection) keys from the momentum encoder (no gradient)."""
