@@ -104,6 +104,12 @@ class _SampleHelp(argparse.Action):
         parser.exit()
 
 
+def _add_alpha_over(p, reference: str):
+    """The one rule for transparent pixels of handed images (score, classify, translate convert alike)."""
+    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
+                   help=f"colour under transparent pixels (auto: the border colour of {reference})")
+
+
 def _add_run_loading(p):
     """The options of every command that loads a trained run: where to run it, which weights, where the data is."""
     p.add_argument("--device", default="auto", help=HELP_DEVICE)
@@ -310,8 +316,7 @@ def _add_ood(sub):
                                                "(default RUN_DIR/surprise)")
     p.add_argument("--background", metavar="RUN_DIR", help="background run for the likelihood ratio "
                                                            "(default: the one of RUN_DIR/ood.json)")
-    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
-                   help="colour under transparent pixels (auto: the border colour of the run's test images)")
+    _add_alpha_over(p, "the run's test images")
     p.add_argument("--iwae-k", type=_ood_field("iwae_k"), default=None,
                    help="importance samples for a VAE (default: ood.json's)")
     p.add_argument("--seed", type=SEED, default=0)
@@ -355,8 +360,7 @@ def _add_classify(sub):
                    help="images per pass (a class-conditional run scores batch x classes at once)")
     p.add_argument("--iwae-k", type=_classify_field("iwae_k"), default=100, help="importance samples of a VAE's bound")
     p.add_argument("--no-baseline", action="store_true", help="--evaluate: skip the LeNet softmax baseline")
-    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
-                   help="colour under transparent pixels (auto: the border colour of the run's test images)")
+    _add_alpha_over(p, "the run's test images")
     p.add_argument("--out", default=None, help="folder for the outputs (default: the first run folder)")
     p.add_argument("--seed", type=SEED, default=0, help="seeds the held-out split, subsets, binarization and bounds")
     _add_run_loading(p)
@@ -373,8 +377,7 @@ def _add_translate(sub):
     p.add_argument("--direction", choices=["a2b", "b2a"], default="a2b",
                    help="a2b: from domain A (the run's data.name) to B (data.domain_b); b2a: back")
     p.add_argument("--out", default=None, help="folder for the translations (default RUN_DIR/translations)")
-    p.add_argument("--alpha-over", choices=["auto", "black", "white"], default="auto",
-                   help="colour under transparent pixels (auto: the border colour of the source domain's images)")
+    _add_alpha_over(p, "the source domain's images")
     _add_run_loading(p)
 
 
