@@ -381,6 +381,44 @@ def test_continuous_bounds_on_discretized_gaussian_data():
     assert vdm["total"].mean().item() > exact.mean().item()  # a bound on this model, above the exact figure
 
 
+def test_vdm_bound_per_pixel_adds_up_and_matches_the_closed_form_per_pixel():
+    """The surprise map of a diffusion run is the VDM bound before its sum over pixels: with the same
+    noise it adds up to the per-image bound, its diffusion term matches the Gaussian closed form pixel
+    by pixel, and one outlying pixel is where the map is largest."""
+    from genlab.eval.diffusion_continuous import noise_range, vdm_bound
+    from genlab.ood.likelihood import PIXEL_MAP_SEED, PIXEL_MAP_TIMES, family_likelihood
+
+    model = _gaussian_model()
+    g = torch.Generator().manual_seed(0)
+    x01 = torch.round(((model.mu + model.std * torch.randn(300, 1, 2, 2, generator=g)).clamp(-1, 1) + 1) / 2 * 255) / 255
+    per_dim = vdm_bound(model, x01, None, torch.Generator().manual_seed(3), per_dim=True)
+    summed = vdm_bound(model, x01, None, torch.Generator().manual_seed(3))
+    assert per_dim["total"].shape == x01.shape
+    for name in ("prior", "diffusion", "decoder", "total"):
+        torch.testing.assert_close(per_dim[name].flatten(1).sum(1), summed[name])
+    s0, s1 = noise_range(model)
+    s2, d2 = model.std ** 2, (proc.to_process(x01).double() - model.mu) ** 2
+    F = lambda w: math.log(w) - math.log(s2 + w) + s2 / (s2 + w) - d2 / (s2 + w)
+    closed = 0.5 * (F(s1 ** 2) - F(s0 ** 2))  # per pixel, (300, 1, 2, 2)
+    diff = (per_dim["diffusion"] - closed).flatten(1)  # per pixel position, over 300 images
+    assert (diff.mean(0).abs() < 4 * diff.std(0) / math.sqrt(300) + 1e-3).all()
+
+    lik = family_likelihood(model, None)
+    odd = x01[:2].clone()
+    odd[0, 0, 1, 0] = 1.0  # 3 standard deviations above the data's mean
+    m = lik.pixel_nll(odd)
+    assert m.shape == (2, 2, 2) and "VDM" in lik.pixel_map_name
+    # Against the unchanged image: the exact denoiser treats pixels independently, so only the moved
+    # pixel's share changes, by about its Gaussian log-density difference (4.5 nats from the mean).
+    change = m - lik.pixel_nll(x01[:2])
+    assert change[0, 1, 0] > 3.0
+    change[0, 1, 0] = 0
+    assert change.abs().max() < 1e-4
+    again = vdm_bound(model, odd, None, torch.Generator().manual_seed(PIXEL_MAP_SEED), PIXEL_MAP_TIMES)["total"]
+    torch.testing.assert_close(m.flatten(1).sum(1).double(), again, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(lik.pixel_nll(odd), m)  # the same image gives the same map
+
+
 def test_continuous_evaluators_label_their_numbers_and_cap_the_quick_protocol():
     from genlab.data.base import ImageSet
     from genlab.eval.options import EvalOptions

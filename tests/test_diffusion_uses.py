@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -168,6 +171,20 @@ def test_ood_scores_a_diffusion_run_by_its_vdm_bound(tmp_path, data_root):
     assert result["run"]["likelihood_kind"] == "bound" and "VDM" in result["run"]["likelihood"]
     assert "over 10 classes" in result["run"]["likelihood"]
     assert 0 <= result["ood"]["mnist"]["metrics"]["bpd"]["auroc"] <= 1
+
+
+def test_score_draws_a_diffusion_runs_surprise_map(tmp_path):
+    from PIL import Image
+
+    from genlab.cli import main
+
+    run = _tiny_diffusion_run(tmp_path / "run")
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8), "L").save(tmp_path / "ramp.png")
+    out = tmp_path / "maps"
+    assert main(["score", str(run), str(tmp_path / "ramp.png"), "--out", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "scores.json").read_text())
+    assert "VDM" in summary["surprise_map"] and summary["likelihood_kind"] == "bound" and summary["iwae_k"] is None
+    assert len(list(out.glob("*.png"))) == 1
 
 
 def test_guidance_refuses_a_network_whose_forward_drops_the_label():

@@ -37,7 +37,7 @@ from genlab.eval.diffusion import score_subset
 from genlab.eval.metric import averaged
 from genlab.eval.options import QUICK_IMAGE_CAPS
 from genlab.nn import diffusion as proc
-from genlab.objectives.diffusion import vlb_terms
+from genlab.objectives.diffusion import vlb_terms_per_dim
 from genlab.registry import EVALUATORS
 from genlab.stats import bits_per_dim
 
@@ -142,16 +142,20 @@ def ode_nll(model, x01: torch.Tensor, y, generator: torch.Generator, exact: bool
 
 
 def vdm_bound(model, x01: torch.Tensor, y, generator: torch.Generator, times: int = VDM_TIMES,
-              ) -> dict[str, torch.Tensor]:
+              per_dim: bool = False) -> dict[str, torch.Tensor]:
     """Per-image terms of the VDM continuous-time bound in nats, each (B,): "prior", "diffusion"
-    (``times`` stratified noise levels per image, lambda uniform in log sigma^2), "decoder", "total"."""
+    (``times`` stratified noise levels per image, lambda uniform in log sigma^2), "decoder", "total".
+
+    Every term is a sum over dimensions; ``per_dim=True`` returns them before that sum, shaped like
+    the images (float64), so that a map of where the bound is spent adds up to "total".
+    """
     s, levels = model.schedule, model.data.levels
     x0 = proc.to_process(x01)
     B = x0.shape[0]
     s0, s1 = noise_range(model)
     lam0, lam1 = 2 * math.log(s0), 2 * math.log(s1)
     offset = torch.rand(B, generator=generator, device=x0.device, dtype=torch.float64)
-    diffusion = x0.new_zeros(B, dtype=torch.float64)
+    diffusion = torch.zeros(x0.shape, device=x0.device, dtype=torch.float64)
     for j in range(times):  # stratified: (offset + j / times) mod 1 covers [0, 1) evenly per image
         frac = (offset + j / times) % 1.0
         sigma = torch.exp(0.5 * (lam0 + frac * (lam1 - lam0))).to(x0.dtype)
@@ -159,18 +163,17 @@ def vdm_bound(model, x01: torch.Tensor, y, generator: torch.Generator, times: in
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         xs = x0 + shaped * eps
         eps_hat = (xs - model.denoise(xs, sigma, y)[0]) / shaped
-        diffusion += 0.5 * (lam1 - lam0) * ((eps - eps_hat) ** 2).flatten(1).sum(1).double() / times
+        diffusion += 0.5 * (lam1 - lam0) * ((eps - eps_hat) ** 2).double() / times
     # The decoder -log p(x_0 | z at sigma_0) and the prior KL are the discrete bound's L_0 and L_T.
     t = torch.zeros(B, device=x0.device, dtype=torch.long)
     xt = proc.q_sample(s, x0, t, torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype))
     abar = proc.at(s.abar, t, xt)
     x0_hat, frac_v = model.denoise(xt / abar.sqrt(), torch.full((B,), s0, device=x0.device), y, t.float())
     variance = model.cfg.variance if model.cfg.parameterization == "ddpm" else "small"
-    decoder = vlb_terms(s, proc.p_from_x0(s, x0_hat, xt, t, variance, frac_v), x0, xt, t, levels)
-    terms = {"prior": proc.prior_kl(s, x0).flatten(1).sum(1).double(), "diffusion": diffusion,
-             "decoder": decoder.double()}
+    decoder = vlb_terms_per_dim(s, proc.p_from_x0(s, x0_hat, xt, t, variance, frac_v), x0, xt, t, levels)
+    terms = {"prior": proc.prior_kl(s, x0).double(), "diffusion": diffusion, "decoder": decoder.double()}
     terms["total"] = terms["prior"] + terms["diffusion"] + terms["decoder"]
-    return terms
+    return terms if per_dim else {k: v.flatten(1).sum(1) for k, v in terms.items()}
 
 
 def _records(prefix: str, acc, kind: str, proto: str, dims: int, of: str) -> dict:

@@ -20,15 +20,22 @@ def drop_labels(y: torch.Tensor | None, null: int, p_uncond: float) -> torch.Ten
     return torch.where(torch.rand(y.shape, device=y.device) < p_uncond, torch.full_like(y, null), y)
 
 
-def vlb_terms(s: proc.Schedule, p: dict, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-              levels: int) -> torch.Tensor:
-    """L_t per example in nats, summed over dimensions (B,): KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))
-    for t > 0 and the discrete decoder -log p(x_0 | x_1) at t = 0 (Ho et al. eq. 5 and 13)."""
+def vlb_terms_per_dim(s: proc.Schedule, p: dict, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
+                      levels: int) -> torch.Tensor:
+    """L_t in nats per dimension, shaped like x0: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 0
+    and the discrete decoder -log p(x_0 | x_1) at t = 0 (Ho et al. eq. 5 and 13). Both factorize over
+    dimensions, so the per-pixel maps of ``genlab score`` add up to the bound."""
     mean, _, logvar = proc.q_posterior(s, x0, xt, t)  # clipped log-variance: finite at t = 0, unused there
     kl = proc.normal_kl(mean, logvar, p["mean"], p["logvar"])
     decoder = -proc.discretized_gaussian_log_likelihood(x0, p["mean"], p["logvar"], levels)
     first = (t == 0).reshape(-1, *([1] * (x0.dim() - 1)))
-    return torch.where(first, decoder, kl).flatten(1).sum(1)
+    return torch.where(first, decoder, kl)
+
+
+def vlb_terms(s: proc.Schedule, p: dict, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
+              levels: int) -> torch.Tensor:
+    """L_t per example in nats, summed over dimensions (B,) (see ``vlb_terms_per_dim``)."""
+    return vlb_terms_per_dim(s, p, x0, xt, t, levels).flatten(1).sum(1)
 
 
 @OBJECTIVES.register("diffusion")

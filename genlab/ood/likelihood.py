@@ -37,6 +37,9 @@ from genlab.objectives.latent import decoder_distribution
 from genlab.registry import Registry
 from genlab.sampling.latent import latent_means
 
+# Diffusion surprise maps: noise levels per image and the seed of their noise.
+PIXEL_MAP_TIMES, PIXEL_MAP_SEED = 64, 0
+
 FAMILY_LIKELIHOODS: Registry[type] = Registry("likelihood family")
 
 
@@ -135,6 +138,7 @@ class DiffusionLikelihood(FamilyLikelihood):
     """The VDM bound of the run's network (``eval/diffusion_continuous.py::vdm_bound``), per image."""
 
     kind = "bound"
+    pixel_map_name = "the VDM bound's nats spent on each pixel (its terms summed per pixel; they add up to the bound)"
 
     def describe(self) -> str:
         text = (f"VDM continuous-time upper bound on -log p(x) (Kingma et al. 2021): {VDM_TIMES} stratified noise "
@@ -152,9 +156,16 @@ class DiffusionLikelihood(FamilyLikelihood):
                                  ["total"].float() for k in range(self.classes)])
         return marginal_nll(per_class)
 
+    @torch.no_grad()
     def pixel_nll(self, x):
-        raise InputError("per-pixel maps are not implemented for diffusion runs (their bound is a Monte-Carlo "
-                         "sum over noise levels); `genlab ood` scores them per image")
+        if self.classes:
+            raise InputError("the per-pixel map of a class-conditional model depends on the class; "
+                             "score it with an unconditional run")
+        # Every term of the VDM bound is a sum over pixels, so its map adds up to the image's bound.
+        # More noise levels than the per-image score (a map is a few images, and each pixel's share
+        # is a noisier average than their sum); a fixed seed makes the same image give the same map.
+        generator = torch.Generator(device=x.device).manual_seed(PIXEL_MAP_SEED)
+        return vdm_bound(self.model, x, None, generator, PIXEL_MAP_TIMES, per_dim=True)["total"].sum(1).float()
 
 
 def family_likelihood(model, objective, opts: LikelihoodOptions | None = None) -> FamilyLikelihood:

@@ -143,7 +143,8 @@ def score_user_images(run_dir: str | Path, images: list[str | Path], background:
                "background": None if scorer.background is None else str(scorer.background.run_dir),
                "conversion": rule, "surprise_map": scorer.lik.pixel_map_name,
                "data_background": data_background,
-               "iwae_k": k if scorer.lik.kind == "bound" else None, "seed": seed,
+               "iwae_k": k if scorer.run.model.card.family == "latent" and scorer.lik.kind == "bound" else None,
+               "seed": seed,
                "scores": {n: OOD_SCORES.get(n).label for n in names},
                "percentiles": ("% of the in-distribution test images of `genlab ood` with a lower score"
                                if in_scores else "run `genlab ood RUN_DIR` for percentiles, thresholds and "
