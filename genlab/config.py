@@ -277,7 +277,10 @@ class RunConfig:
         cfg = cls.create(d["model"].pop("name"), d["objective"].pop("name"))
         for name in SECTIONS:
             target = cfg.section(name)
+            retired = getattr(type(target), "RETIRED", {})  # knobs removed since; their only value is dropped
             for key, value in d.get(name, {}).items():
+                if key in retired and value == retired[key]:
+                    continue
                 _set_field(target, name, key, value)
         return cfg
 

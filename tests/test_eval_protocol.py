@@ -46,7 +46,8 @@ class _LinearGaussian:
         mu = torch.linalg.lstsq(self.W, (x - self.b).T).solution.T + self.shift
         return mu, torch.full_like(mu, math.log(0.2))
 
-    cfg = SimpleNamespace(latent_dim=2, iaf_steps=0)  # what iwae_log_likelihood reads of a VAE's config
+    cfg = SimpleNamespace(latent_dim=2)  # what iwae_log_likelihood reads of a VAE's config
+    flow_posterior = False
 
     def posterior_params(self, x):
         return torch.cat(self.encode(x), dim=1)

@@ -81,8 +81,8 @@ class _OneGroupAsVAE:
     card = VAE.card  # what the IWAE machinery reads (decoder kind: decode(z) -> raw outputs)
 
     def __init__(self, hvae):
-        self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0]),
-                                                      "iaf_steps": 0})()
+        self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0])})()
+        self.flow_posterior = False
 
     def posterior_params(self, x):
         return torch.cat(self.hvae.encode(x), dim=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from genlab.eval.latent import iwae_log_likelihood
@@ -81,3 +82,17 @@ def test_iwae_bound_takes_the_autoregressive_decoder_and_tightens_with_k():
     one = torch.stack([iwae_log_likelihood(model, x, 1, 1, torch.Generator().manual_seed(s)) for s in range(200)])
     many = iwae_log_likelihood(model, x, 200, 50, torch.Generator().manual_seed(0))
     assert (many >= one.mean(0) - 1e-4).all()  # E[log mean of k weights] grows with k (Burda et al. 2016)
+
+
+def test_run_folders_with_the_retired_iaf_knob_still_load():
+    """PixelVAE once carried an always-0 ``iaf_steps`` for the evaluators (they now read
+    ``flow_posterior``): a config.json holding it at 0 loads, any other value is refused."""
+    from genlab.config import ConfigError, RunConfig
+
+    saved = RunConfig.create("pixelvae").to_dict()
+    saved["model"]["iaf_steps"] = 0
+    cfg = RunConfig.from_dict(saved)
+    assert not hasattr(cfg.model, "iaf_steps")
+    saved["model"]["iaf_steps"] = 2
+    with pytest.raises(ConfigError, match="unknown key model.iaf_steps"):
+        RunConfig.from_dict(saved)

@@ -108,7 +108,7 @@ def evaluate_hvae_elbo(model, objective, data: ImageSet, device, opts) -> dict:
         total, units = 0, 0
         for i, shape in enumerate(model.group_shapes):
             # The top group's rate is exact given x (closed form); lower groups' depend on the sample above.
-            kind = "exact" if i == 0 and not model.cfg.iaf_steps else "estimate"
+            kind = "exact" if i == 0 and not model.flow_posterior else "estimate"
             records[f"rate_g{i}"] = averaged(acc[f"rate_g{i}"], "nats/image", kind, proto, images=which)
             n_units = shape[0] * shape[1] * shape[2]
             active = sum(_variance(acc[f"mu:{i}:{u}"]) > ACTIVE_VARIANCE for u in range(n_units))

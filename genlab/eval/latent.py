@@ -105,7 +105,7 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
 
 def iwae_prior_samples(model, k: int, prior_fraction: float) -> int:
     """How many of a VAE's k importance samples come from the prior (none with an IAF posterior)."""
-    return 0 if model.cfg.iaf_steps else prior_samples(k, prior_fraction)
+    return 0 if model.flow_posterior else prior_samples(k, prior_fraction)
 
 
 @EVALUATORS.register("iwae")
@@ -151,7 +151,7 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
     def finish(sums: Sums) -> dict:
         terms = sums.acc
         proto = _protocol(data, sums.n, f"{which}; 1 posterior sample per image, "
-                                        f"{'one-sample KL (IAF posterior)' if model.cfg.iaf_steps else 'analytic KL'}, "
+                                        f"{'one-sample KL (IAF posterior)' if model.flow_posterior else 'analytic KL'}, "
                                         f"seed {opts.seed}; "
                                         "stderr over images")
         return {
@@ -159,7 +159,7 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
             "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims),
                                      images=which),
             "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto, images=which),
-            "rate": averaged(terms["rate"], "nats/image", "estimate" if model.cfg.iaf_steps else "exact", proto,
+            "rate": averaged(terms["rate"], "nats/image", "estimate" if model.flow_posterior else "exact", proto,
                              images=which),
         }
 

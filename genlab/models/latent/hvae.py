@@ -103,6 +103,11 @@ class HVAE(nn.Module):
         top = zc * h0 * w0
         self.iaf = IAF(top, cfg.iaf_steps, cfg.iaf_hidden, ctx * h0 * w0) if cfg.iaf_steps else None
 
+    @property
+    def flow_posterior(self) -> bool:
+        """Whether IAF steps follow the top group's Gaussian posterior (its rate is then an estimate)."""
+        return self.iaf is not None
+
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 

@@ -65,6 +65,12 @@ class VAE(nn.Module):
         self.head, self.encoder, self.decoder = build_codec(cfg, data, code_dim=2 * cfg.latent_dim + context)
         self.iaf = IAF(cfg.latent_dim, cfg.iaf_steps, cfg.iaf_hidden, context) if cfg.iaf_steps else None
 
+    @property
+    def flow_posterior(self) -> bool:
+        """Whether IAF steps follow the Gaussian posterior: then its KL is a one-sample estimate and
+        the IWAE proposal draws nothing from the prior (the evaluators read this)."""
+        return self.iaf is not None
+
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
