@@ -174,3 +174,15 @@ def test_download_unpacks_only_verified_recordings(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="could not download the FSDD recordings"):
         fsdd.fetch_recordings(other)
     assert not other.exists() and list(other.parent.iterdir()) == []
+
+
+def test_eval_plan_calls_audio_examples_clips():
+    from genlab.eval.options import EvalOptions
+    from genlab.eval.run import describe_plan
+
+    assert DataSpec(1, 1, 4000, 8, sample_rate=8000).example_noun == "clips"
+    assert DataSpec(1, 28, 28, 8).example_noun == "images"
+    opts = EvalOptions(max_examples=50, examples="clips")
+    plan = describe_plan(["exact-nll"], opts, 300, "fsdd/test")
+    assert "clips per forward pass" in plan[0] and "50 of 300 fsdd/test clips" in plan[1]
+    assert "images" not in " ".join(plan)

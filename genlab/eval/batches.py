@@ -75,7 +75,7 @@ def _set_generator_state(g: torch.Generator, text: str) -> None:
 
 def state_key(name: str, opts) -> dict:
     """Everything that changes an evaluator's numbers: a saved state is reused only when it matches."""
-    skip = {"data", "figure_dir", "state_dir", "cache_dir", "log"}
+    skip = {"data", "figure_dir", "state_dir", "cache_dir", "log", "examples"}
     key = {"evaluator": name, **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
                                  if f.name not in skip}}
     return json.loads(json.dumps(key))  # as it reads back from a state file
@@ -99,6 +99,7 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
             finish(partial sums) marked partial.
     """
     log = getattr(opts, "log", None) or print
+    noun = getattr(opts, "examples", "images")
     generators = list(generators)
     starts = list(range(0, len(order), opts.batch_size))
     path = Path(opts.state_dir) / f"{name}.json" if getattr(opts, "state_dir", None) else None
@@ -109,7 +110,7 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
             sums, done = Sums(state["sums"]), state["done"]
             for g, text in zip(generators, state["generators"]):
                 _set_generator_state(g, text)
-            log(f"  {name}: continuing after {sums.n} of {len(order)} images (kept in {path})")
+            log(f"  {name}: continuing after {sums.n} of {len(order)} {noun} (kept in {path})")
         else:
             log(f"  {name}: options or checkpoint changed since the interrupted evaluation; starting over")
     began, timed = time.perf_counter(), 0
@@ -127,7 +128,7 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
             timed += len(idx)
             if i == done and i + 1 < len(starts):
                 rate = timed / (time.perf_counter() - began)
-                log(f"  {name}: {rate:.1f} images/s after the first batch; about "
+                log(f"  {name}: {rate:.1f} {noun}/s after the first batch; about "
                     f"{_duration((len(order) - sums.n) / rate)} left for this evaluator")
     except KeyboardInterrupt:
         bar.close()

@@ -57,6 +57,7 @@ class EvalOptions:
     figure_dir: str | None = None  # where figures such as memorization.png go (set by evaluate_run)
     state_dir: str | None = None  # where interrupted evaluators keep finished batches (set by evaluate_run)
     log: object = None  # where progress lines and time estimates go (set by evaluate_run; None: print)
+    examples: str = "images"  # what the data's examples are called in those lines (set by evaluate_run)
 
     def __post_init__(self):
         check_fields(self)

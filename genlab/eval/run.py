@@ -28,13 +28,15 @@ _SAMPLE_BASED = ("sample-quality", "memorization", "spoken-digits")
 
 def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name: str, model=None) -> list[str]:
     """One line per evaluator saying what it will compute, under a line naming the protocol; with the
-    ``model``, sample-based lines name its sampler as it will run (steps and NFE for diffusion)."""
+    ``model``, sample-based lines name its sampler as it will run (steps and NFE for diffusion).
+    Examples are called ``opts.examples`` ("images", or "clips" of audio)."""
+    noun = opts.examples
     n = n_images if opts.max_examples is None else min(n_images, opts.max_examples)
-    images = (f"all {n_images} {split_name} images" if n == n_images else
-              f"{n} of {n_images} {split_name} images (random, seed {opts.seed})")
+    images = (f"all {n_images} {split_name} {noun}" if n == n_images else
+              f"{n} of {n_images} {split_name} {noun} (random, seed {opts.seed})")
     paper = opts.protocol_record()["is_paper_protocol"]
     lines = [f"protocol {opts.protocol!r}" + ("" if paper else " (not the paper protocol: --protocol paper)")
-             + f"; {opts.batch_size} images per forward pass"]
+             + f"; {opts.batch_size} {noun} per forward pass"]
     for name in names:
         if name == "iwae":
             what = f"IWAE bound, k={opts.iwae_k} importance samples per image, on {images}"
@@ -47,7 +49,7 @@ def describe_plan(names: list[str], opts: EvalOptions, n_images: int, split_name
             what = images
             cap = QUICK_IMAGE_CAPS.get(name)
             if opts.protocol == "quick" and cap is not None and cap < n:
-                what = f"{cap} of {n_images} {split_name} images (random, seed {opts.seed}; the quick protocol's cap)"
+                what = f"{cap} of {n_images} {split_name} {noun} (random, seed {opts.seed}; the quick protocol's cap)"
         lines.append(f"  {name}: {what}")
     return lines
 
@@ -114,6 +116,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
     opts = dataclasses.replace(resolve_device_sizes(opts, dev), data=run.cfg.data, figure_dir=str(run_dir),
                                state_dir=str(state_dir), log=log)
     test = run.dataset(opts.split).to(dev)
+    opts = dataclasses.replace(opts, examples=test.spec.example_noun)
     log(f"{'EMA' if run.used_ema else 'raw'} weights of step {run.step}")
     if run.used_ema and run.ema_warning:
         log(f"warning: {run.ema_warning}")
@@ -135,7 +138,8 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
             record.update(checkpoint_step=run.step, weights=weights, eval_protocol=protocol)
             key = prefix + key
             metrics[key] = record
-            partial = f" [PARTIAL: {record['n_done']} of {record['n_planned']} images]" if record.get("partial") else ""
+            partial = (f" [PARTIAL: {record['n_done']} of {record['n_planned']} {opts.examples}]"
+                       if record.get("partial") else "")
             log(f"  {key} = {record['value']:.4f} {record['unit']} [{record['kind']}]{partial}")
 
     # Evaluators finished before an interruption are not redone when the same evaluation runs again.

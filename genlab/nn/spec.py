@@ -37,6 +37,11 @@ class DataSpec:
         return self.sample_rate > 0
 
     @property
+    def example_noun(self) -> str:
+        """What one example is called in messages: "clips" of a signal, "images" otherwise (plural)."""
+        return "clips" if self.is_signal else "images"
+
+    @property
     def shape(self) -> tuple[int, ...]:
         """One example's shape: (C, H, W) for an image, (C, W) for a 1-D signal."""
         return (self.channels, self.width) if self.is_signal else (self.channels, self.height, self.width)
