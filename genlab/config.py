@@ -61,12 +61,14 @@ class Range:
     le: float | None = None
     lt: float | None = None
     finite: bool = True  # False lets inf (and nan) through, for a field that gives them a meaning
+    odd: bool = False  # only odd integers (centred windows such as masked convolution kernels)
 
     def allows(self, x: float) -> bool:
         if isinstance(x, float) and not math.isfinite(x):
             return not self.finite
         return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
-                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt)
+                and (not self.odd or x % 2 == 1))
 
     def describe(self, type_) -> str:
         """'an integer >= 1', 'a number in [0, 1)', 'integers >= 1, comma-separated', '... or none'."""
@@ -75,7 +77,7 @@ class Range:
         item = typing.get_args(base)[0] if many else base
         low = f"[{_show(self.ge)}" if self.ge is not None else f"({_show(self.gt)}" if self.gt is not None else ""
         high = f"{_show(self.le)}]" if self.le is not None else f"{_show(self.lt)})" if self.lt is not None else ""
-        noun = "integer" if item is int else "finite number" if self.finite and not (low and high) else "number"
+        noun = ("odd " if self.odd else "") + "integer" if item is int else "finite number" if self.finite and not (low and high) else "number"
         text = noun + "s" if many else ("an " if noun[0] in "aeiou" else "a ") + noun
         if low and high:
             text += f" in {low}, {high}"
@@ -97,9 +99,9 @@ class Range:
             raise ConfigError(f"{key + '=' if key else ''}{shown} is not allowed: give {self.describe(type_)}")
 
 
-def bounded(default, *, ge=None, gt=None, le=None, lt=None, finite: bool = True):
+def bounded(default, *, ge=None, gt=None, le=None, lt=None, finite: bool = True, odd: bool = False):
     """A dataclass field whose values are checked against a declared Range (see ``check_fields``)."""
-    return field(default=default, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt, finite=finite)})
+    return field(default=default, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt, finite=finite, odd=odd)})
 
 
 # The ranges of Python-API arguments that are no config field (sample counts, seeds, a step to stop after).

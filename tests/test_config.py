@@ -42,3 +42,13 @@ def test_json_round_trip_keeps_every_value():
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(KeyError, match="known models: .*vae"):
         RunConfig.create("vea")
+
+
+@pytest.mark.parametrize("model,key", [("gated-pixelcnn", "kernel"), ("pixelcnn", "first_kernel"),
+                                       ("pixelrnn", "first_kernel"), ("pixelvae", "kernel")])
+def test_centred_kernels_must_be_odd(model, key):
+    cfg = RunConfig.create(model)
+    apply_overrides(cfg, [f"model.{key}=5"])
+    assert getattr(cfg.model, key) == 5
+    with pytest.raises(ConfigError, match=f"model.{key}.*an odd integer >= 1"):
+        apply_overrides(cfg, [f"model.{key}=4"])

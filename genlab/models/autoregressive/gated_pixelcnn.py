@@ -56,18 +56,13 @@ class GatedPixelCNN(GatedStack):  # the stack's attributes are the model's (chec
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
         channels: int = bounded(64, ge=1)  # p, feature maps of each stack (paper 384 on CIFAR-10)
         layers: int = bounded(8, ge=1)  # gated layers including the first (paper 20 on CIFAR-10)
-        first_kernel: int = bounded(7, ge=1)  # window width of the first layer (7 in the paper)
-        kernel: int = bounded(3, ge=1)  # window width of the later layers (3 in the paper)
+        first_kernel: int = bounded(7, ge=1, odd=True)  # window width of the first layer (7 in the paper)
+        kernel: int = bounded(3, ge=1, odd=True)  # window width of the later layers (3 in the paper)
         head_channels: int = bounded(256, ge=1)  # ReLU + 1x1 output layer width (paper 1024)
         conditional: bool = False  # a learned per-class bias in every gated layer (needs labelled data)
         mixture_components: int = bounded(10, ge=1)  # logistic-mixture only
 
-        def validate(self):
-            if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-                raise InputError("first_kernel and kernel must be odd")
-
     def __init__(self, cfg: Config, data: DataSpec):
-        cfg.validate()
         if cfg.conditional and data.num_classes < 1:
             raise InputError("model.conditional=true needs a labelled dataset (this one has no classes)")
         head = AutoregressiveHead.create(cfg.likelihood, data, cfg.mixture_components)

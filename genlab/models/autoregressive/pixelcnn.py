@@ -68,16 +68,14 @@ class PixelCNN(nn.Module):
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
         channels: int = bounded(64, ge=2)  # 2h in the paper: features between residual blocks (paper 256)
         residual_blocks: int = bounded(8, ge=0)  # paper: 15 on CIFAR-10
-        first_kernel: int = bounded(7, ge=1)  # the type-A layer (paper 7x7)
-        kernel: int = bounded(3, ge=1)  # the type-B layers inside residual blocks (paper 3x3)
+        first_kernel: int = bounded(7, ge=1, odd=True)  # the type-A layer (paper 7x7)
+        kernel: int = bounded(3, ge=1, odd=True)  # the type-B layers inside residual blocks (paper 3x3)
         head_channels: int = bounded(256, ge=1)  # width of the two ReLU + 1x1 output layers (paper 1024)
         mixture_components: int = bounded(10, ge=1)  # logistic-mixture only (PixelCNN++ uses 10)
 
         def validate(self):
             if self.channels % 2:
                 raise InputError("channels must be even (the blocks use channels / 2 inside)")
-            if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-                raise InputError("first_kernel and kernel must be odd")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()

@@ -67,15 +67,13 @@ class PixelRNN(nn.Module):
         layer: Layer = "diagonal"  # row: Row LSTM (triangular field); diagonal: Diagonal BiLSTM (whole past)
         hidden: int = bounded(32, ge=1)  # h, LSTM units per layer; features between layers are 2h (paper 128)
         layers: int = bounded(4, ge=1)  # recurrent layers (paper: 7 on MNIST, 12 on CIFAR-10)
-        first_kernel: int = bounded(7, ge=1)  # the type-A input convolution (paper 7x7)
+        first_kernel: int = bounded(7, ge=1, odd=True)  # the type-A input convolution (paper 7x7)
         head_channels: int = bounded(64, ge=1)  # width of the two ReLU + 1x1 output layers (paper 1024 on CIFAR)
         mixture_components: int = bounded(10, ge=1)  # logistic-mixture only
 
         def validate(self):
             if self.layer not in _LAYERS:
                 raise InputError(f"model.layer must be one of {', '.join(_LAYERS)}, got {self.layer!r}")
-            if self.first_kernel % 2 == 0:
-                raise InputError("first_kernel must be odd")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()

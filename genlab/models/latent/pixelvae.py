@@ -64,8 +64,8 @@ class PixelVAE(nn.Module):
         cond_channels: int = bounded(16, ge=1)  # channels of the upsampled latent map fed to every gated layer
         pixel_channels: int = bounded(32, ge=1)  # feature maps of the PixelCNN's stacks
         pixel_layers: int = bounded(3, ge=1)  # gated layers: with first_kernel they set the receptive field
-        first_kernel: int = bounded(5, ge=1)  # window width of the first gated layer (odd)
-        kernel: int = bounded(3, ge=1)  # window width of the later gated layers (odd)
+        first_kernel: int = bounded(5, ge=1, odd=True)  # window width of the first gated layer (odd)
+        kernel: int = bounded(3, ge=1, odd=True)  # window width of the later gated layers (odd)
         head_channels: int = bounded(64, ge=1)  # ReLU + 1x1 output layer width
         likelihood: Likelihood = "auto"  # auto: bernoulli for binary data, categorical for 8-bit
         mixture_components: int = bounded(10, ge=1)  # logistic-mixture only
@@ -76,8 +76,6 @@ class PixelVAE(nn.Module):
         def validate(self):
             if not self.channels:
                 raise InputError("channels needs at least one width")
-            if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-                raise InputError("first_kernel and kernel must be odd")
 
     def __init__(self, cfg: Config, data: DataSpec):
         super().__init__()
