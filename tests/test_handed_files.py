@@ -224,6 +224,21 @@ def test_exported_folder_with_a_pickle_never_runs(trained_run, tmp_path, marker,
     assert not marker.exists()
 
 
+def test_exported_folder_with_another_models_tensors_is_a_one_line_error(trained_run, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "exported"
+    assert main(["export", str(trained_run), str(folder)]) == 0
+    save_file({"encoder.weight": torch.zeros(3, 3)}, str(folder / "model.safetensors"))
+    info = json.loads((folder / "export.json").read_text())
+    info["sha256"] = fe.sha256_file(folder / "model.safetensors")  # verified, but not this model's tensors
+    (folder / "export.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    code, _, err = _cli(capsys, "sample", folder, "--n", "4", "--out", tmp_path / "s.png", "--device", "cpu")
+    line = _one_line(err)
+    assert code == 2 and "does not hold the tensors this run needs" in line and "unexpected: encoder.weight" in line
+
+
 # ----------------------------------------------------------------------------------------------
 # Images: Pillow's own decoders only, decompression bombs refused from the header
 

@@ -190,6 +190,9 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
     model = build_model(cfg, spec)
     if is_export(run_dir):
         weights, step, used_ema = _export_weights(run_dir, use_ema)
+        # A verified file of the wrong tensors (another model's, or an edited one) gets the one-line error
+        # of a run folder's checkpoint, not torch's traceback.
+        check_tensors(run_dir, Path(EXPORT_WEIGHTS).stem, weights, model.state_dict())
         model.load_state_dict(weights)
         ema_warning = None  # an export keeps no EMA counters
     else:
