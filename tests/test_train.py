@@ -58,6 +58,19 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path):
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12, 14]
 
 
+def test_training_says_what_it_will_compute_and_then_how_long(tmp_path):
+    lines = []
+    train(_cfg(extra=["train.steps=24", "train.ckpt_every=100"]), tmp_path / "run", until_step=22, log=lines.append)
+    assert len(lines) == 2
+    assert "vae on digits: " in lines[0] and "M weights; steps 1-22 of 32 images" in lines[0]
+    assert "epoch 0.5 at the end" in lines[0] and str(tmp_path / "run") in lines[0]  # 22 x 32 of 1,437 digits
+    assert "steps/s over the first 20 steps: about" in lines[1] and "for the 2 left" in lines[1]
+    assert f"genlab train --resume {tmp_path / 'run'}" in lines[1]
+    lines.clear()
+    train(None, tmp_path / "run", resume=True, log=lines.append)
+    assert "steps 23-24 of 32 images" in lines[0] and len(lines) == 1  # nothing left to estimate at step 20
+
+
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     one = train(_cfg("autoencoder", ["train.steps=5"]), tmp_path / "one")
     acc = train(_cfg("autoencoder", ["train.steps=5", "train.grad_accum=4"]), tmp_path / "acc")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from genlab.errors import InputError
 from genlab.rng import random_subset
 from genlab.stats import RunningMean
+from genlab.timing import duration_text
 from genlab.train.checkpoint import write_text_atomic
 
 
@@ -129,7 +130,7 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
             if i == done and i + 1 < len(starts):
                 rate = timed / (time.perf_counter() - began)
                 log(f"  {name}: {rate:.1f} {noun}/s after the first batch; about "
-                    f"{_duration((len(order) - sums.n) / rate)} left for this evaluator")
+                    f"{duration_text((len(order) - sums.n) / rate)} left for this evaluator")
     except KeyboardInterrupt:
         bar.close()
         where = f"; the finished batches are kept in {path}" if path is not None else ""
@@ -144,9 +145,3 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
     return finish(sums)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -31,6 +31,7 @@ from genlab.data.loader import BatchStream
 from genlab.objectives.regularizers import SpectralRegularized
 from genlab.registry import MODELS
 from genlab.rng import sample_seed
+from genlab.timing import duration_text
 from genlab.train import distributed
 from genlab.train.checkpoint import (CheckpointError, check_tensors, join_tensors, list_checkpoints, load_latest,
                                      save_checkpoint, unflatten_optimizer, write_text_atomic)
@@ -129,7 +130,7 @@ class MetricLog:
 
 
 def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, until_step: int | None = None,
-          total_steps: int | None = None, command: str | None = None) -> TrainResult:
+          total_steps: int | None = None, command: str | None = None, log=print) -> TrainResult:
     """Train (or resume) the run in ``run_dir``.
 
     Args:
@@ -142,6 +143,8 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
             (for time-limited jobs); the run can be resumed later.
         total_steps: when resuming, extend or shorten the run to this many steps.
         command: what made the run, for RUN_DIR/command.txt (default: this process's command line).
+        log: where the plan (model size, steps, epochs, threads) and, after the first steps, the
+            time estimate go (rank 0 only; None: nowhere).
     """
     run_dir = Path(run_dir)
     if resume:
@@ -159,7 +162,7 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
     if t.threads:
         torch.set_num_threads(t.threads)
     try:
-        return _train(cfg, run_dir, resume, until_step, info, device, command)
+        return _train(cfg, run_dir, resume, until_step, info, device, command, log)
     finally:
         torch.set_num_threads(threads)  # the caller's count again (genlab.train from a notebook)
         distributed.teardown(info)
@@ -246,7 +249,12 @@ def _stream(cfg: RunConfig, train_set, domain_b, device, info):
     return TwoDomainStream(a.to(device), b.to(device), t.batch_size, t.grad_accum, t.seed, info.rank, info.world)
 
 
-def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> TrainResult:
+# The time estimate is printed after this many steps, so that the first step's one-off costs
+# (allocation, compilation) weigh little in it.
+ESTIMATE_AFTER_STEPS = 20
+
+
+def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=print) -> TrainResult:
     t = cfg.train
     train_set = load_dataset(cfg.data.name, "train", cfg.data).select_classes(cfg.data.classes)
     domain_b = _domain_b(cfg)
@@ -289,6 +297,12 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
     end = t.steps if until_step is None else min(t.steps, until_step)
     bar = tqdm(total=t.steps, initial=start, disable=not (info.is_main and t.progress), dynamic_ncols=True,
                desc=f"{cfg.model_name}/{cfg.data.name}")
+    say = log_fn if info.is_main and log_fn is not None else (lambda *_: None)
+    weights = sum(p.numel() for p in model.parameters())
+    say(f"{cfg.model_name} on {cfg.data.name}: {weights / 1e6:.2f} M weights; steps {start + 1}-{end} of "
+        f"{t.batch_size} images (epoch {stream.epoch_of(end):.1f} at the end), {torch.get_num_threads()} "
+        f"threads on {device}{f', {info.world} processes' if info.world > 1 else ''}; run folder {run_dir}")
+    estimate_at = min(start + ESTIMATE_AFTER_STEPS, end)
     single = len(opts.phases) == 1
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
@@ -346,6 +360,11 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None) -> Trai
                 step += 1
                 window_steps += 1
                 bar.update(1)
+                if step == estimate_at and step < end:
+                    rate = (step - start) / (time.perf_counter() - loop_began)
+                    say(f"{rate:.2f} steps/s over the first {step - start} steps: about "
+                        f"{duration_text((end - step) / rate)} for the {end - step} left (Ctrl-C or SIGTERM "
+                        f"checkpoints; `genlab train --resume {run_dir}` continues)")
                 if step % t.log_every == 0 or step == end:
                     elapsed = time.perf_counter() - window_start
                     values = {k: float(v) / counts[k] for k, v in sums.items()}
