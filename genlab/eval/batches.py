@@ -115,7 +115,8 @@ def run_batches(name: str, opts, order: torch.Tensor, step: Callable[[torch.Tens
         else:
             log(f"  {name}: options or checkpoint changed since the interrupted evaluation; starting over")
     began, timed = time.perf_counter(), 0
-    bar = tqdm(total=len(order), initial=sums.n, desc=name, unit="img", leave=False)
+    bar = tqdm(total=len(order), initial=sums.n, desc=name, unit="img", leave=False,
+               disable=None)  # a terminal only; logs get the rate and time-left line
     try:
         for i in range(done, len(starts)):
             idx = order[starts[i]:starts[i] + opts.batch_size]

@@ -36,7 +36,7 @@ def variational_bound(model, x: torch.Tensor, y: torch.Tensor | None, generator:
     sigmas = s.sigmas.float().to(x0.device)
     terms = {"prior": proc.prior_kl(s, x0).flatten(1).sum(1), "diffusion": x0.new_zeros(B)}
     steps = reversed(range(s.T))
-    for i in (tqdm(steps, total=s.T, desc="bound", unit="t", leave=False) if progress else steps):
+    for i in (tqdm(steps, total=s.T, desc="bound", unit="t", leave=False, disable=None) if progress else steps):
         t = torch.full((B,), i, device=x0.device, dtype=torch.long)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
         xt = proc.q_sample(s, x0, t, noise)

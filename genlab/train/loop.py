@@ -295,7 +295,9 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
                 if device.type == "cuda" and t.precision == "bf16" else nullcontext())
     log = MetricLog(run_dir, info.is_main, start)
     end = t.steps if until_step is None else min(t.steps, until_step)
-    bar = tqdm(total=t.steps, initial=start, disable=not (info.is_main and t.progress), dynamic_ncols=True,
+    # disable=None: no bar when stderr is not a terminal (a log file gets the plan and estimate lines
+    # above, not thousands of redrawn bars).
+    bar = tqdm(total=t.steps, initial=start, disable=None if info.is_main and t.progress else True, dynamic_ncols=True,
                desc=f"{cfg.model_name}/{cfg.data.name}")
     say = log_fn if info.is_main and log_fn is not None else (lambda *_: None)
     weights = sum(p.numel() for p in model.parameters())
