@@ -154,6 +154,10 @@ def test_guidance_sweep_and_fid_vs_nfe_rows(data_root, tmp_path):
     sw.write_sweep(tmp_path, "nfe", rows, 7, "EMA")
     sw.write_sweep(tmp_path, "nfe", rows[:1], 7, "EMA")  # the same setting again replaces its row
     assert len(sw.read_sweeps(tmp_path)["nfe"]["rows"]) == 2
+    fewer = [{**rows[0], "n_samples": rows[0]["n_samples"] // 2, "fid": 99.0}]
+    sw.write_sweep(tmp_path, "nfe", fewer, 7, "EMA")  # another sample count is another measurement
+    stored = sw.read_sweeps(tmp_path)["nfe"]["rows"]
+    assert len(stored) == 3 and {r["fid"] for r in stored} >= {rows[0]["fid"], 99.0}
     with torch.no_grad():
         model.net.label_emb.weight.zero_()
     with pytest.raises(InputError, match="ignores its label"):

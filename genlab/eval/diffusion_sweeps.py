@@ -109,13 +109,15 @@ def read_sweeps(run_dir: str | Path) -> dict:
 
 
 def _row_key(row: dict) -> str:
-    return json.dumps([row["sampler"], row["options"]], sort_keys=True)
+    # The sample count is part of the setting: a 1,000-sample FID must not replace a 10,000-sample one
+    # (FID is biased upwards at small n, so they are different measurements).
+    return json.dumps([row["sampler"], row["options"], row.get("n_samples")], sort_keys=True)
 
 
 def write_sweep(run_dir: str | Path, kind: str, rows: list[dict], step: int, weights: str) -> Path:
     """Add the rows of one sweep ("nfe" or "guidance") to RUN_DIR/diffusion_sweeps.json.
 
-    A row with the same sampler and options replaces the stored one; rows of another checkpoint or
+    A row with the same sampler, options and sample count replaces the stored one; rows of another checkpoint or
     weights are dropped, so the file always describes one set of weights.
     """
     data = read_sweeps(run_dir)
