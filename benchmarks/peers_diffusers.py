@@ -31,7 +31,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 import genlab  # noqa: F401
 from genlab.sampling.api import draw
 
-from side_by_side import GenlabTrainer, alternate, compare, start
+from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, start
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
@@ -45,10 +45,7 @@ def peer_unet(dropout: float) -> UNet2DModel:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--window", type=int, default=5, help="training steps per timed window")
-    parser.add_argument("--pairs", type=int, default=5)
+    add_timing_arguments(parser, batch_size=64, window=5)
     parser.add_argument("--nfe", type=int, nargs="*", default=[10, 50], help="DDIM steps (network evaluations)")
     parser.add_argument("--samples", type=int, default=64, help="images per sampling window (one batch)")
     parser.add_argument("--sample-pairs", type=int, default=3)

@@ -37,7 +37,7 @@ from genlab.data import load_dataset
 from genlab.eval.latent import iwae_log_likelihood
 from genlab.stats import standard_error
 
-from side_by_side import GenlabTrainer, alternate, compare, start
+from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, start
 
 
 class SharedEncoder(BaseEncoder):
@@ -71,10 +71,7 @@ def pythae_twin(vae, latent_dim: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--window", type=int, default=10, help="training steps per timed window")
-    parser.add_argument("--pairs", type=int, default=5)
+    add_timing_arguments(parser, batch_size=128, window=10)
     parser.add_argument("--train-steps", type=int, default=200, help="train genlab's VAE this long before the NLL part")
     parser.add_argument("--k", type=int, default=100, help="importance samples per image, both libraries")
     parser.add_argument("--nll-batch", type=int, default=100, help="pythae get_nll's batch_size (samples per pass)")

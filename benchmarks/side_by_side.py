@@ -68,6 +68,14 @@ def compare(times: dict[str, list[float]], ours: str, theirs: str, work: float, 
             f"{load_average()}")
 
 
+def add_timing_arguments(parser, batch_size: int, window: int) -> None:
+    """The options every side-by-side script shares: threads, batch, steps per timed window, pairs."""
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--window", type=int, default=window, help="training steps per timed window")
+    parser.add_argument("--pairs", type=int, default=5)
+
+
 def start(threads: int | None) -> float:
     """Set torch's threads (None: its default, one per core), print what runs; returns the start time."""
     import torch

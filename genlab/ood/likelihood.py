@@ -71,6 +71,11 @@ class FamilyLikelihood:
         """(B, C, H, W) model input -> (B, H, W) per-pixel NLL in nats, summed over channels."""
         raise NotImplementedError
 
+    def _refuse_class_conditional_map(self) -> None:
+        if self.classes:
+            raise InputError("the per-pixel map of a class-conditional model depends on the class; "
+                             "score it with an unconditional run")
+
 
 @FAMILY_LIKELIHOODS.register("latent")
 class LatentLikelihood(FamilyLikelihood):
@@ -127,9 +132,7 @@ class AutoregressiveLikelihood(FamilyLikelihood):
 
     @torch.no_grad()
     def pixel_nll(self, x):
-        if self.classes:
-            raise InputError("the per-pixel map of a class-conditional model depends on the class; "
-                             "score it with an unconditional run")
+        self._refuse_class_conditional_map()
         return pixel_nll(self.model, x)
 
 
@@ -158,9 +161,7 @@ class DiffusionLikelihood(FamilyLikelihood):
 
     @torch.no_grad()
     def pixel_nll(self, x):
-        if self.classes:
-            raise InputError("the per-pixel map of a class-conditional model depends on the class; "
-                             "score it with an unconditional run")
+        self._refuse_class_conditional_map()
         # Every term of the VDM bound is a sum over pixels, so its map adds up to the image's bound.
         # More noise levels than the per-image score (a map is a few images, and each pixel's share
         # is a noisier average than their sum); a fixed seed makes the same image give the same map.

@@ -302,7 +302,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
     say = log_fn if info.is_main and log_fn is not None else (lambda *_: None)
     weights = sum(p.numel() for p in model.parameters())
     say(f"{cfg.model_name} on {cfg.data.name}: {weights / 1e6:.2f} M weights; steps {start + 1}-{end} of "
-        f"{t.batch_size} images (epoch {stream.epoch_of(end):.1f} at the end), {torch.get_num_threads()} "
+        f"{t.batch_size} {spec.example_noun} (epoch {stream.epoch_of(end):.1f} at the end), {torch.get_num_threads()} "
         f"threads on {device}{f', {info.world} processes' if info.world > 1 else ''}; run folder {run_dir}")
     estimate_at = min(start + ESTIMATE_AFTER_STEPS, end)
     single = len(opts.phases) == 1
