@@ -161,3 +161,58 @@ def test_a_changed_or_missing_first_stage_is_refused_in_one_line(stages, tmp_pat
     (changed / "config.json").write_text(json.dumps(cfg))
     code, _, err = _cli(capsys, "sample", changed, "--n", "2", "--out", tmp_path / "s.png")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is missing" in err, err
+
+
+def test_token_levels_keep_the_8_bit_head_up_to_256_codes_and_widen_past_it():
+    from genlab.models.latent.vqvae_prior import token_bits
+    assert [token_bits(k) for k in (2, 12, 256, 257, 512, 513, 65536)] == [8, 8, 8, 9, 9, 10, 16]
+
+
+@pytest.mark.parametrize("prior", ["pixel-transformer", "gated-pixelcnn"])
+def test_a_codebook_past_256_codes_gets_a_wider_head(prior):
+    """K = 300 codes: a 512-way head whose 300 real tokens carry all the mass, tokens >= 256 round-trip through
+    the prior's canvas, the sampling cache matches the full pass, and the log-mass is the softmax's entry."""
+    spec = DataSpec(channels=1, height=8, width=8, bits=8)
+    cfg = apply_overrides(RunConfig.create("vqvae-prior"), {**MODELS.get("vqvae-prior").card.tiny, "prior": prior})
+    stage_cls = MODELS.get("vqvae")
+    stage_cfg = apply_overrides(RunConfig.create("vqvae"), {**stage_cls.card.tiny, "codebook_size": 300})
+    torch.manual_seed(0)
+    model = MODELS.get("vqvae-prior")(cfg.model, spec, first_stage=build_model(stage_cfg, spec)).eval()
+    assert model.codes == 300 and model.token_spec.levels == 512
+    tokens = torch.randint(0, 300, (2, *model.grid))
+    tokens[0, 0, 0] = 299  # the top code and one past the 8-bit range
+    tokens[1, 0, 0] = 256
+    assert torch.equal(model.image_tokens(model.token_image(tokens)), tokens)
+    with torch.no_grad():
+        for p in model.prior.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        full = model(tokens)  # (2, 512, h, w)
+        assert full.shape[1] == 512 and torch.isinf(full[:, 300:]).all() and torch.isfinite(full[:, :300]).all()
+        logp = F.log_softmax(full, dim=1)
+        torch.testing.assert_close(logp.exp().sum(1), torch.ones(2, *model.grid))
+        dist = model.prior_distribution(full)
+        torch.testing.assert_close(dist.log_prob(model.token_image(tokens))[:, 0],
+                                   logp.gather(1, tokens.unsqueeze(1))[:, 0])
+        cache, canvas = model.token_cache(2), model.token_image(tokens)
+        for i in range(model.grid[0]):
+            for j in range(model.grid[1]):
+                torch.testing.assert_close(cache.step(canvas, i, j, 0), full[:, :, i, j], rtol=1e-4, atol=1e-4)
+    drawn = model.image_tokens(dist.sample([torch.Generator().manual_seed(s) for s in range(2)]))
+    assert drawn.max() < 300 and drawn.min() >= 0
+
+
+def test_a_512_code_first_stage_trains_a_prior_and_samples(tmp_path, capsys):
+    """The paper's K = 512 end to end: the codes cache holds indices past 255, and sampling decodes them."""
+    first, prior = tmp_path / "first", tmp_path / "prior"
+    wide = [a if a != "model.codebook_size=12" else "model.codebook_size=512" for a in FIRST]
+    assert main(["train", "vqvae", "--out", str(first), "--steps", "2", *wide, *COMMON]) == 0
+    assert main(["train", "vqvae-prior", "--out", str(prior), "--steps", "2", "--set", f"first_stage={first}",
+                 "--set", "width=8", "--set", "layers=1", "--set", "heads=2", *COMMON]) == 0
+    run = load_run(prior)
+    assert run.model.token_spec.levels == 512
+    cached = load_file(str(prior / CODES_FILE))["codes"]
+    assert cached.dtype == torch.int32
+    codes = run.model.tokens(run.dataset("train").batch(torch.arange(cached.shape[0]))["x"])
+    assert torch.equal(cached[:, 0].long(), codes)
+    images = draw(run.model, 3, seed=0, device="cpu")
+    assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1

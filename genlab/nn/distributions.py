@@ -54,28 +54,30 @@ class Bernoulli(PixelDistribution):
 
 
 class Categorical(PixelDistribution):
-    """256-way softmax per sub-pixel (van den Oord et al. 2016)."""
+    """L-way softmax per sub-pixel (van den Oord et al. 2016): L = 256 for 8-bit pixels, more for the
+    token grids of a VQ-VAE prior with a larger codebook. Level k is the value k / (L - 1)."""
 
     def __init__(self, logits: torch.Tensor):
-        self.logits = logits  # (B, C, 256, H, W)
+        self.logits = logits  # (B, C, L, H, W)
+        self.levels = logits.shape[2]
 
     def log_prob(self, x):
-        k = to_levels(x).unsqueeze(2)  # (B, C, 1, H, W)
+        k = to_levels(x, self.levels).unsqueeze(2)  # (B, C, 1, H, W)
         return F.log_softmax(self.logits, dim=2).gather(2, k).squeeze(2)
 
     def sample(self, generators):
-        probs = F.softmax(self.logits.float(), dim=2).movedim(2, -1)  # (B, C, H, W, 256)
-        return categorical_per_sample(generators, probs).to(self.logits.dtype) / (LEVELS - 1)
+        probs = F.softmax(self.logits.float(), dim=2).movedim(2, -1)  # (B, C, H, W, L)
+        return categorical_per_sample(generators, probs).to(self.logits.dtype) / (self.levels - 1)
 
     def mean(self):
         probs = F.softmax(self.logits, dim=2)
-        levels = torch.arange(LEVELS, device=probs.device, dtype=probs.dtype).view(1, 1, -1, 1, 1)
-        return (probs * levels).sum(2) / (LEVELS - 1)
+        levels = torch.arange(self.levels, device=probs.device, dtype=probs.dtype).view(1, 1, -1, 1, 1)
+        return (probs * levels).sum(2) / (self.levels - 1)
 
 
-def to_levels(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] model input -> integer levels 0..255."""
-    return (x * (LEVELS - 1)).round().long().clamp_(0, LEVELS - 1)
+def to_levels(x: torch.Tensor, levels: int = LEVELS) -> torch.Tensor:
+    """[0, 1] model input -> integer levels 0..levels-1 (0..255 for 8-bit pixels)."""
+    return (x * (levels - 1)).round().long().clamp_(0, levels - 1)
 
 
 HALF_BIN = 1.0 / (LEVELS - 1)  # half the bin width on the [-1, 1] scale
@@ -236,7 +238,8 @@ def make_head(name: str, data: DataSpec, gaussian_sigma: float = 0.1, min_log_sc
     if name == "bernoulli":
         return PixelHead(name, 1, Bernoulli)
     if name == "categorical":
-        return PixelHead(name, LEVELS, lambda raw: Categorical(raw.unflatten(1, (LEVELS, C)).transpose(1, 2)))
+        L = data.levels
+        return PixelHead(name, L, lambda raw: Categorical(raw.unflatten(1, (L, C)).transpose(1, 2)))
     if name == "logistic":
         def logistic(raw):
             loc, log_scale = raw.unflatten(1, (2, C)).unbind(1)

@@ -9,7 +9,6 @@ import torch
 
 from genlab.config import bounded
 from genlab.errors import InputError
-from genlab.nn.distributions import to_levels
 from genlab.nn.labels import class_labels
 from genlab.nn.modes import eval_mode
 from genlab.registry import register_sampler
@@ -95,7 +94,7 @@ def sample_vq_prior(model, n: int, generators: list[torch.Generator], device, la
     canvas = torch.zeros(n, 1, h, w, device=device, dtype=next(model.parameters()).dtype)
     with eval_mode(model):
         fill_pixels(model.token_cache(n), model.prior.head, canvas, generators, temperature, range(h))
-        dist = model.distribution(model.decode_tokens(to_levels(canvas)[:, 0]))
+        dist = model.distribution(model.decode_tokens(model.image_tokens(canvas)))
     return dist.sample(generators) if output == "sample" else dist.mean()
 
 

@@ -43,7 +43,7 @@ def check_first_stage(cfg: RunConfig) -> None:
 @dataclass
 class CodeSet(ImageSet):
     """A training split as the first stage's token grids: ``images`` holds them as (N, 1, h, w) uint8
-    (K <= 256 codes), and a batch is ``{"codes": (B, h, w) int64, "y": labels}``."""
+    (K <= 256 codes) or int32 (larger codebooks), and a batch is ``{"codes": (B, h, w) int64, "y": labels}``."""
 
     def to(self, device) -> "CodeSet":
         labels = None if self.labels is None else self.labels.to(device)
@@ -74,10 +74,11 @@ def training_codes(cfg: RunConfig, model, train_set: ImageSet, run_dir: Path, de
     if codes is None:
         began = time.perf_counter()
         chunks = []
+        dtype = torch.uint8 if model.codes <= 256 else torch.int32  # uint8 keeps the caches written before
         with torch.no_grad(), eval_mode(model):
             for start in range(0, len(train_set), batch_size):
                 idx = torch.arange(start, min(start + batch_size, len(train_set)), device=train_set.images.device)
-                chunks.append(model.tokens(train_set.batch(idx)["x"].to(device)).to(torch.uint8).cpu())
+                chunks.append(model.tokens(train_set.batch(idx)["x"].to(device)).to(dtype).cpu())
         codes = torch.cat(chunks).unsqueeze(1)  # (N, 1, h, w)
         seconds = time.perf_counter() - began
         if write:

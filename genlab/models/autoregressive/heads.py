@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from genlab.errors import InputError
-from genlab.nn.distributions import LEVELS, Bernoulli, Categorical, PixelDistribution
+from genlab.nn.distributions import Bernoulli, Categorical, PixelDistribution
 from genlab.nn.logistic_mixture import DiscretizedLogisticMixture, mixture_raw_channels
 from genlab.nn.masked import channel_groups
 from genlab.nn.spec import DataSpec
@@ -33,7 +33,10 @@ LIKELIHOODS = ("auto", "bernoulli", "categorical", "logistic-mixture")
 
 
 def resolve_likelihood(name: str, data: DataSpec) -> str:
-    """'auto' -> Bernoulli for binary data, 256-way categorical for 8-bit data; checks the pairing."""
+    """'auto' -> Bernoulli for binary data, 2**bits-way categorical otherwise; checks the pairing.
+
+    Images are 1- or 8-bit; wider specs (up to 16 bits) are the token grids of a VQ-VAE prior, which
+    take the categorical head only."""
     if name not in LIKELIHOODS:
         raise InputError(f"unknown model.likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
     if name == "auto":
@@ -41,8 +44,11 @@ def resolve_likelihood(name: str, data: DataSpec) -> str:
     if name == "bernoulli" and data.bits != 1:
         raise InputError("model.likelihood=bernoulli needs binary data; 8-bit data takes categorical or "
                          "logistic-mixture")
-    if name != "bernoulli" and data.bits != 8:
+    if name != "bernoulli" and data.bits == 1:
         raise InputError(f"model.likelihood={name} is for 8-bit data; binary data takes model.likelihood=bernoulli")
+    if name == "logistic-mixture" and data.bits != 8:
+        raise InputError(f"model.likelihood=logistic-mixture is for 8-bit images, not {data.bits}-bit tokens: "
+                         "use model.likelihood=categorical")
     return name
 
 
@@ -73,7 +79,7 @@ class AutoregressiveHead:
 
     @property
     def params_per_subpixel(self) -> int:
-        return {"bernoulli": 1, "categorical": LEVELS}.get(self.likelihood, 0)
+        return {"bernoulli": 1, "categorical": self.data.levels}.get(self.likelihood, 0)
 
     @property
     def raw_channels(self) -> int:
@@ -100,7 +106,7 @@ class AutoregressiveHead:
         if self.likelihood == "bernoulli":
             return Bernoulli(raw)
         if self.likelihood == "categorical":
-            return Categorical(raw.unflatten(1, (self.data.channels, LEVELS)))
+            return Categorical(raw.unflatten(1, (self.data.channels, self.data.levels)))
         return DiscretizedLogisticMixture.from_raw(raw, self.data.channels, self.components, self.min_log_scale)
 
     # ---- one sampling step -------------------------------------------------------------
@@ -129,7 +135,7 @@ class AutoregressiveHead:
         if self.likelihood == "bernoulli":
             dist = Bernoulli(raw if temperature == 1 else raw / temperature)
         elif self.likelihood == "categorical":
-            logits = raw.unsqueeze(1)  # (B, 1, 256, 1, 1)
+            logits = raw.unsqueeze(1)  # (B, 1, L, 1, 1)
             dist = Categorical(logits if temperature == 1 else logits / temperature)
         else:
             if temperature != 1:

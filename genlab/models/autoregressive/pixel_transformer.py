@@ -169,7 +169,7 @@ class PixelTransformer(nn.Module):
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, T, per_token) table indices c * levels + level."""
         B, C = x.shape[:2]
-        levels = to_levels(x) if self.levels == 256 else x.round().long().clamp(0, self.levels - 1)
+        levels = to_levels(x, self.levels)
         idx = levels + torch.arange(C, device=x.device).view(1, C, 1, 1) * self.levels
         return idx.permute(0, 2, 3, 1).reshape(B, self.seq_len, self.per_token)  # raster, channels fastest
 

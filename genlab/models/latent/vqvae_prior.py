@@ -7,11 +7,14 @@ autoregressive prior (a PixelCNN in the paper); samples are prior token grids pa
 through the first stage's decoder.
 
 The prior is one of genlab's autoregressive image models (``pixel-transformer`` or
-``gated-pixelcnn``), built on a one-channel "image" of h x w tokens: token k is the
-8-bit level k (the value k / 255 the autoregressive models read), so the model's
-256-way categorical head, its sampler and its sampling cache (the transformer's key/value
-cache, the gated PixelCNN's row caches) apply to tokens unchanged. Levels K..255 are no
-tokens: their logits are set to -inf, so the prior is a distribution over the K codes.
+``gated-pixelcnn``), built on a one-channel "image" of h x w tokens with L = 2**bits levels,
+bits = max(8, ceil(log2 K)): token k is level k (the value k / (L - 1) the autoregressive
+models read), so the model's L-way categorical head, its sampler and its sampling cache
+(the transformer's key/value cache, the gated PixelCNN's row caches) apply to tokens
+unchanged. Levels K..L-1 are no tokens: their logits are set to -inf, so the prior is a
+distribution over the K codes. A codebook of at most 256 codes keeps the 8-bit head of
+genlab's image models (and of every prior trained before wider codebooks were allowed);
+the paper's K = 512 gets a 512-way head.
 
 Likelihood: the first stage's encoder is deterministic (nearest code), and the model
 p(x) = sum_z p_prior(z) p(x | z) has p(x) >= p_prior(z_q(x)) p(x | z_q(x)) (one term of
@@ -33,9 +36,9 @@ first stage (the registry-wide model tester), the model holds an untrained ``vqv
 that model's tiny size, a stand-in that ``genlab train`` refuses.
 
 Differences from the paper: the prior is a small transformer (default) or gated
-PixelCNN sized for CPU; the gated PixelCNN reads the token index as a number (k / 255)
+PixelCNN sized for CPU; the gated PixelCNN reads the token index as a number (k / (L - 1))
 rather than an embedding, which suits unordered tokens less well than the transformer's
-embedding table; the codebook has at most 256 codes (the categorical head's levels).
+embedding table; the codebook has at most 2**16 codes (the widest categorical head).
 """
 
 from __future__ import annotations
@@ -50,15 +53,21 @@ from torch import nn
 from genlab.card import ModelCard, SamplerSpec
 from genlab.config import bounded
 from genlab.errors import InputError
-from genlab.nn.distributions import LEVELS, PixelDistribution
+from genlab.nn.distributions import PixelDistribution, to_levels
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
 FIRST_STAGE = "vqvae"  # the model the prior's first stage must be
+MAX_TOKEN_BITS = 16  # the widest categorical head: 65,536 logits per token
+
+
+def token_bits(codes: int) -> int:
+    """Bits of the prior's token levels for K codes: 8 up to 256 codes (the image models' head), else ceil(log2 K)."""
+    return max(8, (codes - 1).bit_length())
 
 
 def mask_invalid(raw: torch.Tensor, codes: int) -> torch.Tensor:
-    """Categorical logits (B, 256, ...) with the levels that are no token (>= codes) at -inf."""
+    """Categorical logits (B, L, ...) with the levels that are no token (>= codes) at -inf."""
     return raw.masked_fill(torch.arange(raw.shape[1], device=raw.device).view(1, -1, *[1] * (raw.dim() - 2))
                            >= codes, float("-inf"))
 
@@ -109,11 +118,11 @@ class VQVAEPrior(nn.Module):
             first_stage = stage_cls(dataclasses.replace(stage_cls.Config(), **stage_cls.card.tiny), data)
         self.first_stage = first_stage.requires_grad_(False).eval()
         self.codes = first_stage.quantizer.size
-        if self.codes > LEVELS:
-            raise InputError(f"the prior models at most {LEVELS} tokens; this first stage has "
-                             f"{self.codes} codes: train it with model.codebook_size<={LEVELS}")
+        if token_bits(self.codes) > MAX_TOKEN_BITS:
+            raise InputError(f"the prior models at most {2**MAX_TOKEN_BITS} tokens; this first stage has "
+                             f"{self.codes} codes: train it with model.codebook_size<={2**MAX_TOKEN_BITS}")
         h, w = first_stage.grid
-        self.token_spec = DataSpec(channels=1, height=h, width=w, bits=8)  # token k is level k
+        self.token_spec = DataSpec(channels=1, height=h, width=w, bits=token_bits(self.codes))  # token k is level k
         prior_cls = MODELS.get(cfg.prior)
         if cfg.prior == "pixel-transformer":
             size = dict(d_model=cfg.width, layers=cfg.layers, heads=cfg.heads, dropout=cfg.dropout)
@@ -161,17 +170,20 @@ class VQVAEPrior(nn.Module):
 
     # ---- the prior over tokens ----------------------------------------------------------
 
-    @staticmethod
-    def token_image(tokens: torch.Tensor) -> torch.Tensor:
-        """Token grids (B, h, w) int64 -> the prior's input (B, 1, h, w): token k as the 8-bit level k."""
-        return tokens.unsqueeze(1).float() / (LEVELS - 1)
+    def token_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token grids (B, h, w) int64 -> the prior's input (B, 1, h, w): token k as the level k of L."""
+        return tokens.unsqueeze(1).float() / (self.token_spec.levels - 1)
+
+    def image_tokens(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``token_image``: the prior's (B, 1, h, w) canvas -> token grids (B, h, w) int64."""
+        return to_levels(canvas, self.token_spec.levels)[:, 0]
 
     def prior_distribution(self, raw: torch.Tensor) -> PixelDistribution:
         """The prior's categorical distribution over the token image, from ``forward``'s raw outputs."""
         return self.prior.distribution(raw)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token grids (B, h, w) -> the prior's raw outputs (B, 256, h, w), teacher-forced; non-tokens at -inf."""
+        """Token grids (B, h, w) -> the prior's raw outputs (B, L, h, w), teacher-forced; non-tokens at -inf."""
         return mask_invalid(self.prior(self.token_image(tokens)), self.codes)
 
     def token_cache(self, batch: int) -> _ValidTokens:
