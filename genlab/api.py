@@ -190,12 +190,17 @@ class Run:
                                   + " (exact), vae (bound)")
         x = self._images(x)
         y = self._labels(label, x.shape[0])
-        if y is not None:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        if y is not None and self.model.card.family == "latent":  # a conditional VAE
+            nats = family_likelihood(self.model, self._loaded.objective, LikelihoodOptions(iwae_k=iwae_k)).nll_given(
+                x, y, generator)
+            method = f"IWAE upper bound on -log p(x | y) (Burda et al. 2016), k={iwae_k} importance samples per image"
+        elif y is not None:
             nats = objective_nll(self.model, self._loaded.objective, {"x": x, "y": y})
             method = "exact chain-rule NLL -log p(x | y) (objective term nll_nats)"
         else:
             lik = family_likelihood(self.model, self._loaded.objective, LikelihoodOptions(iwae_k=iwae_k))
-            nats = lik.nll(x, torch.Generator(device=self.device).manual_seed(seed))
+            nats = lik.nll(x, generator)
             method = lik.describe()
         nats = nats.double().cpu()
         return NLL(nats, bits_per_dim(nats, self.spec.dims), self.caps.likelihood, method)
@@ -206,13 +211,14 @@ class Run:
 
     # --- latents
     @torch.no_grad()
-    def encode(self, x) -> torch.Tensor:
-        """Codes (B, latent_dim): a VAE's posterior mean, an autoencoder's code, a BiGAN encoder's E(x)."""
+    def encode(self, x, label: int | None = None) -> torch.Tensor:
+        """Codes (B, latent_dim): a VAE's posterior mean (of q(z | x, label) for a conditional VAE, which needs
+        the label), an autoencoder's code, a BiGAN encoder's E(x)."""
         if not self.caps.encodes:
             raise CapabilityError(f"{self.name} has no encoder (no latents to encode into); models with one: "
                                   f"{_models_where(lambda card: card.encoder != 'none')}")
         x = self._images(x)
-        return latent_means(self.model, x).cpu()  # the posterior mean where the encoder gives a posterior
+        return latent_means(self.model, x, self._labels(label, x.shape[0])).cpu()
 
     @torch.no_grad()
     def decode(self, z, label: int | None = None) -> torch.Tensor:
@@ -226,9 +232,8 @@ class Run:
             raise CapabilityError(f"{self.name}'s decoder is autoregressive: it has no mean image; draw images "
                                   "with run.sample (pixel_samples_per_latent=...)")
         if self.model.card.decoder == "distribution":
-            if label is not None:
-                raise CapabilityError(f"{self.name} is unconditional: drop label=")
-            return self.model.distribution(self.model.decode(z)).mean().cpu()
+            y = self._labels(label, z.shape[0])  # a conditional VAE decodes p(x | z, label)
+            return self.model.distribution(self.model.decode(z) if y is None else self.model.decode(z, y)).mean().cpu()
         with eval_mode(self.model):
             return self.model.generate(z, self._labels(label, z.shape[0])).cpu()
 

@@ -81,7 +81,7 @@ class _OneGroupAsVAE:
     card = VAE.card  # what the IWAE machinery reads (decoder kind: decode(z) -> raw outputs)
 
     def __init__(self, hvae):
-        self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0])})()
+        self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0]), "conditional": False})()
         self.flow_posterior = False
 
     def posterior_params(self, x):

@@ -6,12 +6,13 @@ import math
 
 import torch
 
+from genlab.card import likelihood_of
 from genlab.data.base import ImageSet
 from genlab.errors import InputError
 from genlab.eval.batches import Sums, image_order, run_batches
 from genlab.eval.metric import averaged, metric
 from genlab.nn.vq import codebook_usage
-from genlab.objectives.latent import decoder_log_prob, gaussian_log_density, posterior_rate
+from genlab.objectives.latent import decoder_log_prob, gaussian_log_density, labels_for, posterior_rate
 from genlab.registry import EVALUATORS
 from genlab.sampling.latent import reconstruct
 from genlab.stats import bits_per_dim
@@ -55,7 +56,7 @@ def log_mean_weight(log_weights, k: int, chunk: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: torch.Generator,
-                        prior_fraction: float = PRIOR_FRACTION) -> torch.Tensor:
+                        prior_fraction: float = PRIOR_FRACTION, y: torch.Tensor | None = None) -> torch.Tensor:
     """log p(x) >= log (1/k) sum_i p(x, z_i) / r(z_i | x) (Burda et al. 2016, arXiv:1509.00519).
 
     The proposal r = (1 - a) q(z|x) + a p(z) mixes the encoder with the prior, a = m / k with
@@ -73,10 +74,11 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
         k: importance samples per image; k = 1 is an unbiased estimate of the ELBO.
         chunk: importance samples per decoder pass (chunk * B images are decoded at once).
         generator: the source of all noise, on x's device.
+        y: (B,) labels of a conditional VAE: the bound is then on log p(x | y); None otherwise.
     Returns:
         (B,) lower bounds in nats.
     """
-    params = model.posterior_params(x)  # (B, P): encoded once for all k samples
+    params = model.posterior_params(x) if y is None else model.posterior_params(x, y)  # encoded once for all k
     B, L = x.shape[0], model.cfg.latent_dim
     m = iwae_prior_samples(model, k, prior_fraction)
     log_enc, log_pri = (math.log1p(-m / k), math.log(m / k)) if m else (0.0, None)
@@ -90,7 +92,8 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
         if n_prior:
             z[:n_prior] = eps[:n_prior]
         x_rep = x.expand(kc, *x.shape).flatten(0, 1)
-        log_px_z = decoder_log_prob(model, x_rep, z.flatten(0, 1)).view(kc, -1)  # both decoder kinds
+        y_rep = None if y is None else y.repeat(kc)  # sample-major rows, as x_rep
+        log_px_z = decoder_log_prob(model, x_rep, z.flatten(0, 1), y_rep).view(kc, -1)  # both decoder kinds
         log_pz = -0.5 * z.pow(2).sum(-1) - half_log_2pi
         if "logdet" in out:  # log q(z) = log N(z0; mu, var) - log|det dz/dz0|
             log_qz = log_pz + posterior_rate(out, one_sample=True).view(kc, -1)
@@ -116,9 +119,11 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
     k, a = opts.iwae_k, opts.iwae_prior_fraction
 
     def step(idx):
-        x = load(idx)["x"]
+        batch = load(idx)
+        x = batch["x"]
         chunk = max(1, opts.iwae_decodes // x.shape[0])
-        return {"nll": -iwae_log_likelihood(model, x, k, chunk, g, a)}  # -log p(x) bound per image
+        # -log p(x) bound per image (-log p(x | y) of a conditional VAE, at the true labels)
+        return {"nll": -iwae_log_likelihood(model, x, k, chunk, g, a, labels_for(model, batch))}
 
     def finish(sums: Sums) -> dict:
         m, nll = iwae_prior_samples(model, k, a), sums.acc["nll"]
@@ -126,7 +131,7 @@ def evaluate_iwae(model, objective, data: ImageSet, device, opts) -> dict:
                     else "proposal: the encoder")
         proto = _protocol(data, nll.n, f"{which}; IWAE bound, k={k} importance samples, {proposal}, "
                                        f"seed {opts.seed}; stderr over images")
-        extra = dict(k=k, prior_samples=m, images=which)
+        extra = dict(k=k, prior_samples=m, images=which, of=likelihood_of(model))  # p(x | y): at the true labels
         return {"iwae_nll": averaged(nll, "nats/image", "bound", proto, **extra),
                 "iwae_bpd": averaged(nll, "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims), **extra)}
 
@@ -141,10 +146,11 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
 
     @torch.inference_mode()
     def step(idx):
-        x = load(idx)["x"]
+        batch = load(idx)
+        x, y = batch["x"], labels_for(model, batch)
         eps = torch.randn((x.shape[0], model.cfg.latent_dim), generator=g, device=x.device)
-        out = model.reparameterize(model.posterior_params(x), eps)
-        distortion = -decoder_log_prob(model, x, out["z"])  # both decoder kinds
+        out = model.reparameterize(model.posterior_params(x) if y is None else model.posterior_params(x, y), eps)
+        distortion = -decoder_log_prob(model, x, out["z"], y)  # both decoder kinds
         rate = posterior_rate(out)  # closed form; a one-sample estimate with IAF steps
         return {"neg_elbo": distortion + rate, "distortion": distortion, "rate": rate}  # per image
 
@@ -154,10 +160,11 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
                                         f"{'one-sample KL (IAF posterior)' if model.flow_posterior else 'analytic KL'}, "
                                         f"seed {opts.seed}; "
                                         "stderr over images")
+        of = likelihood_of(model)  # p(x | y) for a conditional VAE, at the images' true labels
         return {
-            "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto, images=which),
+            "neg_elbo": averaged(terms["neg_elbo"], "nats/image", "bound", proto, images=which, of=of),
             "neg_elbo_bpd": averaged(terms["neg_elbo"], "bits/dim", "bound", proto, scale=bits_per_dim(1.0, data.spec.dims),
-                                     images=which),
+                                     images=which, of=of),
             "distortion": averaged(terms["distortion"], "nats/image", "estimate", proto, images=which),
             "rate": averaged(terms["rate"], "nats/image", "estimate" if model.flow_posterior else "exact", proto,
                              images=which),
@@ -173,8 +180,9 @@ def evaluate_reconstruction(model, objective, data: ImageSet, device, opts) -> d
 
     @torch.inference_mode()
     def step(idx):
-        x = load(idx)["x"]
-        return {"mse": (reconstruct(model, x) - x).pow(2).flatten(1).mean(1)}
+        batch = load(idx)
+        x = batch["x"]
+        return {"mse": (reconstruct(model, x, labels_for(model, batch)) - x).pow(2).flatten(1).mean(1)}
 
     def finish(sums: Sums) -> dict:
         proto = _protocol(data, sums.n, f"{which}; decoder mean at the posterior mean")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from genlab.config import bounded
@@ -34,11 +35,14 @@ class CodecConfig:
             raise InputError(f"likelihood must be one of auto, {', '.join(LIKELIHOODS)}")
 
 
-def build_codec(cfg: CodecConfig, data: DataSpec, code_dim: int):
-    """(likelihood head, encoder to ``code_dim`` numbers, decoder from ``cfg.latent_dim``)."""
+def build_codec(cfg: CodecConfig, data: DataSpec, code_dim: int, label_dim: int = 0):
+    """(likelihood head, encoder to ``code_dim`` numbers, decoder from ``cfg.latent_dim``).
+
+    ``label_dim`` > 0: both also read a (B, label_dim) label code (a conditional VAE's one-hot class),
+    the encoder beside its flattened features, the decoder beside the latent."""
     head = make_head(cfg.likelihood, data, gaussian_sigma=cfg.gaussian_sigma)
-    encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, code_dim)
-    decoder = ConvDecoder(data, cfg.latent_dim, cfg.channels, cfg.blocks, cfg.hidden,
+    encoder = ConvEncoder(data, cfg.channels, cfg.blocks, cfg.hidden, code_dim, label_dim)
+    decoder = ConvDecoder(data, cfg.latent_dim + label_dim, cfg.channels, cfg.blocks, cfg.hidden,
                           data.channels * head.params_per_subpixel, cfg.upsample)
     return head, encoder, decoder
 
@@ -69,9 +73,12 @@ def check_divisible(data: DataSpec, stages: int) -> tuple[int, int]:
 
 
 class ConvEncoder(nn.Module):
-    """x (B, C, H, W) -> (B, out_dim): strided 4x4 convolutions, residual blocks, two dense layers."""
+    """x (B, C, H, W) -> (B, out_dim): strided 4x4 convolutions, residual blocks, two dense layers.
 
-    def __init__(self, data: DataSpec, channels: tuple[int, ...], blocks: int, hidden: int, out_dim: int):
+    With ``label_dim`` > 0 the first dense layer also reads a (B, label_dim) label code."""
+
+    def __init__(self, data: DataSpec, channels: tuple[int, ...], blocks: int, hidden: int, out_dim: int,
+                 label_dim: int = 0):
         super().__init__()
         h, w = check_divisible(data, len(channels))
         layers: list[nn.Module] = []
@@ -81,10 +88,14 @@ class ConvEncoder(nn.Module):
             layers.extend(ResBlock(c) for _ in range(blocks))
             c_in = c
         self.conv = nn.Sequential(*layers, nn.SiLU())
-        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c_in * h * w, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c_in * h * w + label_dim, hidden), nn.SiLU(),
+                                   nn.Linear(hidden, out_dim))
 
-    def forward(self, x):
-        return self.dense(self.conv(x * 2 - 1))  # centre inputs on [-1, 1]
+    def forward(self, x, label_code: torch.Tensor | None = None):
+        features = self.conv(x * 2 - 1).flatten(1)  # centre inputs on [-1, 1]
+        if label_code is not None:
+            features = torch.cat([features, label_code.to(features.dtype)], dim=1)
+        return self.dense(features)
 
 
 class ConvDecoder(nn.Module):

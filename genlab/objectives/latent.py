@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.card import conditioning
 from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 from genlab.registry import OBJECTIVES
@@ -52,19 +53,26 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
 
 
-def decoder_distribution(model, x: torch.Tensor, z: torch.Tensor):
-    """p(x | z) as a PixelDistribution whose ``log_prob(x)`` is per sub-pixel (B, C, H, W).
+def labels_for(model, batch: dict) -> torch.Tensor | None:
+    """The batch's labels when the model is class-conditional (a conditional VAE), else None."""
+    return batch["y"] if conditioning(model).class_conditional else None
+
+
+def decoder_distribution(model, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None):
+    """p(x | z) (p(x | z, y) with labels y) as a PixelDistribution whose ``log_prob(x)`` is per sub-pixel.
 
     An autoregressive decoder (card decoder "autoregressive", PixelVAE) reads x itself,
     teacher-forced: ``decode(z, x)``, so the distribution is that of x's own conditionals
     p(x_i | x_<i, z); by the chain rule their log-masses sum to the exact log p(x | z).
     """
-    return model.distribution(model.decode(z, x) if model.card.decoder == "autoregressive" else model.decode(z))
+    if model.card.decoder == "autoregressive":
+        return model.distribution(model.decode(z, x))
+    return model.distribution(model.decode(z) if y is None else model.decode(z, y))
 
 
-def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x | z) summed over the sub-pixels, in nats: (B, C, H, W), (B, L) -> (B,)."""
-    return decoder_distribution(model, x, z).log_prob(x).flatten(1).sum(1)
+def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x | z[, y]) summed over the sub-pixels, in nats: (B, C, H, W), (B, L) -> (B,)."""
+    return decoder_distribution(model, x, z, y).log_prob(x).flatten(1).sum(1)
 
 
 @OBJECTIVES.register("elbo")
@@ -91,8 +99,8 @@ class ELBO:
         return self.cfg.beta * min(1.0, step / self.cfg.kl_warmup_steps)
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
-        x = batch["x"]
-        out = model(x)
+        x, y = batch["x"], labels_for(model, batch)
+        out = model(x) if y is None else model(x, y=y)  # a conditional VAE: bounds on -log p(x | y)
         distortion = -model.distribution(out["raw"]).log_prob(x).flatten(1).sum(1)  # (B,) nats
         rate = posterior_rate(out)  # (B,) nats; a one-sample estimate with an IAF posterior
         neg_elbo = distortion + rate

@@ -6,7 +6,8 @@ log p(x | y) comes, in nats, from either
 
 * one class-conditional run: its card's ``conditioning`` takes a label and its card has a likelihood
   (gated-pixelcnn or pixel-transformer with ``model.conditional=true``: exact; diffusion with
-  ``model.conditional=true``: its variational bound, labelled "bound"), or
+  ``model.conditional=true``: its variational bound; vae with ``model.conditional=true``: its IWAE
+  bound; both labelled "bound"), or
 * one run per class, each trained on one label with ``--set data.classes=C``: log p(x | y = C) is that
   run's log p(x) (``genlab.ood.likelihood.family_likelihood``: exact for autoregressive models, the IWAE
   bound for a VAE).
@@ -70,8 +71,17 @@ def _diffusion_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, gene
     return torch.stack(out)
 
 
-# The families whose class-conditional likelihood genlab can compute, by the card's family.
-_CONDITIONAL_NLL = {"autoregressive": _autoregressive_nll, "diffusion": _diffusion_nll}
+def _latent_nll(lik_opts: LikelihoodOptions):
+    """A conditional VAE's (K, B) IWAE bounds on -log p(x | y), with the importance samples of ``lik_opts``."""
+    def nll(model, objective, x, labels, generator):
+        return family_likelihood(model, objective, lik_opts).class_nlls(x, labels, generator)
+    return nll
+
+
+# The families whose class-conditional likelihood genlab can compute, by the card's family: each entry takes
+# the likelihood options and gives f(model, objective, x, labels, generator) -> (K, B) nats.
+_CONDITIONAL_NLL = {"autoregressive": lambda _: _autoregressive_nll, "diffusion": lambda _: _diffusion_nll,
+                    "latent": _latent_nll}
 
 
 def _label_prior(counts: torch.Tensor) -> torch.Tensor:
@@ -95,13 +105,13 @@ class ClassLikelihood:
         self.spec: DataSpec = runs[0].spec
         self.device = next(runs[0].model.parameters()).device
         if len(runs) == 1:
-            self._init_conditional(runs[0])
+            self._init_conditional(runs[0], lik_opts or LikelihoodOptions())
         else:
             self._init_per_class(runs, lik_opts or LikelihoodOptions())
         if self.labels.numel() < 2:
             raise InputError("a classifier needs at least two classes")
 
-    def _init_conditional(self, run: LoadedRun) -> None:
+    def _init_conditional(self, run: LoadedRun, lik_opts: LikelihoodOptions) -> None:
         model, name = run.model, run.cfg.model_name
         card, cond = model.card, conditioning(model)
         if card.likelihood == "none":
@@ -118,9 +128,10 @@ class ClassLikelihood:
         self.labels = torch.arange(cond.num_classes)
         labels = run.dataset("train").labels
         self.log_prior = _label_prior(torch.bincount(labels.cpu(), minlength=cond.num_classes))
-        self._nll = _CONDITIONAL_NLL[card.family]
-        self._what = (f"{name} ({likelihood_of(model)}, {self.kind}; "
-                      f"{'one batch of N x K images' if card.family == 'autoregressive' else 'one pass per label'})")
+        self._nll = _CONDITIONAL_NLL[card.family](lik_opts)
+        how = {"autoregressive": "one batch of N x K images",
+               "latent": f"IWAE, k={lik_opts.iwae_k}, one pass per label"}.get(card.family, "one pass per label")
+        self._what = f"{name} ({likelihood_of(model)}, {self.kind}; {how})"
 
     def _init_per_class(self, runs: list[LoadedRun], lik_opts: LikelihoodOptions) -> None:
         labels, counts, self._liks = [], [], []

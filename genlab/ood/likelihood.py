@@ -96,18 +96,41 @@ class LatentLikelihood(FamilyLikelihood):
             vae = iwae_bound_of(self.model) is iwae_log_likelihood  # hvae: the encoder alone proposes
             m = iwae_prior_samples(self.model, self.opts.iwae_k, PRIOR_FRACTION) if vae else 0
             proposal = f"{m} of them from the prior: a defensive mixture proposal" if m else "proposal: the encoder"
-            return (f"IWAE upper bound on -log p(x) (Burda et al. 2016), k={self.opts.iwae_k} importance "
+            text = (f"IWAE upper bound on -log p(x) (Burda et al. 2016), k={self.opts.iwae_k} importance "
                     f"samples per image ({proposal})")
+            if self.classes:
+                text += (f", -log p(x) marginalized over {self.classes} classes with a uniform prior "
+                         "(each class's bound, not -log p(x | y))")
+            return text
         return "reconstruction NLL -log p(x | z = encoder(x)) of an autoencoder: not a likelihood (no prior)"
 
     @torch.no_grad()
     def nll(self, x, generator):
-        if self.variational:
+        if not self.variational:
+            return self.pixel_nll(x).flatten(1).sum(1)
+        if not self.classes:
             return -iwae_bound_of(self.model)(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator)
-        return self.pixel_nll(x).flatten(1).sum(1)
+        return marginal_nll(self.class_nlls(x, torch.arange(self.classes, device=x.device), generator))
+
+    @torch.no_grad()
+    def class_nlls(self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(K, B) IWAE bounds on -log p(x | y = labels[k]) of a conditional VAE. Every label sees the same
+        noise draws (common random numbers), so the differences between labels are not blurred by them."""
+        state, out = generator.get_state(), []
+        for label in labels.tolist():
+            generator.set_state(state)
+            out.append(self.nll_given(x, torch.full((x.shape[0],), label, dtype=torch.long, device=x.device),
+                                      generator))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def nll_given(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B,) IWAE bounds on -log p(x | y) of a conditional VAE, at the (B,) labels y."""
+        return -iwae_log_likelihood(self.model, x, self.opts.iwae_k, self.opts.iwae_chunk, generator, PRIOR_FRACTION, y)
 
     @torch.no_grad()
     def pixel_nll(self, x):
+        self._refuse_class_conditional_map()
         return -decoder_distribution(self.model, x, latent_means(self.model, x)).log_prob(x).sum(1)
 
 

@@ -50,6 +50,9 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
         figs.append(("Samples: each row shares one z ~ N(0, I) (the global shape), each column draws its own "
                      "pixels from the PixelCNN decoder (the strokes); seed 0", "samples.png"))
         return figs
+    classes = conditioning(model).num_classes
+    if classes:  # a conditional VAE: every picture is given its labels
+        return figs + _conditional_latent_figures(model, test, pick, device, out_dir)
     if model.card.samplers:
         save_grid(draw(model, 64, seed=0, device=device), out_dir / "samples.png")
         prior = ("token grids z ~ p_prior(z) from the autoregressive prior" if model.card.first_stage
@@ -68,6 +71,31 @@ def latent_figures(run, out_dir: Path, device) -> list[tuple[str, str]]:
         save_grid(manifold_grid(model, 15, 15, device), out_dir / "manifold.png", nrow=15, scale=2)
         figs.append(("Decoded manifold over Gaussian quantiles of z (latent_dim=2)", "manifold.png"))
         figs.append(("Test-set latent means", _latent_scatter(model, test, device, out_dir / "latent_scatter.png")))
+    return figs
+
+
+@torch.no_grad()
+def _conditional_latent_figures(model, test, pick, device, out_dir: Path) -> list[tuple[str, str]]:
+    """A conditional VAE: samples per label, reconstructions given the true labels, and the analogy grid of
+    Kingma et al. 2014 (arXiv:1406.5298, Fig. 1): one test image's z = E[z | x, y] decoded with every label."""
+    classes = conditioning(model).num_classes
+    batch = test.batch(pick, torch.Generator().manual_seed(1))
+    x, y = batch["x"].to(device), batch["y"].to(device)
+    labels = torch.arange(6 * classes, device=device) % classes
+    save_grid(draw(model, len(labels), seed=0, device=device, label=labels), out_dir / "samples.png", nrow=classes)
+    figs = [("Samples (decoder means, z ~ N(0, I)); column k is drawn for label k, seed 0", "samples.png")]
+    rec = reconstruct(model, x, y)
+    save_grid(torch.stack([x.cpu(), rec.cpu()], dim=1).flatten(0, 1), out_dir / "reconstructions.png", nrow=16)
+    figs.append(("Test images (odd columns) and their reconstructions given their labels (even columns)",
+                 "reconstructions.png"))
+    rows = min(8, len(x))
+    z = latent_means(model, x[:rows], y[:rows])  # (rows, latent): each image's style
+    grid = model.distribution(model.decode(z.repeat_interleave(classes, 0),
+                                           torch.arange(classes, device=device).repeat(rows))).mean()
+    save_grid(torch.cat([x[:rows, None].cpu(), grid.view(rows, classes, *x.shape[1:]).cpu()], dim=1).flatten(0, 1),
+              out_dir / "analogies.png", nrow=classes + 1)
+    figs.append(("Analogies: each row is a test image (first column) whose posterior mean z = E[z | x, y] is "
+                 f"decoded with every label 0..{classes - 1}: z carries the style, y the class", "analogies.png"))
     return figs
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from genlab.card import conditioning
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.labels import class_labels
@@ -28,13 +29,15 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
                   output: Literal["mean", "sample"] = "mean", temperature: float = 1.0, **_) -> torch.Tensor:
     """z ~ N(0, temperature^2 I) -> decoder -> mean image (default) or a pixel sample.
 
-    Sample i uses only generators[i]: first its latent, then (for output="sample") its pixels.
+    A conditional VAE decodes p(x | z, y) with the given label(s) (required); an unconditional
+    model refuses a label. Sample i uses only generators[i]: first its latent, then (for
+    output="sample") its pixels.
     """
-    class_labels(label, n, 0, device, who=type(model).__name__)  # raises for a label: this sampler draws p(x) alone
+    y = class_labels(label, n, conditioning(model).num_classes, device, who=type(model).__name__, required=True)
     if temperature <= 0:
         raise InputError(f"temperature must be > 0, got {temperature}")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
-    dist = model.distribution(model.decode(z))
+    dist = model.distribution(model.decode(z) if y is None else model.decode(z, y))
     return dist.sample(generators) if output == "sample" else dist.mean()
 
 
@@ -99,16 +102,18 @@ def sample_vq_prior(model, n: int, generators: list[torch.Generator], device, la
 
 
 @torch.no_grad()
-def latent_means(model, x: torch.Tensor) -> torch.Tensor:
-    """The code of each image: the posterior mean for a VAE, the code for an autoencoder."""
-    code = model.encode(x)
+def latent_means(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The code of each image: the posterior mean for a VAE (of q(z | x, y) for a conditional one, which
+    needs the labels y), the code for an autoencoder."""
+    code = model.encode(x) if y is None else model.encode(x, y)
     return code[0] if model.card.encoder == "posterior" else code  # posterior: (mean, logvar)
 
 
 @torch.no_grad()
-def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
-    """Decoder mean at the posterior mean: the reconstruction shown in figures."""
-    return model.distribution(model.decode(latent_means(model, x))).mean()
+def reconstruct(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder mean at the posterior mean (given the labels y for a conditional VAE): the reconstruction."""
+    z = latent_means(model, x, y)
+    return model.distribution(model.decode(z) if y is None else model.decode(z, y)).mean()
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
