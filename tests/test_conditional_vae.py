@@ -10,6 +10,7 @@ import torch
 
 from genlab.errors import InputError
 from genlab.eval.latent import iwae_log_likelihood
+from genlab.eval.representations import representation_of
 from genlab.models.latent.vae import VAE
 from genlab.nn.spec import DataSpec
 from genlab.objectives.latent import ELBO
@@ -62,6 +63,8 @@ def test_a_missing_label_or_a_label_for_an_unconditional_vae_is_a_one_line_error
         model.decode(torch.zeros(2, 3))
     with pytest.raises(InputError, match="class-conditional"):
         sample_latent(model, 2, [torch.Generator().manual_seed(i) for i in range(2)], "cpu")
+    with pytest.raises(InputError, match="probe must not be given"):  # its features would see the label
+        representation_of(model)
     plain = VAE(VAE.Config(latent_dim=3, channels=(8,), hidden=16), LABELLED)
     with pytest.raises(InputError, match="unconditional"):
         plain.decode(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))

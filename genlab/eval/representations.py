@@ -108,6 +108,9 @@ def representation_of(model) -> Representation:
     if spec is None:
         raise InputError(f"a {type(model).__name__} run declares no features to probe (its card's `features` is "
                          "empty); probe a model that encodes images, or the floors with --floor pixels|untrained")
+    if spec.kind != "denoiser-hidden" and conditioning(model).class_conditional:  # the denoiser has a null label
+        raise InputError(f"this {type(model).__name__} is class-conditional: its features depend on the label, which a "
+                         "probe must not be given; probe a run trained without model.conditional=true")
     where = {"posterior-mean": "the posterior mean of encode(x)", "code": "the code encode(x)",
              "submodule": f"the output of the frozen `{spec.module}`",
              "hidden": f"the output of `{spec.module}` during the model's forward pass on x",
