@@ -43,7 +43,7 @@ from genlab.eval.exact import objective_nll
 from genlab.nn.modes import eval_mode
 from genlab.nn.spec import DataSpec
 from genlab.ood.compress import code_lengths
-from genlab.ood.likelihood import LikelihoodOptions, family_likelihood
+from genlab.ood.likelihood import LikelihoodOptions, family_likelihood, per_label_common_noise
 from genlab.ood.metrics import threshold_at_tpr
 from genlab.ood.scores import OOD_SCORES, Reference, SetTerms, compute_scores
 from genlab.stats import bits_per_dim
@@ -63,12 +63,8 @@ def _autoregressive_nll(model, objective, x: torch.Tensor, labels: torch.Tensor,
 def _diffusion_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator) -> torch.Tensor:
     """(K, B) variational bounds on -log p(x | y). Every label sees the same noise draws x_t (common random
     numbers): the posterior depends on differences between labels, which independent draws would blur."""
-    state = generator.get_state()
-    out = []
-    for label in labels.tolist():
-        generator.set_state(state)
-        out.append(variational_bound(model, x, torch.full((x.shape[0],), label, device=x.device), generator)["total"])
-    return torch.stack(out)
+    return per_label_common_noise(lambda y: variational_bound(model, x, y, generator)["total"], x.shape[0],
+                                  labels.to(x.device), generator)
 
 
 def _latent_nll(lik_opts: LikelihoodOptions):

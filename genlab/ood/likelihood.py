@@ -49,6 +49,17 @@ class LikelihoodOptions:
     iwae_chunk: int = bounded(100, ge=1)  # importance samples per decoder pass (memory bound)
 
 
+def per_label_common_noise(nll_at, n: int, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(K, n): ``nll_at(y)`` for y = labels[k] repeated n times, every label starting from the same generator
+    state (common random numbers): a bound's noise then cancels in the differences between labels, which is
+    what Bayes' rule reads, instead of blurring them."""
+    state, out = generator.get_state(), []
+    for label in labels.tolist():
+        generator.set_state(state)
+        out.append(nll_at(torch.full((n,), label, dtype=torch.long, device=labels.device)))
+    return torch.stack(out)
+
+
 class FamilyLikelihood:
     """Interface: what a family's model says about each image, in nats."""
 
@@ -116,12 +127,8 @@ class LatentLikelihood(FamilyLikelihood):
     def class_nlls(self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(K, B) IWAE bounds on -log p(x | y = labels[k]) of a conditional VAE. Every label sees the same
         noise draws (common random numbers), so the differences between labels are not blurred by them."""
-        state, out = generator.get_state(), []
-        for label in labels.tolist():
-            generator.set_state(state)
-            out.append(self.nll_given(x, torch.full((x.shape[0],), label, dtype=torch.long, device=x.device),
-                                      generator))
-        return torch.stack(out)
+        return per_label_common_noise(lambda y: self.nll_given(x, y, generator), x.shape[0], labels.to(x.device),
+                                      generator)
 
     @torch.no_grad()
     def nll_given(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
