@@ -233,7 +233,7 @@ class Run:
                                   "with run.sample (pixel_samples_per_latent=...)")
         if self.model.card.decoder == "distribution":
             y = self._labels(label, z.shape[0])  # a conditional VAE decodes p(x | z, label)
-            return self.model.distribution(self.model.decode(z) if y is None else self.model.decode(z, y)).mean().cpu()
+            return self.model.distribution(self.model.decode(z, y=y)).mean().cpu()
         with eval_mode(self.model):
             return self.model.generate(z, self._labels(label, z.shape[0])).cpu()
 

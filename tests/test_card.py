@@ -15,6 +15,7 @@ from torch import nn
 import genlab
 from genlab.card import ModelCard, conditioning, likelihood_of
 from genlab.config import ConfigError, RunConfig, apply_overrides
+from genlab.errors import InputError
 from genlab.eval.representations import extract_features, representation_of
 from genlab.nn.spec import DataSpec
 from genlab.registry import EVALUATORS, MODELS, OBJECTIVES, SAMPLER_OPTIONS, SAMPLERS, plugin_modules
@@ -144,6 +145,35 @@ def test_card_encoder_and_likelihood_match_the_model(name):
         assert "nll_nats" in terms and likelihood_of(model) in ("p(x)", "p(x | y)")
     if card.likelihood == "none":
         assert "nll_nats" not in terms
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS.get(n).card.encoder != "none"
+                                  or MODELS.get(n).card.decoder in ("distribution", "generator")])
+def test_every_encoder_and_decoder_takes_a_label_that_an_unconditional_model_refuses(name):
+    """Callers pass the labels they hold (None for an unconditional model) without asking the model's kind:
+    encode / decode / generate take ``y``, None changes nothing, and an unconditional model refuses a label
+    in one line."""
+    model, _, spec = tiny(name)
+    card, x = model.card, batch_for(spec, domains=model.card.domains)["x"]
+    if conditioning(model).class_conditional:
+        pytest.skip("class-conditional: its labels are tested with the model")
+    model.eval()
+    label = torch.zeros(x.shape[0], dtype=torch.long)
+    with torch.no_grad():
+        if card.encoder != "none":
+            code = model.encode(x)
+            for a, b in zip(*(c if isinstance(c, tuple) else (c,) for c in (code, model.encode(x, y=None)))):
+                assert torch.equal(a, b)
+            with pytest.raises(InputError, match="unconditional"):
+                model.encode(x, y=label)
+        if card.decoder == "distribution":
+            z = latent_means(model, x)
+            assert torch.equal(model.decode(z), model.decode(z, y=None))
+            with pytest.raises(InputError, match="unconditional"):
+                model.decode(z, y=label)
+        if card.decoder == "generator":
+            with pytest.raises(InputError, match="unconditional"):
+                model.generate(model.sample_latent(x.shape[0]), label)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if MODELS.get(n).card.features is not None])

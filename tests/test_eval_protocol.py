@@ -42,21 +42,21 @@ class _LinearGaussian:
         self.b = torch.randn(d, generator=g, dtype=torch.float64)
         self.s, self.shift = s, shift
 
-    def encode(self, x):
+    def encode(self, x, y=None):  # every latent model takes a label; this one is unconditional
         mu = torch.linalg.lstsq(self.W, (x - self.b).T).solution.T + self.shift
         return mu, torch.full_like(mu, math.log(0.2))
 
     cfg = SimpleNamespace(latent_dim=2)  # what iwae_log_likelihood reads of a VAE's config
     flow_posterior = False
 
-    def posterior_params(self, x):
-        return torch.cat(self.encode(x), dim=1)
+    def posterior_params(self, x, y=None):
+        return torch.cat(self.encode(x, y), dim=1)
 
     def reparameterize(self, params, eps):
         mu, logvar = params.chunk(2, dim=1)
         return {"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}
 
-    def decode(self, z):
+    def decode(self, z, y=None):
         return z @ self.W.T + self.b
 
     def distribution(self, raw):

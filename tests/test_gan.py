@@ -550,7 +550,7 @@ class _PixelIdentity(torch.nn.Module):
     def sample_latent(self, n, device=None, generators=None):
         return torch.randn(n, 784)
 
-    def encode(self, x):
+    def encode(self, x, y=None):
         return torch.zeros_like(x.flatten(1)) if self.collapsed else x.flatten(1)
 
     def generate(self, z):

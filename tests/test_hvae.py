@@ -84,21 +84,21 @@ class _OneGroupAsVAE:
         self.hvae, self.cfg = hvae, type("Cfg", (), {"latent_dim": math.prod(hvae.group_shapes[0]), "conditional": False})()
         self.flow_posterior = False
 
-    def posterior_params(self, x):
-        return torch.cat(self.hvae.encode(x), dim=1)
+    def posterior_params(self, x, y=None):
+        return torch.cat(self.hvae.encode(x, y), dim=1)
 
     def reparameterize(self, params, eps):
         mu, logvar = params.chunk(2, dim=1)
         return {"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}
 
-    def decode(self, z):
-        return self.hvae.decode(z)
+    def decode(self, z, y=None):
+        return self.hvae.decode(z, y)
 
     def distribution(self, raw):
         return self.hvae.distribution(raw)
 
-    def __call__(self, x):
-        out = self.reparameterize(self.posterior_params(x), torch.randn(x.shape[0], self.cfg.latent_dim))
+    def __call__(self, x, y=None):
+        out = self.reparameterize(self.posterior_params(x, y), torch.randn(x.shape[0], self.cfg.latent_dim))
         return {**out, "raw": self.decode(out["z"])}
 
 

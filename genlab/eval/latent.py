@@ -68,7 +68,7 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
     sample, so the proposal is the encoder alone (``iwae_prior_samples`` says how many were used).
 
     Args:
-        model: a VAE: posterior_params(x), reparameterize(params, eps) -> dict, decode(z) -> raw,
+        model: a VAE: posterior_params(x, y=None), reparameterize(params, eps) -> dict, decode(z, y=None) -> raw,
             distribution(raw).log_prob.
         x: (B, C, H, W) images.
         k: importance samples per image; k = 1 is an unbiased estimate of the ELBO.
@@ -78,7 +78,7 @@ def iwae_log_likelihood(model, x: torch.Tensor, k: int, chunk: int, generator: t
     Returns:
         (B,) lower bounds in nats.
     """
-    params = model.posterior_params(x) if y is None else model.posterior_params(x, y)  # encoded once for all k
+    params = model.posterior_params(x, y=y)  # encoded once for all k
     B, L = x.shape[0], model.cfg.latent_dim
     m = iwae_prior_samples(model, k, prior_fraction)
     log_enc, log_pri = (math.log1p(-m / k), math.log(m / k)) if m else (0.0, None)
@@ -149,7 +149,7 @@ def evaluate_elbo(model, objective, data: ImageSet, device, opts) -> dict:
         batch = load(idx)
         x, y = batch["x"], labels_for(model, batch)
         eps = torch.randn((x.shape[0], model.cfg.latent_dim), generator=g, device=x.device)
-        out = model.reparameterize(model.posterior_params(x) if y is None else model.posterior_params(x, y), eps)
+        out = model.reparameterize(model.posterior_params(x, y=y), eps)
         distortion = -decoder_log_prob(model, x, out["z"], y)  # both decoder kinds
         rate = posterior_rate(out)  # closed form; a one-sample estimate with IAF steps
         return {"neg_elbo": distortion + rate, "distortion": distortion, "rate": rate}  # per image

@@ -45,6 +45,17 @@ def class_labels(label, n: int, num_classes: int, device=None, who: str = "this 
     return check_label_range(y, num_classes)
 
 
+def refuse_label(y: torch.Tensor | None, who: str) -> None:
+    """The check of an unconditional model's ``y`` argument.
+
+    Every model with an encoder or a decoder takes an optional label in ``encode`` / ``decode`` (and a
+    generator in ``generate``), so callers pass the labels they have (None for an unconditional model)
+    without asking which kind of model they hold; an unconditional one accepts only None.
+    """
+    if y is not None:
+        raise InputError(f"{who} is unconditional: it takes no label (drop --label, or label= in Python)")
+
+
 def batch_labels(y: torch.Tensor | None, batch: int, who: str) -> torch.Tensor:
     """A class-conditional network's labels for a batch: (batch,) from one label or one per image.
 

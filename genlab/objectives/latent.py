@@ -67,7 +67,7 @@ def decoder_distribution(model, x: torch.Tensor, z: torch.Tensor, y: torch.Tenso
     """
     if model.card.decoder == "autoregressive":
         return model.distribution(model.decode(z, x))
-    return model.distribution(model.decode(z) if y is None else model.decode(z, y))
+    return model.distribution(model.decode(z, y=y))
 
 
 def decoder_log_prob(model, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,7 +100,7 @@ class ELBO:
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         x, y = batch["x"], labels_for(model, batch)
-        out = model(x) if y is None else model(x, y=y)  # a conditional VAE: bounds on -log p(x | y)
+        out = model(x, y=y)  # a conditional VAE: bounds on -log p(x | y)
         distortion = -model.distribution(out["raw"]).log_prob(x).flatten(1).sum(1)  # (B,) nats
         rate = posterior_rate(out)  # (B,) nats; a one-sample estimate with an IAF posterior
         neg_elbo = distortion + rate

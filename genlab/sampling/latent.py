@@ -37,7 +37,7 @@ def sample_latent(model, n: int, generators: list[torch.Generator], device, labe
     if temperature <= 0:
         raise InputError(f"temperature must be > 0, got {temperature}")
     z = randn_per_sample(generators, (model.cfg.latent_dim,), device) * temperature
-    dist = model.distribution(model.decode(z) if y is None else model.decode(z, y))
+    dist = model.distribution(model.decode(z, y=y))
     return dist.sample(generators) if output == "sample" else dist.mean()
 
 
@@ -105,7 +105,7 @@ def sample_vq_prior(model, n: int, generators: list[torch.Generator], device, la
 def latent_means(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """The code of each image: the posterior mean for a VAE (of q(z | x, y) for a conditional one, which
     needs the labels y), the code for an autoencoder."""
-    code = model.encode(x) if y is None else model.encode(x, y)
+    code = model.encode(x, y=y)
     return code[0] if model.card.encoder == "posterior" else code  # posterior: (mean, logvar)
 
 
@@ -113,7 +113,7 @@ def latent_means(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch
 def reconstruct(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """Decoder mean at the posterior mean (given the labels y for a conditional VAE): the reconstruction."""
     z = latent_means(model, x, y)
-    return model.distribution(model.decode(z) if y is None else model.decode(z, y)).mean()
+    return model.distribution(model.decode(z, y=y)).mean()
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.adversarial import (check_gan_knobs, ConvFeatures, ConvGenerator, DNorm, GNorm, Prior, Upsample,
                                               init_layer, latent_noise)
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -126,12 +127,12 @@ class BiGAN(nn.Module):
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """G(z): images (B, C, H, W) in [0, 1]."""
-        if y is not None:
-            raise InputError("bigan is unconditional: it takes no labels")
+        refuse_label(y, "bigan")
         return self.generator(z)
 
-    def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None, sample: bool = False) -> torch.Tensor:
         """E(x): (B, latent_dim). The Gaussian encoder gives its mean, or a reparameterised draw."""
+        refuse_label(y, "bigan")
         h = self.encoder(x)
         if self.cfg.encoder == "gaussian":
             mu, logvar = h.chunk(2, dim=1)

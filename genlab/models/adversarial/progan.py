@@ -35,6 +35,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.adversarial import check_gan_knobs, latent_noise, Prior
 from genlab.nn.progressive import FadeSchedule, ScaledConv2d, ScaledLinear, minibatch_stddev, pixel_norm
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -226,8 +227,7 @@ class ProGAN(nn.Module):
             level: draw at this level with alpha 1 instead of the current stage (for the figure of
                 samples at each resolution); None: the stage of the step last trained.
         """
-        if y is not None:
-            raise InputError("progan is unconditional: it takes no labels")
+        refuse_label(y, "progan")
         level, alpha = self.stage() if level is None else (level, 1.0)
         g = self.generator(z, level, alpha)
         g = _upsample(g, self.final // g.shape[-1])  # (B, C, final, final)

@@ -17,6 +17,7 @@ from torch import nn
 from genlab.card import ModelCard, SamplerSpec
 from genlab.nn.conv import CodecConfig, build_codec
 from genlab.nn.distributions import PixelDistribution
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -46,10 +47,12 @@ class Autoencoder(nn.Module):
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        refuse_label(y, "autoencoder")
         return self.encoder(x)  # (B, latent_dim)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        refuse_label(y, "autoencoder")
         return self.decoder(z)
 
     def distribution(self, raw: torch.Tensor) -> PixelDistribution:

@@ -33,6 +33,7 @@ from genlab.errors import InputError
 from genlab.nn.conv import ResBlock, check_divisible
 from genlab.nn.distributions import LIKELIHOODS, PixelDistribution, make_head
 from genlab.nn.iaf import IAF
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -196,15 +197,17 @@ class HVAE(nn.Module):
     def distribution(self, raw: torch.Tensor) -> PixelDistribution:
         return self.head.build(raw)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The top group's Gaussian posterior (before any IAF steps), flattened to (B, C * h * w) each."""
+        refuse_label(y, "hvae")
         acts = self.bottom_up(x)
         q = self.posterior[0](torch.cat([self.start.expand(x.shape[0], -1, -1, -1), acts[0]], dim=1))
         mu, logvar = q[:, :2 * self.cfg.latent_channels].chunk(2, dim=1)
         return mu.flatten(1), logvar.clamp_min(self.cfg.min_logvar).flatten(1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Raw outputs for a top-group latent (B, C * h * w), every lower group at its prior mean."""
+        refuse_label(y, "hvae")
         z = z.view(z.shape[0], *self.group_shapes[0])
         eps = [torch.zeros((z.shape[0], *s), device=z.device, dtype=z.dtype) for s in self.group_shapes]
         return self.top_down(None, eps, given={0: z})["raw"]

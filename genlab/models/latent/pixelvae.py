@@ -38,6 +38,7 @@ from genlab.models.autoregressive.heads import AutoregressiveHead, Likelihood
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.distributions import PixelDistribution
 from genlab.nn.gated import GatedCache, GatedStack
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
@@ -91,8 +92,9 @@ class PixelVAE(nn.Module):
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
-    def posterior_params(self, x: torch.Tensor) -> torch.Tensor:
+    def posterior_params(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder's output (B, 2 * latent_dim): everything q(z|x) needs."""
+        refuse_label(y, "pixelvae")
         return self.encoder(x)
 
     flow_posterior = False  # a Gaussian posterior: analytic KL (the VAE evaluators read this)
@@ -103,9 +105,9 @@ class PixelVAE(nn.Module):
         logvar = logvar.clamp_min(self.cfg.min_logvar)
         return {"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z|x) = N(mu, diag(exp(logvar))); each (B, latent_dim)."""
-        out = self.reparameterize(self.posterior_params(x), 0.0)
+        out = self.reparameterize(self.posterior_params(x, y), 0.0)
         return out["mu"], out["logvar"]
 
     def condition(self, z: torch.Tensor) -> torch.Tensor:
@@ -124,9 +126,9 @@ class PixelVAE(nn.Module):
         return self.pixelcnn.cache(z.shape[0], self.data.height, self.data.width, self.head.step_raw,
                                    cond=self.condition(z))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict:
         """One reparameterized pass: z = mu + sigma * eps, then the teacher-forced decoder."""
-        params = self.posterior_params(x)
+        params = self.posterior_params(x, y)
         out = self.reparameterize(params, torch.randn_like(params[:, :self.cfg.latent_dim]) if noise is None else noise)
         out["raw"] = self.decode(out["z"], x)
         return out

@@ -35,6 +35,7 @@ from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.conv import ResBlock, check_divisible
 from genlab.nn.distributions import LIKELIHOODS, PixelDistribution, make_head
+from genlab.nn.labels import refuse_label
 from genlab.nn.spec import DataSpec, Phase
 from genlab.nn.vq import VectorQuantizer, straight_through
 from genlab.registry import MODELS
@@ -102,12 +103,14 @@ class VQVAE(nn.Module):
         """The token grid of each image: (B, C, H, W) -> (B, h, w) int64 in 0..K-1."""
         return self.quantizer.quantize(self.encoder(x * 2 - 1))[0]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The quantized code vectors (B, D, h, w) of each image (what the decoder reads)."""
+        refuse_label(y, "vqvae")
         return self.quantizer.quantize(self.encoder(x * 2 - 1))[1]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Code vectors (B, D, h, w) -> raw likelihood parameters (B, C * params, H, W)."""
+        refuse_label(y, "vqvae")
         return self.decoder(z)
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

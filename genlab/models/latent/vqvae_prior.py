@@ -154,11 +154,11 @@ class VQVAEPrior(nn.Module):
         """Images (B, C, H, W) -> token grids (B, h, w) of the first stage."""
         return self.first_stage.tokens(x)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.first_stage.encode(x)
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.first_stage.encode(x, y)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.first_stage.decode(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.first_stage.decode(z, y)
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token grids (B, h, w) -> raw likelihood parameters of the image."""
