@@ -18,6 +18,7 @@ from genlab.ood.calibration import aurc, expected_calibration_error, reliability
 from genlab.eval.diffusion import variational_bound
 from genlab.eval.exact import class_conditional_nlls
 from genlab.ood.classifier import _autoregressive_nll, _diffusion_nll, decide, fit_reject_rules, scored_from
+from genlab.ood.likelihood import LikelihoodOptions
 from genlab.train.run import load_run
 from test_card import batch_for, tiny
 
@@ -100,7 +101,7 @@ def test_all_labels_in_one_batch_equal_one_pass_per_label():
     x = batch_for(spec, n=3)["x"]
     labels = torch.arange(spec.num_classes)
     with torch.no_grad():
-        batched = _autoregressive_nll(model.eval(), objective, x, labels, None)
+        batched = _autoregressive_nll(model.eval(), objective, x, labels, None, LikelihoodOptions())
         assert torch.allclose(batched, class_conditional_nlls(model, objective, x, spec.num_classes), atol=1e-4)
 
 
@@ -109,7 +110,7 @@ def test_a_diffusion_bound_gives_every_label_the_same_noise():
     x = batch_for(spec, n=2)["x"]
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        per_label = _diffusion_nll(model.eval(), objective, x, torch.tensor([1, 1, 0]), g)
+        per_label = _diffusion_nll(model.eval(), objective, x, torch.tensor([1, 1, 0]), g, LikelihoodOptions())
         alone = variational_bound(model, x, torch.zeros(2, dtype=torch.long), torch.Generator().manual_seed(3))
     assert torch.equal(per_label[0], per_label[1])  # same label, same noise: the same bound
     assert torch.allclose(per_label[2], alone["total"])

@@ -29,6 +29,7 @@ of them (the false-rejection rate) is rejected:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -53,31 +54,31 @@ RETRAIN = ("train a class-conditional likelihood model (e.g. `genlab train gated
            "model.conditional=true`), or give one run per class, each trained with --set data.classes=C")
 
 
-def _autoregressive_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator) -> torch.Tensor:
-    """(K, B) -log p(x | y = labels[k]) from one batch of K * B images (image b repeated once per label)."""
+def _autoregressive_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator,
+                        lik_opts: LikelihoodOptions) -> torch.Tensor:
+    """(K, B) exact -log p(x | y = labels[k]) from one batch of K * B images (image b repeated once per label)."""
     k, b = labels.numel(), x.shape[0]
     y = labels.repeat_interleave(b)  # (K*B,): class-major, so the result reshapes to (K, B)
     return objective_nll(model, objective, {"x": x.repeat(k, 1, 1, 1), "y": y}).view(k, b)
 
 
-def _diffusion_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator) -> torch.Tensor:
+def _diffusion_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator,
+                   lik_opts: LikelihoodOptions) -> torch.Tensor:
     """(K, B) variational bounds on -log p(x | y). Every label sees the same noise draws x_t (common random
     numbers): the posterior depends on differences between labels, which independent draws would blur."""
     return per_label_common_noise(lambda y: variational_bound(model, x, y, generator)["total"], x.shape[0],
                                   labels.to(x.device), generator)
 
 
-def _latent_nll(lik_opts: LikelihoodOptions):
+def _latent_nll(model, objective, x: torch.Tensor, labels: torch.Tensor, generator,
+                lik_opts: LikelihoodOptions) -> torch.Tensor:
     """A conditional VAE's (K, B) IWAE bounds on -log p(x | y), with the importance samples of ``lik_opts``."""
-    def nll(model, objective, x, labels, generator):
-        return family_likelihood(model, objective, lik_opts).class_nlls(x, labels, generator)
-    return nll
+    return family_likelihood(model, objective, lik_opts).class_nlls(x, labels, generator)
 
 
-# The families whose class-conditional likelihood genlab can compute, by the card's family: each entry takes
-# the likelihood options and gives f(model, objective, x, labels, generator) -> (K, B) nats.
-_CONDITIONAL_NLL = {"autoregressive": lambda _: _autoregressive_nll, "diffusion": lambda _: _diffusion_nll,
-                    "latent": _latent_nll}
+# The families whose class-conditional likelihood genlab can compute, by the card's family:
+# f(model, objective, x, labels, generator, lik_opts) -> (K, B) nats (only the bounds read lik_opts).
+_CONDITIONAL_NLL = {"autoregressive": _autoregressive_nll, "diffusion": _diffusion_nll, "latent": _latent_nll}
 
 
 def _label_prior(counts: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ class ClassLikelihood:
         self.labels = torch.arange(cond.num_classes)
         labels = run.dataset("train").labels
         self.log_prior = _label_prior(torch.bincount(labels.cpu(), minlength=cond.num_classes))
-        self._nll = _CONDITIONAL_NLL[card.family](lik_opts)
+        self._nll = functools.partial(_CONDITIONAL_NLL[card.family], lik_opts=lik_opts)
         how = {"autoregressive": "one batch of N x K images",
                "latent": f"IWAE, k={lik_opts.iwae_k}, one pass per label"}.get(card.family, "one pass per label")
         self._what = f"{name} ({likelihood_of(model)}, {self.kind}; {how})"
