@@ -11,11 +11,14 @@ one thread, whatever the preset's train.channels_last says. Variants:
     channels_last  the network's 4-D weights and the batches in NHWC (what train.channels_last does)
     fused          Adam with fused=True (one kernel over all parameters)
     threads2       2 threads instead of 1 (wall time is the figure here: CPU time counts spinning threads)
+    compile        torch.compile (inductor) on each top-level submodule, as train.compile=true does; the first
+                   window (the compilation) is timed on its own and printed, the ratio is of compiled steps
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -28,7 +31,7 @@ from genlab.train.step import PhaseOptimizers, train_step
 
 from side_by_side import alternate, describe, load_average, ratio_summary
 
-VARIANTS = ("channels_last", "fused", "threads2")
+VARIANTS = ("channels_last", "fused", "threads2", "compile")
 
 
 def stepper(cfg, data, variant: str, steps: int):
@@ -38,6 +41,9 @@ def stepper(cfg, data, variant: str, steps: int):
     nhwc = variant == "channels_last"
     if nhwc:
         model.to(memory_format=torch.channels_last)
+    if variant == "compile":
+        for child in model.children():  # what the training loop does with train.compile=true
+            child.compile(backend="inductor")
     o = cfg.optim
     opts = PhaseOptimizers(model, model.phases(), lambda p: torch.optim.Adam(
         p, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=variant == "fused"))
@@ -68,7 +74,12 @@ def main():
     over = [("train.batch_size", str(args.batch_size))] if args.batch_size else []
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root, overrides=over)
     data = load_dataset(cfg.data.name, "train", cfg.data)
-    t = alternate(stepper(cfg, data, "base", args.steps), stepper(cfg, data, args.variant, args.steps), args.pairs)
+    base, variant = stepper(cfg, data, "base", args.steps), stepper(cfg, data, args.variant, args.steps)
+    if args.variant == "compile":
+        start = time.perf_counter()
+        variant()  # compiles on its first steps: a one-off cost per run, reported apart from the ratio
+        print(f"compile: first window of {args.steps} steps took {time.perf_counter() - start:.1f} s")
+    t = alternate(base, variant, args.pairs)
     print(f"{args.preset} (batch {cfg.train.batch_size}) {args.variant}: base time / variant time, CPU "
           f"{describe(ratio_summary(t['first_cpu'], t['second_cpu']))}, wall "
           f"{describe(ratio_summary(t['first'], t['second']))}; {load_average()}")
