@@ -21,6 +21,14 @@ def vae_binarized_mnist():
             "train.log_every": "100", "train.channels_last": "true"}  # 1.23x on a CPU (README, "Where the time goes")
 
 
+@preset("vae-binarized-mnist-1h")
+def vae_binarized_mnist_1h():
+    """The 60-minute CPU recipe (issue 20): the same network for 35,000 steps (90 epochs), about 37 minutes on
+    an idle 2-core CPU at 16 steps/s; train.max_seconds stops it, resumable, at the hour on a slower machine."""
+    return {**vae_binarized_mnist(), "train.steps": "35000", "objective.kl_warmup_steps": "5000",
+            "train.ckpt_every": "5000", "train.log_every": "500", "train.max_seconds": "3600"}
+
+
 @preset("cvae-mnist")
 def cvae_mnist():
     """Class-conditional VAE (q(z|x,y), p(x|z,y)) on dynamically binarized MNIST, for `genlab classify` and the

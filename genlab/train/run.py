@@ -211,6 +211,8 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
         kept_ema = "ema" in ckpt and cfg.train.ema_decay > 0
         ema_warning = young_ema_warning(ckpt["state"], step, cfg.train.ema_decay) if kept_ema else None
     model.to(device).eval()
+    if cfg.train.channels_last:  # the layout the run trained in: its convolutions were measured faster so (README)
+        model.to(memory_format=torch.channels_last)
     return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema, ema_warning)
 
 
