@@ -36,7 +36,8 @@ from genlab.train import distributed
 from genlab.train.checkpoint import (CheckpointError, check_tensors, join_tensors, list_checkpoints, load_latest,
                                      save_checkpoint, unflatten_optimizer, write_text_atomic)
 from genlab.train.ema import EMA
-from genlab.train.run import build_model, build_objective, read_config, read_metrics, write_run_header
+from genlab.train.run import (build_model, build_objective, read_config, read_metrics, to_run_layout,
+                              write_run_header)
 from genlab.train.stages import check_first_stage, training_codes
 from genlab.train.step import PhaseOptimizers, train_step
 
@@ -260,9 +261,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
     domain_b = _domain_b(cfg)
     spec = train_set.spec if domain_b is None else two_domain_spec(train_set, domain_b)
     torch.manual_seed(t.seed)  # same initial weights on every process
-    model = build_model(cfg, spec).to(device)
-    if t.channels_last:  # convolutions then run NHWC whatever the batch's layout; checkpoints stay contiguous
-        model.to(memory_format=torch.channels_last)
+    model = to_run_layout(build_model(cfg, spec).to(device), cfg)  # NHWC convolutions whatever the batch's layout
     objective = build_objective(cfg, spec)
     if cfg.optim.spectral_reg > 0:
         objective = SpectralRegularized(objective, cfg.optim.spectral_reg, cfg.optim.spectral_iterations, t.seed)

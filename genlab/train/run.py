@@ -180,6 +180,14 @@ def _export_weights(folder: Path, use_ema: bool) -> tuple[dict, int, bool]:
     return weights, info["step"], info["weights"] == "ema"
 
 
+def to_run_layout(model: nn.Module, cfg: RunConfig) -> nn.Module:
+    """The model in its run's memory layout: NHWC with train.channels_last (faster for some presets' convolutions,
+    see README "Where the time goes"), else unchanged. Checkpoints and exports stay contiguous either way."""
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None) -> LoadedRun:
     """Rebuild a trained model from its run folder or exported folder (EMA weights when the run kept them)."""
     run_dir = Path(run_dir)
@@ -210,9 +218,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
         step = ckpt["state"]["step"]
         kept_ema = "ema" in ckpt and cfg.train.ema_decay > 0
         ema_warning = young_ema_warning(ckpt["state"], step, cfg.train.ema_decay) if kept_ema else None
-    model.to(device).eval()
-    if cfg.train.channels_last:  # the layout the run trained in: its convolutions were measured faster so (README)
-        model.to(memory_format=torch.channels_last)
+    to_run_layout(model.to(device).eval(), cfg)  # evaluated in the layout it trained in
     return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema, ema_warning)
 
 

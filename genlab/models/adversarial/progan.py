@@ -34,8 +34,8 @@ from genlab.card import ModelCard, SamplerSpec, TINY_GREY
 from genlab.config import bounded
 from genlab.errors import InputError
 from genlab.nn.adversarial import check_gan_knobs, latent_noise, Prior
-from genlab.nn.progressive import FadeSchedule, ScaledConv2d, ScaledLinear, minibatch_stddev, pixel_norm
 from genlab.nn.labels import refuse_label
+from genlab.nn.progressive import FadeSchedule, ScaledConv2d, ScaledLinear, minibatch_stddev, pixel_norm
 from genlab.nn.spec import DataSpec, Phase
 from genlab.registry import MODELS
 
