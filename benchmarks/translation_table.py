@@ -2,8 +2,8 @@
 
 For each pair (MNIST <-> inverted, thick-stroked or rotated MNIST, the 8x8
 `digits` upsampled to 28x28, coloured MNIST, Fashion-MNIST) the script trains the
-`cyclegan-mnist-<pair>` preset once per seed for ``--steps`` steps (the presets' 800 by default
-is the README's single run; ``--steps 300`` is the shared-CPU budget of the multi-seed table),
+`cyclegan-mnist-<pair>` preset once per seed for ``--steps`` steps (default 300, a shared-CPU budget;
+the presets train 800 steps, the colour pair 4,000, which grey -> colour needs),
 runs `genlab eval RUN` (the `translation` evaluator, quick protocol: 1,000 test images) and
 prints one row per pair and direction: label preservation (or the purity of the class map when
 the domains' classes differ), cycle L1 and the hidden-information ratio, LeNet FID and L1 to
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/translation", help="folder of the run folders (default runs/translation)")
     parser.add_argument("--pairs", nargs="+", default=["inverted", "thick", "rot90", "fashion"], choices=PAIRS)
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="training seeds (at least 3 for a spread)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per run (the presets: 800)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per run (the presets: 800; colour: 4000)")
     parser.add_argument("--no-train", action="store_true", help="fail instead of training or evaluating missing runs")
     args = parser.parse_args()
     root, train = Path(args.runs), not args.no_train

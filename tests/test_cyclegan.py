@@ -127,6 +127,24 @@ def test_a_cyclegan_phase_updates_only_its_own_networks():
         assert moved == set(groups[phase.name]), f"phase {phase.name} moved {moved}"
 
 
+def test_each_cycle_scale_weighs_its_own_cycle_only():
+    spec = DataSpec(1, 8, 8, 8, 10)
+    g = torch.Generator().manual_seed(2)
+    batch = {"x": torch.rand(4, 1, 8, 8, generator=g), "x_b": torch.rand(4, 1, 8, 8, generator=g)}
+    torch.manual_seed(0)
+    model = build_model(_cyclegan_cfg(), spec)
+
+    def g_terms(*extra):
+        objective = build_objective(_cyclegan_cfg(["objective.lambda_idt=0", *extra]), spec)
+        return objective(model, batch, "G", 0)
+
+    full = g_terms()
+    lam = _cyclegan_cfg().objective.lambda_cyc
+    for cycle, key in (("a", "cycle_a"), ("b", "cycle_b")):
+        scaled = g_terms(f"objective.cycle_scale_{cycle}=0.25")
+        torch.testing.assert_close(full["loss"] - scaled["loss"], 0.75 * lam * full[key].detach())
+
+
 def test_image_history_mixes_new_and_stored_images_with_the_stated_probability(tmp_path):
     history = ImageHistory(size=50, swap=0.5)
     torch.manual_seed(0)

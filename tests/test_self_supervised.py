@@ -195,3 +195,41 @@ def test_feature_maps_are_pooled_to_a_small_grid():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     assert torch.equal(pooled(x), x.flatten(1))  # a map no larger than the grid is kept as is
     assert F.adaptive_avg_pool2d(x, 2).flatten(1).tolist() == pooled(torch.cat([x] * 256, 1))[:, :4].tolist()
+
+
+def test_probe_table_merges_a_runs_files_ranks_rows_and_refuses_mixed_protocols(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    from conftest import REPO
+    from genlab.eval.probe import run_probe
+
+    spec = importlib.util.spec_from_file_location("probe_table", REPO / "benchmarks" / "probe_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    cfg = DataConfig(name="digits")
+
+    def probe(name, labels, test_examples=120):
+        opts = ProbeOptions(labels_per_class=labels, seeds=2, test_examples=test_examples, batch_size=64)
+        path = tmp_path / f"{name}-{'-'.join(map(str, labels))}-{test_examples}.json"
+        path.write_text(json.dumps(run_probe(floor(name, 1, seed=0), ["digits"], cfg, opts, "cpu", log=lambda s: None)))
+        return path
+
+    pixels_few, pixels_all, untrained = probe("pixels", (5,)), probe("pixels", (ALL,)), probe("untrained", (5, ALL))
+    table.main([f"pixels={pixels_few}", f"pixels={pixels_all}", f"untrained={untrained}", "--rank", "linear@all"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| pixels") or line.startswith("| untrained")]
+    records = {p: json.loads(p.read_text())["results"] for p in (pixels_few, pixels_all, untrained)}
+    lin_all = {"pixels": records[pixels_all][0]["mean"], "untrained": records[untrained][2]["mean"]}
+    assert [r.split(" |")[0][2:] for r in rows] == sorted(lin_all, key=lin_all.get, reverse=True)
+    pixel_row = next(r for r in rows if r.startswith("| pixels"))
+    assert pixel_row.count(" +- ") == 2 and "-" not in pixel_row.replace(" +- ", "").replace("| pixels", "")
+    assert f"{100 * records[pixels_few][0]['mean']:.2f} +- {100 * records[pixels_few][0]['std']:.2f}" in pixel_row
+    # Files of the same run agree where they overlap; a disagreement or another test split is refused.
+    other = json.loads(pixels_few.read_text())
+    other["results"][0]["mean"] += 0.01
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="disagree"):
+        table.main([f"pixels={pixels_few}", f"pixels={tmp_path / 'other.json'}"])
+    with pytest.raises(SystemExit, match="different probe protocols"):
+        table.main([f"pixels={pixels_few}", f"untrained={probe('untrained', (5,), test_examples=100)}"])

@@ -83,5 +83,9 @@ for _name, _domain, _what in (("inverted", "mnist-inverted", "colour-inverted MN
 
 @preset("cyclegan-mnist-colour")
 def cyclegan_mnist_colour() -> dict[str, str]:
-    """CycleGAN grey MNIST <-> coloured MNIST (3 channels); no identity loss: the domains differ in format."""
-    return {**_cyclegan("mnist-colour"), "objective.lambda_idt": "0"}
+    """CycleGAN grey MNIST <-> coloured MNIST (3 channels); no identity loss: the domains differ in format.
+
+    4,000 steps, five times the other pairs': at 800 steps grey -> colour gives noisy colour fields that the
+    MNIST LeNet reads at chance (label preservation 9.1 %, 3 seeds), at 4,000 steps coloured digits (76 % on
+    seed 0; README, "Unpaired translation"). About 22 minutes on one CPU thread."""
+    return {**_cyclegan("mnist-colour"), "objective.lambda_idt": "0", "train.steps": "4000"}

@@ -4,8 +4,9 @@ Zhu et al. 2017 (arXiv:1703.10593), Sec. 3 and 4. With G: A -> B, F: B -> A and 
 a (domain A, ``x``) and b (domain B, ``x_b``), per example:
 
 * phase ``G`` (both translators): (D_B(G(a)) - 1)^2 + (D_A(F(b)) - 1)^2
-  + lambda_cyc (|F(G(a)) - a| + |G(F(b)) - b|) + lambda_cyc lambda_idt (|G(b) - b| + |F(a) - a|),
+  + lambda_cyc (s_a |F(G(a)) - a| + s_b |G(F(b)) - b|) + lambda_cyc lambda_idt (|G(b) - b| + |F(a) - a|),
   squares and absolute values averaged over patches and pixels (the paper's MSE and L1);
+  the per-cycle scales s_a = ``cycle_scale_a`` and s_b = ``cycle_scale_b`` are 1 in the paper;
   the adversarial term is twice genlab's ``lsgan`` generator loss (which halves it);
 * phase ``D`` (both critics): genlab's ``lsgan`` discriminator loss
   (r - 1)^2 / 2 + f^2 / 2 for D_A and for D_B, where the fakes come from a history of
@@ -89,6 +90,12 @@ class CycleGANObjective:
     class Config:
         lambda_cyc: float = bounded(10.0, ge=0.0)  # weight of the cycle loss (paper: 10)
         lambda_idt: float = bounded(0.5, ge=0.0)  # identity-loss weight, relative to lambda_cyc (paper: 0.5)
+        # Each cycle's weight relative to lambda_cyc (paper: 1 and 1). Lower one where its first map must lose
+        # information: colour -> grey drops the colours, so no G can restore them in G(F(b)) - b, and a full
+        # weight pushes F to hide the colours in its grey images and G to decode them, at the cost of what
+        # G makes of real grey digits (README, "Unpaired translation").
+        cycle_scale_a: float = bounded(1.0, ge=0.0)  # the cycle a -> b -> a
+        cycle_scale_b: float = bounded(1.0, ge=0.0)  # the cycle b -> a -> b
         pool_size: int = bounded(50, ge=0)  # generated images kept per discriminator (paper: 50; 0: none)
         pool_swap: float = bounded(0.5, ge=0.0, le=1.0)  # chance a new image is exchanged for a stored one
 
@@ -121,7 +128,7 @@ class CycleGANObjective:
         cycle_b = _per_example((model.translate(fake_a, "a2b") - b).abs())
         terms = {"adv_ab": adv_ab, "adv_ba": adv_ba, "cycle_a": cycle_a, "cycle_b": cycle_b}
         c = self.cfg
-        loss = adv_ab + adv_ba + c.lambda_cyc * (cycle_a + cycle_b)
+        loss = adv_ab + adv_ba + c.lambda_cyc * (c.cycle_scale_a * cycle_a + c.cycle_scale_b * cycle_b)
         if c.lambda_idt > 0:  # G(b) ~ b and F(a) ~ a: keeps colours when they need not change
             terms["identity_a"] = _per_example((model.translate(a, "b2a") - a).abs())
             terms["identity_b"] = _per_example((model.translate(b, "a2b") - b).abs())
