@@ -91,9 +91,9 @@ class CycleGANObjective:
         lambda_cyc: float = bounded(10.0, ge=0.0)  # weight of the cycle loss (paper: 10)
         lambda_idt: float = bounded(0.5, ge=0.0)  # identity-loss weight, relative to lambda_cyc (paper: 0.5)
         # Each cycle's weight relative to lambda_cyc (paper: 1 and 1). Lower one where its first map must lose
-        # information: colour -> grey drops the colours, so no G can restore them in G(F(b)) - b, and a full
-        # weight pushes F to hide the colours in its grey images and G to decode them, at the cost of what
-        # G makes of real grey digits (README, "Unpaired translation").
+        # information: colour -> grey drops the colours, so G(F(b)) = b is reachable only if F hides the colours
+        # in its grey images for G to decode; lowering cycle_scale_b let colour -> grey keep the digit more often
+        # (README, "Unpaired translation": 51 % -> 66 % at 800 steps, one seed).
         cycle_scale_a: float = bounded(1.0, ge=0.0)  # the cycle a -> b -> a
         cycle_scale_b: float = bounded(1.0, ge=0.0)  # the cycle b -> a -> b
         pool_size: int = bounded(50, ge=0)  # generated images kept per discriminator (paper: 50; 0: none)
