@@ -38,6 +38,11 @@ def load(pairs: list[str]) -> tuple[dict[str, dict], str]:
             found = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise SystemExit(f"{path}: not a readable probe.json ({e}); run `genlab probe RUN` first")
+        fields = ("data", "labels_per_class", "probe", "mean", "std", "accuracy")
+        if not isinstance(found, dict) or "protocol" not in found or not all(
+                isinstance(r, dict) and all(f in r for f in fields) for r in found.get("results", [None])):
+            raise SystemExit(f"{path}: not a probe.json written by `genlab probe` (it needs 'protocol' and "
+                             f"'results' with {', '.join(fields)}); give the file `genlab probe RUN` wrote")
         protocols.add(_protocol_without_counts(found["protocol"]))
         cells = rows.setdefault(name, {})
         for r in found["results"]:

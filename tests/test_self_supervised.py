@@ -231,5 +231,8 @@ def test_probe_table_merges_a_runs_files_ranks_rows_and_refuses_mixed_protocols(
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="disagree"):
         table.main([f"pixels={pixels_few}", f"pixels={tmp_path / 'other.json'}"])
+    (tmp_path / "not_probe.json").write_text(json.dumps({"results": [{"data": "digits"}]}))
+    with pytest.raises(SystemExit, match="not a probe.json written by `genlab probe`"):
+        table.main([f"pixels={tmp_path / 'not_probe.json'}"])
     with pytest.raises(SystemExit, match="different probe protocols"):
         table.main([f"pixels={pixels_few}", f"untrained={probe('untrained', (5,), test_examples=100)}"])
