@@ -33,6 +33,8 @@ def test_smoke_runs_every_preset(tmp_path, data_root):
     assert report["compile"].startswith("eager") and report["precision"] == "bf16 autocast"
     for row in report["results"]:
         assert row["steps"] == 3 and row["images_per_s"] > 0 and row["train_flops_per_image"] > 0
+        assert row["calibration_images_per_s"] > 0  # the rate that sizes the step count on a GPU
+        assert not (tmp_path / f"{row['model']}-calibration").exists()
         assert row["mfu"] is None  # no peak for a CPU unless --peak-tflops is given
         assert row["autocast_dtypes"] == ["bfloat16"]
         assert row["quality"], row["model"]
@@ -41,6 +43,17 @@ def test_smoke_runs_every_preset(tmp_path, data_root):
         cfg = json.loads((tmp_path / row["model"] / "config.json").read_text())
         assert cfg["train"]["compile"] and cfg["train"]["compile_backend"] == "eager"
         assert cfg["train"]["precision"] == "bf16"
+        # A short run's average must not keep the untrained weights: a warm-up unless the preset has one.
+        assert cfg["train"]["ema_decay"] > 0 and cfg["train"]["ema_warmup"] != "none"
+
+
+def test_profile_writes_the_top_operators(tmp_path, data_root):
+    suite = _suite()
+    report = suite.main(["--smoke", "--profile", "--models", "vae", "--out", str(tmp_path), "--data-root", str(data_root)])
+    profile = report["results"][0]["profile"]
+    assert profile["step_ms"] > 0 and profile["device_busy_fraction"] is None  # no device timeline on a CPU
+    table = (tmp_path / "profile-vae.txt").read_text()
+    assert "Self CPU" in table and "convolution" in table  # the operators of the VAE's step
 
 
 def test_placement_guard_finds_a_tensor_made_without_device():
