@@ -3,7 +3,8 @@
 For each pair (MNIST <-> inverted, thick-stroked or rotated MNIST, the 8x8
 `digits` upsampled to 28x28, coloured MNIST, Fashion-MNIST) the script trains the
 `cyclegan-mnist-<pair>` preset once per seed for ``--steps`` steps (default 300, a shared-CPU budget;
-the presets train 800 steps, the colour pair 4,000, which grey -> colour needs),
+``--steps preset`` gives each pair its preset's length: 800 steps, and 4,000 for the colour pair, which
+grey -> colour needs),
 runs `genlab eval RUN` (the `translation` evaluator, quick protocol: 1,000 test images) and
 prints one row per pair and direction: label preservation (or the purity of the class map when
 the domains' classes differ), cycle L1 and the hidden-information ratio, LeNet FID and L1 to
@@ -14,7 +15,7 @@ Runs that exist are reused (a partial one is resumed), so the script can be re-r
 interruption or on runs trained elsewhere:
 
     python benchmarks/translation_table.py [--runs runs/translation] [--pairs inverted thick rot90 fashion]
-        [--seeds 0 1 2] [--steps 300] [--no-train]
+        [--seeds 0 1 2] [--steps 300 | --steps preset] [--no-train]
 
 Run folders are named <pair>-<steps>-s<seed>.
 """
@@ -34,6 +35,20 @@ from runs_common import ensure_trained, spread, wall_minutes
 
 PAIRS = ("inverted", "thick", "rot90", "digits", "colour", "fashion")
 DIRECTIONS = ("a2b", "b2a")
+
+
+def steps_arg(text: str) -> int | str:
+    """--steps: a positive step count, or 'preset' for each pair's own length."""
+    if text == "preset":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive step count nor 'preset'")
+    return int(text)
+
+
+def pair_steps(pair: str, steps: int | str) -> int:
+    """The steps a pair trains: the count given, or for 'preset' its preset's own length."""
+    return int(PRESETS.get(f"cyclegan-mnist-{pair}")()["train.steps"]) if steps == "preset" else steps
 
 
 def train_argv(pair: str, steps: int, seed: str) -> list[str]:
@@ -77,7 +92,8 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/translation", help="folder of the run folders (default runs/translation)")
     parser.add_argument("--pairs", nargs="+", default=["inverted", "thick", "rot90", "fashion"], choices=PAIRS)
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="training seeds (at least 3 for a spread)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per run (the presets: 800; colour: 4000)")
+    parser.add_argument("--steps", type=steps_arg, default=300,
+                        help="training steps per run, or 'preset': each pair's own length (800; colour: 4000)")
     parser.add_argument("--no-train", action="store_true", help="fail instead of training or evaluating missing runs")
     args = parser.parse_args()
     root, train = Path(args.runs), not args.no_train
@@ -85,17 +101,18 @@ def main() -> int:
     rows, summary, minutes, commands = [], {}, [], []
     for pair in args.pairs:
         preset = PRESETS.get(f"cyclegan-mnist-{pair}")()
+        steps = pair_steps(pair, args.steps)
         found = {}
         for seed in args.seeds:
-            run = root / f"{pair}-{args.steps}-s{seed}"
+            run = root / f"{pair}-{steps}-s{seed}"
             started = time.time()
-            ensure_trained(run, train_argv(pair, args.steps, seed), args.steps, train)
-            found[seed] = ensure_evaluated(run, args.steps, train)["metrics"]
+            ensure_trained(run, train_argv(pair, steps, seed), steps, train)
+            found[seed] = ensure_evaluated(run, steps, train)["metrics"]
             if (w := wall_minutes(run)) is not None:
                 minutes.append(w)
             print(f"{run.name}: done ({time.time() - started:.0f} s including eval)", flush=True)
-        each = root / f"{pair}-{args.steps}-s$s"
-        command = (f"for s in {' '.join(args.seeds)}; do genlab train {' '.join(train_argv(pair, args.steps, '$s'))} "
+        each = root / f"{pair}-{steps}-s$s"
+        command = (f"for s in {' '.join(args.seeds)}; do genlab train {' '.join(train_argv(pair, steps, '$s'))} "
                    f"--out {each} && genlab eval {each}; done")
         for d in DIRECTIONS:
             per = {name: [pick(m, prefix, d) for m in found.values()] for name, prefix in (
@@ -109,10 +126,11 @@ def main() -> int:
                          cell(per["cycle"], ".4f"), cell(per["ratio"], ".3f"),
                          cell(per["fid"], ".2f", [pick(first, "fid_", d, s) for s in ("_identity", "_true_map")]),
                          cell(per["gt"], ".4f", [pick(first, "gt_l1", d, "_identity")])))
-            summary[f"{pair}/{d}"] = {"seeds": args.seeds, "steps": args.steps, **per, "command": command}
+            summary[f"{pair}/{d}"] = {"seeds": args.seeds, "steps": steps, **per, "command": command}
         commands.append(command)
 
-    print(f"\nCycleGAN, presets cyclegan-mnist-<pair> at {args.steps} steps (batch 16), {len(args.seeds)} seeds; "
+    at = "each preset's own length of" if args.steps == "preset" else args.steps
+    print(f"\nCycleGAN, presets cyclegan-mnist-<pair> at {at} steps (batch 16), {len(args.seeds)} seeds; "
           "`genlab eval` quick protocol (1,000 test images, 10,000 reference images); mean ± sample std over "
           "seeds, (identity / true map) in brackets.\n")
     head = ("pair", "direction", "label preservation %", "cycle L1", "hidden-info ratio", "LeNet FID", "L1 to truth")

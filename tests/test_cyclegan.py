@@ -242,3 +242,22 @@ def test_translate_command_writes_translations_of_user_images(tmp_path):
                        draw(load_run(tmp_path / "run").model, 2, 0, "cpu", source=image, direction="b2a"))
     figs = translation_figures(load_run(tmp_path / "run"), tmp_path, "cpu")
     assert [f for _, f in figs] == ["translations_a2b.png", "translations_b2a.png"]
+
+
+def test_translation_table_steps_take_a_count_or_each_presets_length(monkeypatch):
+    import argparse
+    import importlib.util
+
+    from conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the script imports runs_common beside it
+    spec = importlib.util.spec_from_file_location("translation_table", REPO / "benchmarks" / "translation_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    assert table.steps_arg("300") == 300 and table.steps_arg("preset") == "preset"
+    for bad in ("0", "-5", "abc", "3.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive step count nor 'preset'"):
+            table.steps_arg(bad)
+    # 'preset' resolves per pair: grey <-> colour needs its 4,000 steps, the others train 800.
+    assert table.pair_steps("colour", "preset") == 4000 and table.pair_steps("inverted", "preset") == 800
+    assert table.pair_steps("colour", 300) == 300
