@@ -52,11 +52,11 @@ from torch.utils.flop_counter import FlopCounterMode
 import genlab  # noqa: F401
 from genlab.api import load, train_run
 from genlab.configs import resolve_train_config
-from genlab.data import load_dataset
-from genlab.data.loader import BatchStream
-from genlab.train.loop import make_optimizer
-from genlab.train.run import build_model, build_objective, read_metrics
-from genlab.train.step import PhaseOptimizers, train_step
+from genlab.train.run import read_metrics
+from genlab.train.step import train_step
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
+from profile_step import step_parts  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; matched as a substring of
 # torch.cuda.get_device_name(), longest first. H100 PCIe is listed apart because its peak is lower.
@@ -147,18 +147,6 @@ class PlacementGuard:
 
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
-
-
-def step_parts(cfg, device: torch.device):
-    """The model, objective, device-resident batch stream and optimizers of one training step, as the loop
-    builds them (uncompiled)."""
-    data = load_dataset(cfg.data.name, "train", cfg.data)
-    torch.manual_seed(0)
-    model = build_model(cfg, data.spec).to(device)
-    objective = build_objective(cfg, data.spec)
-    stream = BatchStream(data.to(device), cfg.train.batch_size, 1, 0)
-    opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
-    return model, objective, stream, opts
 
 
 def profile_steps(cfg, device: torch.device, steps: int = 10, warmup: int = 5) -> tuple[dict, str]:

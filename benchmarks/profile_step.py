@@ -28,15 +28,22 @@ from side_by_side import load_average, peak_rss_mib
 PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"]
 
 
+def step_parts(cfg, device: torch.device = torch.device("cpu")):
+    """The model, objective, device-resident batch stream and optimizers of one training step, built as the
+    loop builds them (uncompiled; seed 0). Shared by this script, gpu_suite.py and host_overhead.py."""
+    data = load_dataset(cfg.data.name, "train", cfg.data)
+    torch.manual_seed(0)
+    model = build_model(cfg, data.spec).to(device)
+    objective = build_objective(cfg, data.spec)
+    stream = BatchStream(data.to(device), cfg.train.batch_size, 1, 0)
+    opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
+    return model, objective, stream, opts
+
+
 def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int) -> None:
     over = [("train.batch_size", str(batch_size))] if batch_size else []
     cfg = resolve_train_config(preset=name, data_root=data_root, overrides=over)
-    data = load_dataset(cfg.data.name, "train", cfg.data)
-    torch.manual_seed(0)
-    model = build_model(cfg, data.spec)
-    objective = build_objective(cfg, data.spec)
-    stream = BatchStream(data, cfg.train.batch_size, 1, 0)
-    opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
+    model, objective, stream, opts = step_parts(cfg)
     model.train()
     for s in range(2):
         train_step(model, objective, stream.micro_batches(s), s, opts)
