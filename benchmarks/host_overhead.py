@@ -28,9 +28,9 @@ from gpu_suite import PRESETS  # noqa: E402
 from profile_step import step_parts  # noqa: E402
 
 
-def host_ms(preset, overrides: dict, steps: int, warmup: int = 20) -> dict:
+def host_ms(preset, overrides: dict, steps: int, data_root=None, warmup: int = 20) -> dict:
     """Milliseconds per step of train_step and of the EMA update, for one preset at the given overrides."""
-    cfg = resolve_train_config(preset=preset, data_root=None, overrides=list(overrides.items()))
+    cfg = resolve_train_config(preset=preset, data_root=data_root, overrides=list(overrides.items()))
     model, objective, stream, opts = step_parts(cfg)
     ema = EMA(model, 0.999, "count")
     for step in range(warmup):
@@ -51,13 +51,14 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=None, help=f"a subset of {[p.name for p in PRESETS]}")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per model (after 20 untimed)")
+    parser.add_argument("--data-root", default=None, help="default: $GENLAB_DATA")
     args = parser.parse_args(argv)
     rows = []
     print(f"CPU, {torch.get_num_threads()} torch threads; smoke-size networks, batch 1, {args.steps} timed steps")
     for p in PRESETS:
         if args.models and p.name not in args.models:
             continue
-        row = {"model": p.name, **host_ms(p.preset, {**p.smoke, "train.batch_size": "1"}, args.steps)}
+        row = {"model": p.name, **host_ms(p.preset, {**p.smoke, "train.batch_size": "1"}, args.steps, args.data_root)}
         rows.append(row)
         total = row["train_step_ms"] + row["ema_ms"]
         print(f"{p.name:15s} {row['weights']:8d} weights in {row['tensors']:3d} tensors: train_step "

@@ -73,11 +73,11 @@ def test_peak_table_by_device_name():
     assert suite.peak_of("Some GPU")[0] is None
 
 
-def test_host_overhead_times_the_step_and_the_average(capsys):
+def test_host_overhead_times_the_step_and_the_average(capsys, data_root):
     spec = importlib.util.spec_from_file_location("host_overhead", REPO / "benchmarks" / "host_overhead.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = module.main(["--models", "vae", "--steps", "3"])
+    rows = module.main(["--models", "vae", "--steps", "3", "--data-root", str(data_root)])
     assert [r["model"] for r in rows] == ["vae"]
     assert rows[0]["train_step_ms"] > 0 and rows[0]["ema_ms"] > 0 and rows[0]["tensors"] == 34
     assert "steps/s" in capsys.readouterr().out
