@@ -244,7 +244,6 @@ def calibrate(p: Preset, args, over: dict) -> float:
     compilation, left out); the calibration run's folder is deleted."""
     steps = 6 if args.smoke else CALIBRATION_STEPS
     cal = {**over, "train.steps": str(steps), "train.log_every": str(steps // 3), "train.ckpt_every": str(steps)}
-    cal.pop("train.max_seconds", None)
     run_dir = Path(args.out) / f"{p.name}-calibration"
     train_run(preset=p.preset, out=run_dir, data_root=args.data_root, overrides=list(cal.items()),
               command=f"benchmarks/gpu_suite.py {p.name} (calibration)")
