@@ -19,6 +19,10 @@ times the share if the rate drops. (The first lent H200 showed why a FLOP-count 
 networks reached 0.1 to 6 % of the bf16 peak, not the 10 % assumed, so the runs were cut by the time box
 with the schedule still near its top.) The rest of the budget is compilation and evaluation.
 
+`--compile-mode reduce-overhead` (train.compile_mode) replays each compiled network as a CUDA graph: the
+second H200 lease found the suite's steps bound by the host's launching (README, GPU suite), which that
+mode is meant to remove; it has not run on a GPU yet.
+
 The EMA of the weights (decay 0.999 unless the preset sets one) warms up by count (min(decay, (1+n)/(10+n)))
 unless the preset chose a warm-up: a plain 0.999 average over a run of 1,500 steps still holds a fifth of the
 untrained weights (0.999^1500 = 0.22), which cost the first H200 run 56 nats on the VAE (143.73 with the
@@ -45,15 +49,17 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import genlab  # noqa: F401
 from genlab.api import load, train_run
+from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
 from genlab.train.run import read_metrics
-from genlab.train.step import train_step
+from genlab.train.step import compile_submodules, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from profile_step import step_parts  # noqa: E402
@@ -159,12 +165,11 @@ def profile_steps(cfg, device: torch.device, steps: int = 10, warmup: int = 5) -
         the host; and the profiler's top operators by self time on the device (on the host for a CPU).
     """
     model, objective, stream, opts = step_parts(cfg, device)
-    for child in model.children():
-        child.compile(backend=cfg.train.compile_backend)
+    graphs = compile_submodules(model, cfg.train.compile_backend, cfg.train.compile_mode)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for step in range(warmup):
-        train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast)
+        train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast, cuda_graphs=graphs)
     sync()
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
@@ -172,7 +177,7 @@ def profile_steps(cfg, device: torch.device, steps: int = 10, warmup: int = 5) -
     with torch.profiler.profile(activities=activities) as prof:
         began = time.perf_counter()
         for step in range(warmup, warmup + steps):
-            train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast)
+            train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast, cuda_graphs=graphs)
         sync()
         wall = (time.perf_counter() - began) / steps
     events = prof.key_averages()
@@ -213,7 +218,7 @@ def check_step(cfg, device: torch.device) -> dict:
             raise AssertionError(f"phase {phase}: the bf16 step's loss or gradient is not finite")
     tensors = [*model.parameters(), *model.buffers()]
     tensors += [v for opt in opts.optimizers.values() for s in opt.state.values() for v in s.values()
-                if torch.is_tensor(v) and v.dim()]  # Adam's moments; its 0-d step counts live on the CPU by design
+                if torch.is_tensor(v) and v.dim()]  # Adam's moments (its 0-d step counts sit on the CPU unless fused)
     misplaced = [tuple(t.shape) for t in tensors if t.device.type != device.type]
     if misplaced:
         raise AssertionError(f"{len(misplaced)} parameters/buffers/optimizer states are not on {device}: {misplaced[:3]}")
@@ -256,7 +261,8 @@ def run_preset(p: Preset, args, device: torch.device, peak: float | None) -> dic
     smoke = args.smoke
     over = dict(p.smoke if smoke else p.gpu)
     over.update({"train.device": str(device), "train.precision": "bf16", "train.compile": "true",
-                 "train.compile_backend": "eager" if smoke else "inductor", "train.progress": "false"})
+                 "train.compile_backend": "eager" if smoke else "inductor", "train.compile_mode": args.compile_mode,
+                 "train.progress": "false"})
     if smoke:
         over.update({"train.batch_size": "8"})
     cfg = resolve_train_config(preset=p.preset, data_root=args.data_root, overrides=list(over.items()))
@@ -320,6 +326,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every model's training share")
     parser.add_argument("--profile", action="store_true",
                         help="also profile 10 compiled steps per model: OUT/profile-MODEL.txt and the device's busy share")
+    parser.add_argument("--compile-mode", default="default", choices=get_args(CompileMode),
+                        help="torch.compile's mode for every model (train.compile_mode); reduce-overhead replays "
+                             "the networks as CUDA graphs")
     parser.add_argument("--data-root", default=None, help="default: $GENLAB_DATA")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
@@ -341,7 +350,7 @@ def main(argv=None) -> dict:
                   "smoke": args.smoke, "cuda_settings": settings if device.type == "cuda" else {},
                   "calibration_steps": CALIBRATION_STEPS, "budget_s": BUDGET_S, "time_scale": args.time_scale,
                   "cpu_threads": torch.get_num_threads(), "precision": "bf16 autocast",
-                  "compile": "eager (trace only)" if args.smoke else "inductor",
+                  "compile": "eager (trace only)" if args.smoke else "inductor", "compile_mode": args.compile_mode,
                   "presets": {p.name: asdict(p) for p in chosen}, "results": rows, "failures": failures,
                   "wall_s": round(time.perf_counter() - began, 1)}
         tmp = out / "suite.json.tmp"

@@ -172,6 +172,9 @@ def _add_run_cmds(sub):
     p.add_argument("--iwae-prior-fraction", type=_eval_field("iwae_prior_fraction"), default=None,
                    help="share of IWAE samples drawn from the prior instead of the encoder (default 0.1; "
                         "0: plain IWAE); the bound stays valid and finite when the encoder is wrong")
+    p.add_argument("--iwae-decodes", type=_eval_field("iwae_decodes"), default=None,
+                   help="images per IWAE decoder pass (default 4096 on a GPU, 256 on a CPU); more fills a large "
+                        "GPU better; it changes which seeded noise each sample gets, not what is estimated")
     p.add_argument("--max-examples", type=_count_or_all, default=None,
                    help="evaluate a random subset of this many images, or 'all'")
     p.add_argument("--n-samples", type=_eval_field("n_samples"), default=None,
@@ -481,7 +484,7 @@ def _eval(args) -> int:
     from genlab.eval.run import evaluate_run
 
     given = {"batch_size": args.batch_size, "max_examples": args.max_examples, "iwae_k": args.iwae_k,
-             "iwae_prior_fraction": args.iwae_prior_fraction, "n_samples": args.n_samples,
+             "iwae_prior_fraction": args.iwae_prior_fraction, "iwae_decodes": args.iwae_decodes, "n_samples": args.n_samples,
              "n_reference": args.n_reference, "sampler_steps": args.sampler_steps}
     explicit = {k: (None if v == "all" else v) for k, v in given.items() if v is not None}
     opts = EvalOptions.for_protocol(args.protocol, split=args.split, seed=args.seed,

@@ -47,6 +47,9 @@ def _show(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
 
 
+# torch.compile's modes (train.compile_mode).
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
 @dataclass(frozen=True)
 class Range:
     """The values a numeric field allows: optional bounds, and whether inf/nan are allowed.
@@ -180,6 +183,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile each top-level submodule
     # inductor: generated kernels (the speed-up); eager / aot_eager only trace (graph breaks, tests on a CPU)
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    # torch.compile's mode: reduce-overhead (and max-autotune) replay each compiled network as a CUDA graph,
+    # one launch for all its kernels, for steps whose time is the host's launching (GPU only; README, GPU suite)
+    compile_mode: CompileMode = "default"
     # NHWC memory format for the network's 4-D weights (and so its convolutions): faster for some networks,
     # slower for others (measured per preset with benchmarks/bench_throughput.py; README, "Where the time goes")
     channels_last: bool = False

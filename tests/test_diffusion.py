@@ -71,6 +71,18 @@ def test_schedules_and_forward_marginals():
         assert xt.var().item() == pytest.approx(1 - abar, rel=0.02, abs=2e-4)
 
 
+def test_the_schedule_moves_with_the_model_and_stays_out_of_the_checkpoint():
+    model, _ = _model(GREY)
+    reference = proc.Schedule.create(model.cfg.schedule, model.cfg.timesteps)
+    assert "betas" not in model.state_dict()  # constants, not weights
+    assert model.schedule is model.schedule  # derived tensors built once per placement
+    assert torch.equal(model.schedule.abar, reference.abar) and model.schedule.abar.dtype == torch.float64
+    model.to("meta")  # any device: the schedule follows, so a step never copies it from the host
+    assert model.schedule.betas.device.type == "meta" and model.schedule.abar.device.type == "meta"
+    model.to_empty(device="cpu").half()  # a cast of the whole model leaves the constants in float64
+    assert model.schedule.betas.dtype == torch.float64 and torch.equal(model.schedule.betas, reference.betas)
+
+
 def test_posterior_is_bayes_rule_of_the_two_gaussians():
     """q(x_{t-1} | x_t, x_0) ∝ q(x_t | x_{t-1}) q(x_{t-1} | x_0): precisions add, means are precision-weighted."""
     s = proc.Schedule.create("cosine", 50)

@@ -81,6 +81,69 @@ def test_train_step_skips_a_non_finite_update_and_leaves_the_weights_alone():
     assert not all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
 
+class _NoHostReads:
+    """Makes every read of a tensor's value on the host (bool, int, float, item) raise."""
+
+    NAMES = ("__bool__", "__int__", "__float__", "item")
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+
+    def __enter__(self):
+        def refuse(*_):
+            raise AssertionError("train_step read a tensor on the host")
+        for name in self.NAMES:
+            self.monkeypatch.setattr(torch.Tensor, name, refuse)
+
+    def __exit__(self, *exc):
+        self.monkeypatch.undo()
+
+
+def test_fused_adam_skips_a_non_finite_update_on_the_device_without_reading_it(monkeypatch):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    reference = torch.nn.Linear(3, 1)
+    reference.load_state_dict(model.state_dict())
+    make = lambda p: torch.optim.Adam(p, lr=0.1, fused=True)  # noqa: E731
+    opts, ref_opts = PhaseOptimizers(model, [Phase("main")], make), PhaseOptimizers(reference, [Phase("main")], make)
+
+    def objective(m, batch, phase, step):
+        return {"loss": (m(batch["x"]).squeeze(1) * batch["scale"]) ** 2}
+
+    good, nan = {"x": torch.ones(4, 3), "scale": 1.0}, {"x": torch.ones(4, 3), "scale": float("nan")}
+    train_step(reference, objective, [good], 0, ref_opts, grad_clip=1.0)
+    train_step(reference, objective, [good], 1, ref_opts, grad_clip=1.0)
+    with _NoHostReads(monkeypatch):
+        first = train_step(model, objective, [good], 0, opts, grad_clip=1.0)["main"]
+        bad = train_step(model, objective, [nan], 1, opts, grad_clip=1.0)["main"]
+        second = train_step(model, objective, [good], 2, opts, grad_clip=1.0)["main"]
+    assert not first.skipped and bad.skipped and not second.skipped  # read here, after the steps
+    # The skipped step left weights, moments and Adam's step count alone: two good steps equal the reference's.
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+    state, ref_state = opts.optimizers["main"].state_dict()["state"], ref_opts.optimizers["main"].state_dict()["state"]
+    assert all(torch.equal(state[i][k], ref_state[i][k]) for i in state for k in state[i])
+    assert float(state[0]["step"]) == 2
+    assert not hasattr(opts.optimizers["main"], "found_inf")  # handed over for the step only
+
+
+def test_the_loop_makes_a_fused_adam_and_a_checkpoint_without_the_flag_falls_back(tmp_path):
+    from genlab.train.loop import make_optimizer
+    from genlab.train.step import fused_optimizer
+    opt = make_optimizer(_cfg(), list(torch.nn.Linear(2, 2).parameters()))
+    assert fused_optimizer(opt)
+    # A checkpoint of an unfused Adam (genlab before fusing) sets the group's flags on load: then the
+    # flag is read on the host, and the update is still skipped.
+    model = torch.nn.Linear(3, 1)
+    old = torch.optim.Adam(model.parameters(), lr=0.1)
+    opts = PhaseOptimizers(model, [Phase("main")], lambda p: make_optimizer(_cfg(), p))
+    opts.optimizers["main"].load_state_dict(old.state_dict())
+    assert not fused_optimizer(opts.optimizers["main"])
+    before = [p.detach().clone() for p in model.parameters()]
+    bad = train_step(model, lambda m, b, ph, s: {"loss": m(b["x"]).squeeze(1) * float("nan")},
+                     [{"x": torch.ones(2, 3)}], 0, opts)["main"]
+    assert bad.skipped and all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
 @OBJECTIVES.register("test-history")
 class _History:
     """Reconstruction weighted by the mean of the last few batch losses: a result that depends on the state."""
@@ -161,3 +224,45 @@ def test_data_dependent_init_under_two_processes_gives_every_process_rank_0s_wei
     own0, own1 = _first_batch_mean(cfg, 0, 2), _first_batch_mean(cfg, 1, 2)
     assert own0 != own1  # each process's own init would differ...
     assert torch.equal(rank0[INIT_TARGET], own0.expand(2))  # ...so rank 0's is the one everybody keeps
+
+
+def test_ema_follows_the_closed_form_and_weights_given_new_storage():
+    from types import SimpleNamespace
+
+    from genlab.train.ema import EMA
+
+    class Net(torch.nn.Module):
+        card = SimpleNamespace(ema_modules=None)
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+            self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    net = Net()
+    w0 = net.lin.weight.detach().clone()
+    ema = EMA(net, 0.9)
+    with torch.no_grad():
+        net.lin.weight.add_(1.0)  # in place, as an optimizer does
+        net.seen.fill_(3)
+    ema.update(net)
+    assert torch.allclose(ema.shadow["lin.weight"], 0.9 * w0 + 0.1 * (w0 + 1.0))
+    assert int(ema.shadow["seen"]) == 3  # integer buffers are copied, not averaged
+    # New storage (load_state_dict(assign=True), .to() of a CPU model onto a GPU): the average follows it.
+    net.load_state_dict({"lin.weight": torch.full((2, 2), 5.0), "lin.bias": torch.zeros(2),
+                         "seen": torch.tensor(4)}, assign=True)
+    ema.update(net)
+    assert torch.allclose(ema.shadow["lin.weight"], 0.9 * (0.9 * w0 + 0.1 * (w0 + 1.0)) + 0.1 * 5.0)
+    assert int(ema.shadow["seen"]) == 4
+
+
+def test_a_cuda_graph_compile_mode_marks_each_step_as_a_new_iteration(tmp_path, monkeypatch):
+    # With CUDA graphs (train.compile_mode=reduce-overhead) each step must tell them that the last step's
+    # outputs may be overwritten; checked on the CPU with the tracing backend, which takes the mode and ignores it.
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    train(_cfg("train.steps=3", "train.compile=true", "train.compile_backend=eager",
+               "train.compile_mode=reduce-overhead"), tmp_path / "graphs")
+    assert len(marks) == 3
+    train(_cfg("train.steps=3", "train.compile=true", "train.compile_backend=eager"), tmp_path / "default")
+    assert len(marks) == 3  # the default mode records no graphs: no marks

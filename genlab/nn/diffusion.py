@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -48,7 +49,8 @@ def cosine_betas(steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch
 
 @dataclass(frozen=True)
 class Schedule:
-    """A discrete noise schedule, beta_0 .. beta_{T-1}, and every quantity derived from it (float64)."""
+    """A discrete noise schedule, beta_0 .. beta_{T-1}, and every quantity derived from it (float64), each
+    computed once, on the device of ``betas`` (a training step reads them on every call)."""
 
     betas: torch.Tensor  # (T,)
 
@@ -60,26 +62,26 @@ class Schedule:
     def T(self) -> int:
         return self.betas.shape[0]
 
-    @property
+    @cached_property
     def abar(self) -> torch.Tensor:
         return torch.cumprod(1 - self.betas, 0)
 
-    @property
+    @cached_property
     def abar_prev(self) -> torch.Tensor:
         return torch.cat([self.betas.new_ones(1), self.abar[:-1]])
 
-    @property
+    @cached_property
     def posterior_variance(self) -> torch.Tensor:
         """beta~_t; 0 at t = 0, where x_{-1} is x_0 itself."""
         return self.betas * (1 - self.abar_prev) / (1 - self.abar)
 
-    @property
+    @cached_property
     def posterior_logvar(self) -> torch.Tensor:
         """log beta~_t with the t = 0 value replaced by t = 1's (log 0 is not usable; iDDPM does the same)."""
         v = self.posterior_variance
         return torch.log(torch.cat([v[1:2], v[1:]]))
 
-    @property
+    @cached_property
     def sigmas(self) -> torch.Tensor:
         """sigma_t = sqrt((1 - abar_t) / abar_t): the noise level of x_t / sqrt(abar_t)."""
         return ((1 - self.abar) / self.abar).sqrt()

@@ -106,9 +106,11 @@ def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
         dist.broadcast(t.data, src=0)
 
 
-def any_true(flag: torch.Tensor, info: DistInfo) -> bool:
-    """True if ``flag`` (a 0-d bool/float tensor) is true on any process."""
+def any_process(flag: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """A 0-d bool tensor, on ``flag``'s device: whether ``flag`` (0-d bool) is true on any process.
+    Nothing is read on the host, so the caller decides whether to wait for it."""
+    if not info.enabled:
+        return flag.reshape(())
     value = flag.float().reshape(1)
-    if info.enabled:
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value.reshape(()) > 0

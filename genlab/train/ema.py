@@ -51,17 +51,34 @@ class EMA:
         prefixes = model.card.ema_modules
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()
                        if prefixes is None or k.split(".", 1)[0] in prefixes}
+        self._pairs = None  # (model, its first weight, shadow/live float lists, shadow/live other lists)
+
+    def _live_pairs(self, model: nn.Module):
+        """The shadow tensors and the model's tensors they follow, split into floating-point ones (averaged)
+        and the rest (copied). Building them walks the whole module tree (``state_dict``: half of the
+        update's time for the 184 tensors of the DDPM U-Net), so they are kept while the model and the
+        storage of its first weight are the same: optimizers update weights in place, while ``.to()`` or
+        ``load_state_dict(assign=True)`` give them new storage."""
+        first = next(model.parameters(), None)
+        anchor = None if first is None else first.data_ptr()
+        if self._pairs is None or self._pairs[0] is not model or self._pairs[1] != anchor:
+            state = model.state_dict()
+
+            def lists(floating: bool):
+                keys = [k for k, s in self.shadow.items() if s.dtype.is_floating_point == floating]
+                return [self.shadow[k] for k in keys], [state[k] for k in keys]
+
+            self._pairs = (model, anchor, lists(True), lists(False))
+        return self._pairs[2:]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         decay = ema_decay_at(self.decay, self.warmup, self.updates, self.batch_size, self.rampup)
-        state = model.state_dict()
-        for k, s in self.shadow.items():
-            v = state[k]
-            if s.dtype.is_floating_point:
-                s.lerp_(v.detach(), 1.0 - decay)
-            else:
-                s.copy_(v)
+        (shadow_floats, live_floats), (shadow_others, live_others) = self._live_pairs(model)
+        if shadow_floats:  # one multi-tensor kernel per dtype and device instead of one launch per tensor
+            torch._foreach_lerp_(shadow_floats, live_floats, 1.0 - decay)
+        for s, v in zip(shadow_others, live_others):
+            s.copy_(v)
         self.updates += 1
         self.init_share *= decay
 

@@ -39,7 +39,7 @@ from genlab.train.ema import EMA
 from genlab.train.run import (build_model, build_objective, read_config, read_metrics, to_run_layout,
                               write_run_header)
 from genlab.train.stages import check_first_stage, training_codes
-from genlab.train.step import PhaseOptimizers, train_step
+from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -70,10 +70,19 @@ def learning_rate(cfg: RunConfig, step: int) -> float:
     return o.lr
 
 
+# Devices whose Adam has a fused kernel (one pass over each weight instead of a dozen element-wise
+# operations; on one CPU thread the DDPM U-Net's optimizer step took 0.72 ms fused against 4.4 ms).
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
 def make_optimizer(cfg: RunConfig, params: list) -> torch.optim.Optimizer:
+    """Adam or AdamW over ``params``, fused where every parameter is a floating-point tensor on a device
+    with the fused kernel (then train_step also skips non-finite updates without waiting for the device)."""
     o = cfg.optim
     kind = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return kind(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_ADAM_DEVICES for p in params)
+    return kind(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay,
+                fused=fused or None)
 
 
 class _StopFlag:
@@ -287,9 +296,7 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
         norm_streak = dict(ckpt["state"].get("norm_streak", {}))
         if ema is not None:
             ema.load_counters(ckpt["state"], start)
-    if t.compile:
-        for child in model.children():
-            child.compile(backend=t.compile_backend)
+    cuda_graphs = compile_submodules(model, t.compile_backend, t.compile_mode) if t.compile else False
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and t.precision == "bf16" else nullcontext())
     log = MetricLog(run_dir, info.is_main, start)
@@ -307,22 +314,35 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
     single = len(opts.phases) == 1
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
-    bad_streak, window_start, window_steps = 0, time.perf_counter(), 0
+    # Non-finite steps since the start of this call and the current run of them, as device tensors.
+    not_finite_steps = torch.zeros((), dtype=torch.long, device=device)
+    bad_streak = torch.zeros((), dtype=torch.long, device=device)
+    window_start, window_steps = time.perf_counter(), 0
     began = time.perf_counter()
 
     def checkpoint(step):
         if not info.is_main:
             return
         rng = {"cpu": torch.get_rng_state()}
-        state = {"skipped_steps": skipped, "model": cfg.model_name, "epoch": stream.epoch_of(step),
+        state = {"skipped_steps": skipped_total(), "model": cfg.model_name, "epoch": stream.epoch_of(step),
                  "norm_skipped_steps": norm_skipped, "norm_streak": norm_streak, **(ema.counters() if ema else {})}
         objective_state = objective.state_dict() if callable(getattr(objective, "state_dict", None)) else None
         save_checkpoint(run_dir, step, model.state_dict(), ema.state_dict() if ema else None, opts.optimizers, rng,
                         state, t.keep_checkpoints, objective_state)
 
-    def add(key, value):
+    def add(key, value, weight=1):
         sums[key] = sums.get(key, 0.0) + value
-        counts[key] = counts.get(key, 0) + 1  # phases with `every` > 1 log the mean over the steps they ran
+        counts[key] = counts.get(key, 0) + weight  # phases with `every` > 1 log the mean over the steps they ran
+
+    def skipped_total() -> int:
+        return skipped + int(not_finite_steps)
+
+    def check_divergence(step):
+        if int(bad_streak) > t.max_bad_steps:
+            raise TrainingDiverged(
+                f"{int(bad_streak)} consecutive steps had a non-finite loss or gradient (step {step}); "
+                f"the last good checkpoint in {run_dir / 'checkpoints'} is intact. Lower optim.lr, "
+                "set optim.grad_clip, or check the data")
 
     step, interrupted = start, False
     model.train()
@@ -334,28 +354,23 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
                 lr = learning_rate(cfg, step)
                 results = train_step(model, objective, stream.micro_batches(step), step, opts, lr=lr,
                                      grad_clip=cfg.optim.grad_clip, info=info, autocast=autocast,
-                                     skip_norm=_skip_norms(cfg.optim, opts, norm_streak))
+                                     skip_norm=_skip_norms(cfg.optim, opts, norm_streak), cuda_graphs=cuda_graphs)
                 for name, r in results.items():
                     for k, v in r.terms.items():
                         add(f"train/{k}" if single else f"train/{name}/{k}", v)
-                    if r.skipped:
-                        skipped += 1
-                        bad_streak += 1
-                        continue
-                    bad_streak = 0
+                    # Counted on the device (see genlab.train.step): read at log and checkpoint steps only.
+                    not_finite_steps += r.not_finite
+                    bad_streak = (bad_streak + 1) * r.not_finite
                     if r.norm_skipped:
                         norm_streak[name] = norm_streak.get(name, 0) + 1
                         skipped += 1
                         norm_skipped += 1
                         continue
                     norm_streak[name] = 0
-                    # The loop's own figures live under optim/, apart from the objective's terms.
-                    add("optim/grad_norm" if single else f"optim/{name}/grad_norm", r.grad_norm)
-                if bad_streak > t.max_bad_steps:
-                    raise TrainingDiverged(
-                        f"{bad_streak} consecutive steps had a non-finite loss or gradient (step {step}); "
-                        f"the last good checkpoint in {run_dir / 'checkpoints'} is intact. Lower optim.lr, "
-                        "set optim.grad_clip, or check the data")
+                    # The loop's own figures live under optim/, apart from the objective's terms; a
+                    # non-finite step's norm is left out of the mean.
+                    add("optim/grad_norm" if single else f"optim/{name}/grad_norm",
+                        torch.where(r.not_finite, 0.0, r.grad_norm), ~r.not_finite)
                 if ema is not None:
                     ema.update(model)
                 step += 1
@@ -366,10 +381,12 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
                     say(f"{rate:.2f} steps/s over the first {step - start} steps: about "
                         f"{duration_text((end - step) / rate)} for the {end - step} left (Ctrl-C or SIGTERM "
                         f"checkpoints; `genlab train --resume {run_dir}` continues)")
+                if step % t.log_every == 0 or step == end or step % t.ckpt_every == 0:
+                    check_divergence(step)
                 if step % t.log_every == 0 or step == end:
                     elapsed = time.perf_counter() - window_start
-                    values = {k: float(v) / counts[k] for k, v in sums.items()}
-                    values.update({"optim/lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped,
+                    values = {k: float(v) / float(counts[k]) for k, v in sums.items() if float(counts[k]) > 0}
+                    values.update({"optim/lr": lr, "epoch": stream.epoch_of(step), "skipped_steps": skipped_total(),
                                    "norm_skipped_steps": norm_skipped, "threads": torch.get_num_threads(),
                                    "images_per_s": window_steps * t.batch_size / max(elapsed, 1e-9)})
                     log.write(step, values)
@@ -390,5 +407,6 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
             bar.close()
             log.close()
     loop_seconds = time.perf_counter() - loop_began
+    check_divergence(step)
     checkpoint(step)
-    return TrainResult(run_dir, step, skipped, interrupted, time.perf_counter() - began, loop_seconds)
+    return TrainResult(run_dir, step, skipped_total(), interrupted, time.perf_counter() - began, loop_seconds)

@@ -7,6 +7,12 @@ processes, clip, and step the phase's optimizer, unless the loss or the
 gradient is not finite on some process, in which case the update is skipped
 (and reported, so the caller can count it). Seeding, learning-rate schedules,
 EMA, logging and checkpoints stay with the caller.
+
+With a fused optimizer (genlab's default Adam, `fused_optimizer`) that skip is decided on the device:
+the optimizer is handed the non-finite flag as ``found_inf``, the mechanism PyTorch's GradScaler uses,
+and leaves its weights and moments alone when the flag is set. The host then never waits for the
+device inside a step, so on a GPU it can queue the next step while this one computes (the first lent
+H200 showed the small suite models waiting on the host). Other optimizers read the flag on the host.
 """
 
 from __future__ import annotations
@@ -28,8 +34,30 @@ from genlab.train.distributed import DistInfo
 class PhaseResult:
     terms: dict[str, torch.Tensor]  # each term's mean over the batch (0-d, detached), averaged over micro-batches
     grad_norm: torch.Tensor  # 0-d, the gradient norm before clipping
-    skipped: bool  # the loss or gradient was not finite on some process: no update was made
+    not_finite: torch.Tensor  # 0-d bool, on the device: the loss or gradient was not finite on some process: no update
     norm_skipped: bool = False  # the gradient norm was above the phase's skip_norm: no update was made
+
+    @property
+    def skipped(self) -> bool:
+        """``not_finite`` as a bool: reading it waits for the device (the loop counts the tensor instead)."""
+        return bool(self.not_finite)
+
+
+def fused_optimizer(opt: torch.optim.Optimizer) -> bool:
+    """Whether every parameter group of ``opt`` runs the fused kernel, which can skip an update on the
+    device. A group's flags come from the checkpoint it was loaded from, so this is asked at each step."""
+    return getattr(opt, "_step_supports_amp_scaling", False) and all(g.get("fused") for g in opt.param_groups)
+
+
+def step_unless(opt: torch.optim.Optimizer, not_finite: torch.Tensor) -> None:
+    """``opt.step()`` that makes no change where the 0-d ``not_finite`` is true, without reading it on the
+    host. The fused kernels skip the update of the weights and moments and take back the step count
+    when ``found_inf`` is non-zero (torch.amp.GradScaler hands its overflow flag over the same way)."""
+    opt.found_inf = not_finite.float()
+    try:
+        opt.step()
+    finally:
+        del opt.found_inf
 
 
 def phase_parameters(model: torch.nn.Module, modules: tuple[str, ...] | None) -> list[torch.nn.Parameter]:
@@ -76,9 +104,22 @@ class PhaseOptimizers:
         return view
 
 
+# torch.compile modes that record CUDA graphs: each step must then tell them that a new iteration begins.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_submodules(model: torch.nn.Module, backend: str = "inductor", mode: str = "default") -> bool:
+    """torch.compile each top-level submodule in place (``train.compile``); the model's own methods and the
+    objective around them stay eager. Returns whether the mode records CUDA graphs (pass it to train_step)."""
+    for child in model.children():
+        child.compile(backend=backend, mode=None if mode == "default" else mode)
+    return mode in CUDA_GRAPH_MODES
+
+
 def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict], step: int, opts: PhaseOptimizers,
                lr: float | None = None, grad_clip: float = 0.0, info: DistInfo = DistInfo(),
-               autocast=None, skip_norm: Mapping[str, float] | None = None) -> dict[str, PhaseResult]:
+               autocast=None, skip_norm: Mapping[str, float] | None = None,
+               cuda_graphs: bool = False) -> dict[str, PhaseResult]:
     """Run every phase due at ``step`` on one batch split into ``micro_batches``.
 
     Args:
@@ -91,10 +132,14 @@ def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict],
         autocast: a context manager around each objective call (e.g. bf16 autocast), or None.
         skip_norm: phase name -> a gradient norm (before clipping) above which that phase's update is
             skipped (VD-VAE's skip_threshold); None or a missing phase never skips for the norm.
+        cuda_graphs: the model's submodules were compiled in a CUDA-graph mode (``compile_submodules``): the
+            step first marks a new iteration, so the graphs may reuse the memory of the last step's outputs.
 
     Returns:
         One PhaseResult per phase that ran, keyed by phase name, in phase order.
     """
+    if cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
     autocast = autocast if autocast is not None else nullcontext()
     max_norm = grad_clip if grad_clip > 0 else float("inf")
     results = {}
@@ -118,13 +163,18 @@ def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict],
                 terms_mean[k] = v if k not in terms_mean else terms_mean[k] + v
         distributed.average_gradients(params, info)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        bad = ~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))
-        skipped = distributed.any_true(bad, info)
+        not_finite = distributed.any_process(~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm)), info)
+        norm_limit = math.inf if skip_norm is None else skip_norm.get(ph.name, math.inf)
+        if fused_optimizer(opt) and norm_limit == math.inf:
+            step_unless(opt, not_finite)
+            results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), not_finite)
+            continue
+        skipped = bool(not_finite)
         # The norm of the averaged gradient is the same on every process, so they all decide alike.
-        too_large = not skipped and skip_norm is not None and float(grad_norm) > skip_norm.get(ph.name, math.inf)
+        too_large = not skipped and float(grad_norm) > norm_limit
         if skipped or too_large:
             model.zero_grad(set_to_none=True)
         else:
             opt.step()
-        results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), skipped, too_large)
+        results[ph.name] = PhaseResult(terms_mean, grad_norm.detach(), not_finite, too_large)
     return results

@@ -80,7 +80,22 @@ class Diffusion(nn.Module):
         self.net = UNet(data.channels, data.channels * (2 if learned else 1), min(data.height, data.width),
                         cfg.channels, tuple(cfg.mult), cfg.blocks, tuple(cfg.attention_resolutions), cfg.dropout,
                         cfg.heads, data.num_classes if cfg.conditional else 0)
-        self.schedule = Schedule.create(cfg.schedule, cfg.timesteps)  # float64 constants, not weights
+        # float64 constants, not weights: a buffer outside the checkpoint, so that it moves with the model
+        # (.to / .cuda) and a training step indexes it where its timesteps live (`schedule` below).
+        self.register_buffer("betas", Schedule.create(cfg.schedule, cfg.timesteps).betas, persistent=False)
+        self._schedule: tuple[torch.Tensor, Schedule] | None = None
+
+    @property
+    def schedule(self) -> Schedule:
+        """The noise schedule on the model's device, built once per placement of the ``betas`` buffer.
+        (Held on the CPU, each step copied the constants to the GPU, and that copy made the host wait for
+        the device: the one wait per step the lent H200 counted in the DDPM step.)"""
+        if self._schedule is None or self._schedule[0] is not self.betas:
+            betas = self.betas
+            if betas.dtype != torch.float64:  # a cast of the whole model must not round the constants
+                betas = Schedule.create(self.cfg.schedule, self.cfg.timesteps).betas.to(betas.device)
+            self._schedule = (self.betas, Schedule(betas))
+        return self._schedule[1]
 
     @property
     def null_label(self) -> int:
