@@ -6,7 +6,8 @@ Both sides build the preset's network, objective, Adam and batches (the same see
 training step (`genlab.train.step.train_step`) in windows of --steps steps, alternating over --pairs
 pairs at one thread; the ratio is base time / variant time (above 1: the variant is faster), in CPU and
 wall seconds. The base is the preset's network in PyTorch's default layout (NCHW) with unfused Adam at
-one thread, whatever the preset's train.channels_last says. Variants:
+one thread, whatever the preset's train.channels_last says (genlab's loop fuses Adam since 2026-11-30, for
+the GPU: README, GPU suite). Variants:
 
     channels_last  the network's 4-D weights and the batches in NHWC (what train.channels_last does)
     fused          Adam with fused=True (one kernel over all parameters)
@@ -27,7 +28,7 @@ from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.train.run import build_model, build_objective
-from genlab.train.step import PhaseOptimizers, train_step
+from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
 
 from side_by_side import alternate, describe, load_average, ratio_summary
 
@@ -35,15 +36,14 @@ VARIANTS = ("channels_last", "fused", "threads2", "compile")
 
 
 def stepper(cfg, data, variant: str, steps: int):
-    """A function running ``steps`` training steps of a fresh network under ``variant`` ("base": as genlab does)."""
+    """A function running ``steps`` training steps of a fresh network under ``variant`` ("base": NCHW, unfused Adam)."""
     torch.manual_seed(0)
     model, objective = build_model(cfg, data.spec), build_objective(cfg, data.spec)
     nhwc = variant == "channels_last"
     if nhwc:
         model.to(memory_format=torch.channels_last)
     if variant == "compile":
-        for child in model.children():  # what the training loop does with train.compile=true
-            child.compile(backend="inductor")
+        compile_submodules(model)  # what the training loop does with train.compile=true
     o = cfg.optim
     opts = PhaseOptimizers(model, model.phases(), lambda p: torch.optim.Adam(
         p, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=variant == "fused"))

@@ -68,9 +68,10 @@ def hvae_binarized_mnist():
 
 @preset("hvae-binarized-mnist-2h")
 def hvae_binarized_mnist_2h():
-    """The 2-hour CPU recipe: width 48, 8 channels per latent group, 16,000 steps (about 100 min on one thread)."""
+    """The 2-hour CPU recipe: width 48, 8 channels per latent group, 16,000 steps (about 100 min on one thread
+    in NCHW; the NHWC layout it now trains in ran its step 1.14x faster, README "Where the time goes")."""
     return {**hvae_binarized_mnist(), "model.width": "48", "model.latent_channels": "8", "train.steps": "16000",
-            "train.max_seconds": "6900"}
+            "train.max_seconds": "6900", "train.channels_last": "true"}
 
 
 @preset("hvae-iaf-binarized-mnist")
