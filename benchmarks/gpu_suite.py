@@ -62,7 +62,7 @@ from genlab.train.run import read_metrics
 from genlab.train.step import compile_submodules, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
-from profile_step import step_parts  # noqa: E402
+from profile_step import profiled_steps, step_parts  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; matched as a substring of
 # torch.cuda.get_device_name(), longest first. H100 PCIe is listed apart because its peak is lower.
@@ -166,21 +166,8 @@ def profile_steps(cfg, device: torch.device, steps: int = 10, warmup: int = 5) -
     """
     model, objective, stream, opts = step_parts(cfg, device)
     graphs = compile_submodules(model, cfg.train.compile_backend, cfg.train.compile_mode)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for step in range(warmup):
-        train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast, cuda_graphs=graphs)
-    sync()
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        began = time.perf_counter()
-        for step in range(warmup, warmup + steps):
-            train_step(model, objective, stream.micro_batches(step), step, opts, autocast=autocast, cuda_graphs=graphs)
-        sync()
-        wall = (time.perf_counter() - began) / steps
-    events = prof.key_averages()
+    events, wall = profiled_steps(model, objective, stream, opts, warmup, steps, device,
+                                  torch.autocast(device.type, dtype=torch.bfloat16), graphs)
     on_device = device.type == "cuda"
     busy = sum(e.self_device_time_total for e in events) / steps / 1e6 if on_device else None
     summary = {"step_ms": 1e3 * wall, "device_busy_ms_per_step": 1e3 * busy if on_device else None,

@@ -11,6 +11,7 @@ the share of the step in the optimizer (`Optimizer.step`), and the peak resident
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -40,17 +41,35 @@ def step_parts(cfg, device: torch.device = torch.device("cpu")):
     return model, objective, stream, opts
 
 
+def profiled_steps(model, objective, stream, opts, warmup: int, steps: int, device: torch.device = torch.device("cpu"),
+                   autocast=None, cuda_graphs: bool = False):
+    """``warmup`` untimed training steps (compilation, caches), then ``steps`` under torch.profiler (CPU, and
+    CUDA on a GPU), waiting for the device before the clock stops. Shared by this script and gpu_suite.py.
+
+    Returns:
+        (events, seconds): the profiler's key averages and the wall time per profiled step.
+    """
+    model.train()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run(first, last):
+        for s in range(first, last):
+            train_step(model, objective, stream.micro_batches(s), s, opts, autocast=autocast, cuda_graphs=cuda_graphs)
+        sync()
+
+    run(0, warmup)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        began = time.perf_counter()
+        run(warmup, warmup + steps)
+        seconds = (time.perf_counter() - began) / steps
+    return prof.key_averages(), seconds
+
+
 def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int) -> None:
     over = [("train.batch_size", str(batch_size))] if batch_size else []
     cfg = resolve_train_config(preset=name, data_root=data_root, overrides=over)
-    model, objective, stream, opts = step_parts(cfg)
-    model.train()
-    for s in range(2):
-        train_step(model, objective, stream.micro_batches(s), s, opts)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for s in range(2, 2 + steps):
-            train_step(model, objective, stream.micro_batches(s), s, opts)
-    events = prof.key_averages()
+    events, _ = profiled_steps(*step_parts(cfg), warmup=2, steps=steps)
     total = sum(e.self_cpu_time_total for e in events)
     optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
     print(f"\n== {name}: batch {cfg.train.batch_size}, {steps} steps, {total / 1e6 / steps:.3f} s/step of CPU time "
