@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling module below
+from runs_common import mean_std_text  # noqa: E402
 
 PROBES = ("linear", "knn")
 
@@ -76,7 +80,7 @@ def table(rows: dict[str, dict], data: str, rank: tuple[str, str]) -> str:
                 cells.append("-")
                 continue
             mean, std, seeds = got
-            text = f"{mean:.2f}" + (f" +- {std:.2f}" if seeds > 1 else "")
+            text = mean_std_text(mean, std, ".2f", "+-") if seeds > 1 else f"{mean:.2f}"
             cells.append(f"**{text}**" if abs(mean - best[c]) < 1e-9 else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -51,11 +51,16 @@ def ensure_trained(out: Path, train_argv: Sequence[str], target_steps: int, trai
         raise SystemExit(f"`{command}` failed")
 
 
+def mean_std_text(mean: float, std: float, fmt: str = ".2f", sep: str = "±") -> str:
+    """"mean ± std" in one format (``sep``: the README's probe tables write "+-")."""
+    return f"{mean:{fmt}} {sep} {std:{fmt}}"
+
+
 def spread(values: list[float], fmt: str = ".2f") -> str:
     """mean ± sample standard deviation over seeds (nan for a single seed)."""
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{mean:{fmt}} ± {sd:{fmt}}"
+    return mean_std_text(mean, sd, fmt)
 
 
 def eval_argv(run: Path, n_samples: int) -> list[str]:
