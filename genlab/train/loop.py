@@ -366,7 +366,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
                         skipped += 1
                         norm_skipped += 1
                         continue
-                    norm_streak[name] = 0
+                    if cfg.optim.skip_grad_norm <= 0 or not r.skipped:  # a non-finite step leaves the run of norm skips
+                        norm_streak[name] = 0
                     # The loop's own figures live under optim/, apart from the objective's terms; a
                     # non-finite step's norm is left out of the mean.
                     add("optim/grad_norm" if single else f"optim/{name}/grad_norm",
