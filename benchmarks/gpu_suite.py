@@ -58,6 +58,7 @@ import genlab  # noqa: F401
 from genlab.api import load, train_run
 from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
+from genlab.train.checkpoint import write_text_atomic
 from genlab.train.run import read_metrics
 from genlab.train.step import compile_submodules, train_step
 
@@ -340,9 +341,7 @@ def main(argv=None) -> dict:
                   "compile": "eager (trace only)" if args.smoke else "inductor", "compile_mode": args.compile_mode,
                   "presets": {p.name: asdict(p) for p in chosen}, "results": rows, "failures": failures,
                   "wall_s": round(time.perf_counter() - began, 1)}
-        tmp = out / "suite.json.tmp"
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-        tmp.replace(out / "suite.json")
+        write_text_atomic(out / "suite.json", json.dumps(report, indent=1) + "\n")
         return report
 
     for p in chosen:

@@ -36,11 +36,11 @@ from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.ema import EMA
-from genlab.train.step import compile_submodules, train_step
+from genlab.train.step import compile_submodules
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from gpu_suite import PRESETS  # noqa: E402
-from profile_step import step_parts  # noqa: E402
+from profile_step import step_parts, step_runner  # noqa: E402
 
 
 def host_ms(preset, overrides: dict, steps: int, data_root=None, warmup: int = 20,
@@ -53,14 +53,7 @@ def host_ms(preset, overrides: dict, steps: int, data_root=None, warmup: int = 2
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     finish = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ema = EMA(model, 0.999, "count")
-
-    def run(first, last, wait=True):
-        for step in range(first, last):
-            train_step(model, objective, stream.micro_batches(step), step, opts, grad_clip=cfg.optim.grad_clip,
-                       autocast=autocast, cuda_graphs=graphs)
-        if wait:
-            finish()
-
+    run = step_runner(model, objective, stream, opts, device, autocast, graphs, cfg.optim.grad_clip)
     run(0, warmup)
     syncs = host_waits(lambda: run(warmup, warmup + 5, wait=False)) / 5 if device.type == "cuda" else None
     finish()

@@ -41,6 +41,23 @@ def step_parts(cfg, device: torch.device = torch.device("cpu")):
     return model, objective, stream, opts
 
 
+def step_runner(model, objective, stream, opts, device: torch.device = torch.device("cpu"), autocast=None,
+                cuda_graphs: bool = False, grad_clip: float = 0.0):
+    """run(first, last, wait=True): the loop's training steps first..last-1 of these parts, then (with wait)
+    a wait for the device, so a clock read after it counts the work. Shared by this script,
+    gpu_suite.py and host_overhead.py."""
+    model.train()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run(first: int, last: int, wait: bool = True) -> None:
+        for s in range(first, last):
+            train_step(model, objective, stream.micro_batches(s), s, opts, grad_clip=grad_clip, autocast=autocast,
+                       cuda_graphs=cuda_graphs)
+        if wait:
+            sync()
+    return run
+
+
 def profiled_steps(model, objective, stream, opts, warmup: int, steps: int, device: torch.device = torch.device("cpu"),
                    autocast=None, cuda_graphs: bool = False):
     """``warmup`` untimed training steps (compilation, caches), then ``steps`` under torch.profiler (CPU, and
@@ -49,14 +66,7 @@ def profiled_steps(model, objective, stream, opts, warmup: int, steps: int, devi
     Returns:
         (events, seconds): the profiler's key averages and the wall time per profiled step.
     """
-    model.train()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def run(first, last):
-        for s in range(first, last):
-            train_step(model, objective, stream.micro_batches(s), s, opts, autocast=autocast, cuda_graphs=cuda_graphs)
-        sync()
-
+    run = step_runner(model, objective, stream, opts, device, autocast, cuda_graphs)
     run(0, warmup)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
