@@ -287,6 +287,8 @@ def _train(cfg, run_dir, resume, until_step, info, device, command=None, log_fn=
     distributed.broadcast_parameters(model, info)  # before the EMA and optimizers copy anything
     opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))
     ema = EMA(model, t.ema_decay, t.ema_warmup, t.batch_size, t.ema_rampup) if t.ema_decay > 0 else None
+    # skipped: the checkpoint's total, plus this call's norm skips (decided on the host); this call's
+    # non-finite steps are counted on the device (not_finite_steps) and added by skipped_total().
     start, skipped = 0, 0
     norm_skipped, norm_streak = 0, {}  # updates skipped for a huge gradient norm; the current run of them per phase
     if resume:
