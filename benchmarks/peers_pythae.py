@@ -36,6 +36,7 @@ import genlab  # noqa: F401
 from genlab.data import load_dataset
 from genlab.eval.latent import iwae_log_likelihood
 from genlab.stats import standard_error
+from genlab.train.step import compile_submodules
 
 from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, start
 
@@ -79,6 +80,9 @@ def main():
     parser.add_argument("--nll-pairs", type=int, default=3)
     parser.add_argument("--same-layout", action="store_true",
                         help="run pythae's copy NHWC too: the libraries' own work alone, not genlab's preset layout")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile genlab's networks as train.compile=true does (pythae's trainer has no such "
+                             "option); the compilation is timed apart and left out of the ratios")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
     began = start(args.threads)
@@ -90,11 +94,13 @@ def main():
     theirs_net = copy.deepcopy(vae).to(memory_format=torch.channels_last if args.same_layout
                                        else torch.contiguous_format)
     theirs = pythae_twin(theirs_net, cfg.model.latent_dim)
+    if args.compile:
+        compile_submodules(vae)  # after the copy: pythae's twin stays eager
     their_opt = ours.optimizer(theirs.parameters())
     params = sum(p.numel() for p in vae.parameters())
     print(f"network: vae-binarized-mnist encoder + decoder, {params / 1e6:.3f}M parameters, batch {args.batch_size}, "
           f"Adam lr {cfg.optim.lr}; layout genlab {'NHWC' if cfg.train.channels_last else 'NCHW'}, pythae "
-          f"{'NHWC' if args.same_layout else 'NCHW'}")
+          f"{'NHWC' if args.same_layout else 'NCHW'}; genlab {'compiled' if args.compile else 'eager'}, pythae eager")
     vae.train(), theirs.train()
     steps = {"genlab": 0, "pythae": 0}
 
@@ -106,6 +112,11 @@ def main():
         ours.peer_steps(their_opt, lambda x: theirs({"data": x}).loss, steps["pythae"] + 1, args.window)
         steps["pythae"] += args.window
 
+    if args.compile:
+        compiled = time.perf_counter()
+        genlab_window()
+        print(f"compilation: genlab's first window of {args.window} steps took {time.perf_counter() - compiled:.1f} s",
+              flush=True)
     times = alternate(genlab_window, pythae_window, args.pairs)
     print("training:", compare(times, "genlab", "pythae", args.window * args.batch_size, "img/s"), flush=True)
 

@@ -21,7 +21,7 @@ from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.train.loop import make_optimizer
-from genlab.train.run import build_model, build_objective
+from genlab.train.run import build_model, build_objective, to_run_layout
 from genlab.train.step import PhaseOptimizers, train_step
 
 from side_by_side import load_average, peak_rss_mib
@@ -30,11 +30,11 @@ PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"
 
 
 def step_parts(cfg, device: torch.device = torch.device("cpu")):
-    """The model, objective, device-resident batch stream and optimizers of one training step, built as the
-    loop builds them (uncompiled; seed 0). Shared by this script, gpu_suite.py and host_overhead.py."""
+    """The model (in the run's memory layout), objective, device-resident batch stream and optimizers of one
+    training step, built as the loop builds them (uncompiled; seed 0). Shared by this script, gpu_suite.py and host_overhead.py."""
     data = load_dataset(cfg.data.name, "train", cfg.data)
     torch.manual_seed(0)
-    model = build_model(cfg, data.spec).to(device)
+    model = to_run_layout(build_model(cfg, data.spec).to(device), cfg)
     objective = build_objective(cfg, data.spec)
     stream = BatchStream(data.to(device), cfg.train.batch_size, 1, 0)
     opts = PhaseOptimizers(model, model.phases(), lambda params: make_optimizer(cfg, params))

@@ -100,15 +100,13 @@ class GenlabTrainer:
         from genlab.configs import resolve_train_config
         from genlab.data import load_dataset
         from genlab.data.loader import BatchStream
-        from genlab.train.run import build_model, build_objective
+        from genlab.train.run import build_model, build_objective, to_run_layout
         from genlab.train.step import PhaseOptimizers
 
         self.cfg = resolve_train_config(preset=preset, data_root=data_root, overrides=overrides)
         self.data = load_dataset(self.cfg.data.name, "train", self.cfg.data)
         torch.manual_seed(0)
-        self.model = build_model(self.cfg, self.data.spec)
-        if self.cfg.train.channels_last:  # as genlab's loop runs the preset
-            self.model.to(memory_format=torch.channels_last)
+        self.model = to_run_layout(build_model(self.cfg, self.data.spec), self.cfg)  # as genlab's loop runs it
         self.objective = build_objective(self.cfg, self.data.spec)
         self.stream = BatchStream(self.data, self.cfg.train.batch_size, 1, 0)
         self.opts = PhaseOptimizers(self.model, self.model.phases(), self.optimizer)

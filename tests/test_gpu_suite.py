@@ -81,3 +81,21 @@ def test_host_overhead_times_the_step_and_the_average(capsys, data_root):
     assert [r["model"] for r in rows] == ["vae"]
     assert rows[0]["train_step_ms"] > 0 and rows[0]["ema_ms"] > 0 and rows[0]["tensors"] == 34
     assert "steps/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_step_parts_build_the_model_in_its_runs_layout(monkeypatch, data_root, channels_last):
+    """The benchmarks time the network in the layout the loop trains it in (train.channels_last)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from profile_step import step_parts
+
+    from genlab.configs import resolve_train_config
+
+    cfg = resolve_train_config(preset="vae-binarized-mnist", data_root=str(data_root), overrides=[
+        ("model.channels", "8,16"), ("model.hidden", "32"), ("train.channels_last", str(channels_last).lower())])
+    model = step_parts(cfg)[0]
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
+    # (a 1-channel kernel is contiguous in both layouts; the wider ones tell them apart)
+    assert any(w.is_contiguous() != channels_last for w in convs)
