@@ -1,6 +1,6 @@
 """genlab's VAE against pythae's (pip install "torch==2.13.0" -e ".[peers]"), side by side in one process.
 
-    python benchmarks/peers_pythae.py [--threads N] [--train-steps 200] [--k 100] [--images 16]
+    python benchmarks/peers_pythae.py [--threads N] [--train-steps 200] [--k 100] [--images 16] [--compile]
 
 Both libraries run the same network: the encoder and decoder of genlab's `vae-binarized-mnist` preset
 (same weights at the start), plugged into pythae's `VAE` through its documented `BaseEncoder` /
