@@ -95,21 +95,12 @@ class GenlabTrainer:
     """
 
     def __init__(self, preset: str, data_root: str | None, overrides: list[tuple[str, str]]):
-        import torch
-
         from genlab.configs import resolve_train_config
-        from genlab.data import load_dataset
-        from genlab.data.loader import BatchStream
-        from genlab.train.run import build_model, build_objective, to_run_layout
-        from genlab.train.step import PhaseOptimizers
+        from profile_step import step_parts  # here, not at the top: profile_step imports this module
 
         self.cfg = resolve_train_config(preset=preset, data_root=data_root, overrides=overrides)
-        self.data = load_dataset(self.cfg.data.name, "train", self.cfg.data)
-        torch.manual_seed(0)
-        self.model = to_run_layout(build_model(self.cfg, self.data.spec), self.cfg)  # as genlab's loop runs it
-        self.objective = build_objective(self.cfg, self.data.spec)
-        self.stream = BatchStream(self.data, self.cfg.train.batch_size, 1, 0)
-        self.opts = PhaseOptimizers(self.model, self.model.phases(), self.optimizer)
+        # as genlab's loop builds them: seed 0, the run's memory layout, make_optimizer's Adam
+        self.model, self.objective, self.stream, self.opts = step_parts(self.cfg)
 
     def optimizer(self, params):
         """The run's optimizer (genlab's make_optimizer) over ``params``: the peer gets the same one."""
