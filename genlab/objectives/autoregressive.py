@@ -7,13 +7,11 @@ pass from the model's raw outputs (van den Oord et al. 2016, arXiv:1601.06759).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from genlab.card import conditioning
 from genlab.errors import InputError
-from genlab.nn.spec import DataSpec
+from genlab.objectives.base import OptionlessObjective
 from genlab.registry import OBJECTIVES
 from genlab.stats import bits_per_dim
 
@@ -44,15 +42,8 @@ def log_prob_per_subpixel(model, x: torch.Tensor, y=None, **inputs) -> torch.Ten
 
 
 @OBJECTIVES.register("nll")
-class NLL:
+class NLL(OptionlessObjective):
     """-log p(x) in nats per image (exact, not a bound)."""
-
-    @dataclass
-    class Config:
-        pass
-
-    def __init__(self, cfg: Config, data: DataSpec):
-        self.cfg, self.data = cfg, data
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         """Returns per-example (B,) terms: loss = nll_nats (nats/image) and bpd (bits/dim)."""

@@ -10,6 +10,7 @@ import torch
 from genlab.card import conditioning
 from genlab.config import bounded
 from genlab.nn.spec import DataSpec
+from genlab.objectives.base import OptionlessObjective
 from genlab.registry import OBJECTIVES
 from genlab.stats import bits_per_dim
 
@@ -114,15 +115,8 @@ class ELBO:
 
 
 @OBJECTIVES.register("reconstruction")
-class Reconstruction:
+class Reconstruction(OptionlessObjective):
     """Negative log-likelihood of x under the decoder given its own code (no prior, no bound)."""
-
-    @dataclass
-    class Config:
-        pass
-
-    def __init__(self, cfg: Config, data: DataSpec):
-        self.cfg, self.data = cfg, data
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         x = batch["x"]

@@ -24,6 +24,7 @@ from genlab.errors import InputError
 from genlab.nn.spec import DataSpec
 from genlab.nn.ssl import (ViewsConfig, momentum_update, random_square_masks, random_view, rotations, shuffle_tiles,
                            step_generators, tiles_of)
+from genlab.objectives.base import OptionlessObjective
 from genlab.registry import OBJECTIVES
 
 
@@ -93,21 +94,10 @@ def _training(model) -> bool:
     return model.training and torch.is_grad_enabled()
 
 
-class _Objective:
-    """What every objective here shares: its typed Config (no knobs by default) and the data it is built for."""
-
-    @dataclass
-    class Config:
-        pass
-
-    def __init__(self, cfg=None, data: DataSpec | None = None):
-        self.cfg, self.data = cfg if cfg is not None else self.Config(), data
-
-
 # ---- pretext tasks ----
 
 @OBJECTIVES.register("rotation")
-class RotationObjective(_Objective):
+class RotationObjective(OptionlessObjective):
     """Cross entropy of the quarter turn, each image shown at all four (Gidaris et al. 2018). Terms:
     ``loss`` (nats, mean over the four), ``accuracy`` (fraction of the four named right)."""
 
@@ -121,7 +111,7 @@ class RotationObjective(_Objective):
 
 
 @OBJECTIVES.register("jigsaw")
-class JigsawObjective(_Objective):
+class JigsawObjective(OptionlessObjective):
     """Cross entropy of which permutation of the model's set shuffled the tiles (Noroozi & Favaro 2016);
     one uniformly drawn permutation per image. Terms: ``loss`` (nats), ``accuracy``."""
 
@@ -135,7 +125,7 @@ class JigsawObjective(_Objective):
 
 
 @OBJECTIVES.register("context-encoder")
-class ContextEncoderObjective(_Objective):
+class ContextEncoderObjective(OptionlessObjective):
     """Squared error on the masked square (Pathak et al. 2016, Eq. 1, the L2 reconstruction loss), summed
     over its sub-pixels on the [0, 1] scale. Terms: ``loss``; ``hole_mse`` (per sub-pixel of the hole);
     ``context_mse`` (per sub-pixel outside it: not trained, reported)."""
@@ -164,7 +154,7 @@ def _two_views(x: torch.Tensor, cfg: ViewsConfig) -> tuple[torch.Tensor, torch.T
 
 
 @OBJECTIVES.register("simclr")
-class SimCLRObjective(_Objective):
+class SimCLRObjective(OptionlessObjective):
     """NT-Xent over two views of each image (Chen et al. 2020). Terms: ``loss`` (nats), ``positive_cosine``
     (cosine between an image's two projections)."""
 
@@ -194,7 +184,7 @@ class _MomentumOnce:
 
 
 @OBJECTIVES.register("moco")
-class MoCoObjective(_Objective):
+class MoCoObjective(OptionlessObjective):
     """InfoNCE of a query against its key and a queue of earlier keys (He et al. 2020; MoCo v2 settings).
     Terms: ``loss`` (nats), ``accuracy`` (the positive key scores above every queued one).
 
@@ -253,7 +243,7 @@ class MoCoObjective(_Objective):
 
 
 @OBJECTIVES.register("dino")
-class DINOObjective(_Objective):
+class DINOObjective(OptionlessObjective):
     """Cross-view distillation from the momentum teacher (Caron et al. 2021). Terms: ``loss`` (nats),
     ``teacher_entropy`` (nats, of the centred and sharpened teacher distribution; near 0 means collapse to
     one prototype, near log K to the uniform).

@@ -17,6 +17,7 @@ import torch
 from genlab.config import bounded
 from genlab.nn.spec import DataSpec
 from genlab.nn.vq import codebook_usage
+from genlab.objectives.base import OptionlessObjective
 from genlab.registry import OBJECTIVES
 from genlab.stats import bits_per_dim
 
@@ -56,7 +57,7 @@ class VQ:
 
 
 @OBJECTIVES.register("vq-prior")
-class VQPrior:
+class VQPrior(OptionlessObjective):
     """The second stage's objective: the prior's NLL of the first stage's token grids (Section 3.2).
 
     A batch holds either images ``x`` (encoded here by the frozen first stage) or the cached token
@@ -64,13 +65,6 @@ class VQPrior:
     evaluation mode, the terms also give the bound of ``genlab/models/latent/vqvae_prior.py``:
     -log p(x) <= -log p_prior(z_q(x)) - log p(x | z_q(x)), as ``nll_nats`` (a bound, as the card says).
     """
-
-    @dataclass
-    class Config:
-        pass
-
-    def __init__(self, cfg: Config, data: DataSpec):
-        self.cfg, self.data = cfg, data
 
     def __call__(self, model, batch: dict, phase: str, step: int) -> dict[str, torch.Tensor]:
         """Per-example (B,) terms: loss = prior_nats = -log p_prior(tokens) in nats per token grid, and
