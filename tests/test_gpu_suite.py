@@ -99,3 +99,64 @@ def test_step_parts_build_the_model_in_its_runs_layout(monkeypatch, data_root, c
     assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
     # (a 1-channel kernel is contiguous in both layouts; the wider ones tell them apart)
     assert any(w.is_contiguous() != channels_last for w in convs)
+
+
+def _target(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    _suite()  # gpu_target imports gpu_suite by name
+    spec = importlib.util.spec_from_file_location("gpu_target", REPO / "benchmarks" / "gpu_target.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_root, monkeypatch):
+    """Issue 15's one-call GPU run, on the CPU: what it keeps is what a lent machine can return, and it loads."""
+    import tarfile
+
+    import genlab
+
+    target = _target(monkeypatch)
+    keep = tmp_path / "keep"
+    report = target.main(["--smoke", "--keep", str(keep), "--data-root", str(data_root)])
+    assert sorted(p.name for p in keep.iterdir()) == ["export.tar", "metrics.jsonl", "target.json"]
+    assert json.loads((keep / "target.json").read_text()) == report
+    assert report["steps"] == 3 and report["calibration_images_per_s"] > 0
+    assert not (tmp_path / "gpu-target-run-calibration").exists()
+    for key in ("neg_elbo", "iwae_nll"):
+        record = report["metrics"][key]
+        assert record["kind"] == "bound" and record["n"] == 8 and record["partial"] is False
+    # a bound of an untrained model: far from the target, and said so with the margin
+    assert report["verdict"].startswith("not met: best bound")
+    with tarfile.open(keep / "export.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    run = genlab.load(tmp_path / "back" / "export", device="cpu")
+    assert run.sample(2, seed=0).shape == (2, 1, 28, 28)
+    with pytest.raises(SystemExit, match="exists"):  # never trains over a run folder
+        target.main(["--smoke", "--keep", str(keep), "--data-root", str(data_root)])
+
+
+def test_gpu_target_verdict_counts_only_whole_test_set_bounds(monkeypatch):
+    verdict = _target(monkeypatch).verdict
+    elbo = {"value": 78.9, "partial": False}
+    assert verdict({"neg_elbo": elbo}).startswith("met: -ELBO")
+    assert verdict({"neg_elbo": {**elbo, "value": 80.0}, "iwae_nll": {"value": 78.5, "partial": False}}).startswith(
+        "met: IWAE")
+    partial = verdict({"neg_elbo": {**elbo, "value": 80.0}, "iwae_nll": {"value": 78.5, "partial": True}})
+    assert partial.startswith("not met") and "partial" in partial  # a partial figure is not the whole test set
+    assert "+1.00" in verdict({"neg_elbo": {**elbo, "value": 80.0}})
+
+
+def test_gpu_target_time_box_interrupts_like_ctrl_c(monkeypatch):
+    import time
+
+    stop_after = _target(monkeypatch).stop_after
+    began = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with stop_after(0.2):
+            while time.perf_counter() - began < 30:
+                time.sleep(0.01)
+    assert time.perf_counter() - began < 5
+    with stop_after(0.2):  # finished in time: the alarm is cleared, nothing fires later
+        pass
+    time.sleep(0.4)
