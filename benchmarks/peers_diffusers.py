@@ -21,7 +21,6 @@ load average.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -29,9 +28,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 import genlab  # noqa: F401
-from genlab.sampling.api import draw
 
-from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, start
+from side_by_side import alternate, compare, ddim_side_by_side, diffusion_side_by_side_setup, same_size
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
@@ -44,29 +42,13 @@ def peer_unet(dropout: float) -> UNet2DModel:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_timing_arguments(parser, batch_size=64, window=5)
-    parser.add_argument("--nfe", type=int, nargs="*", default=[10, 50], help="DDIM steps (network evaluations)")
-    parser.add_argument("--samples", type=int, default=64, help="images per sampling window (one batch)")
-    parser.add_argument("--sample-pairs", type=int, default=3)
-    parser.add_argument("--data-root", default=None)
-    args = parser.parse_args()
-    began = start(args.threads)
-    trainer = GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))])
+    args, began, trainer = diffusion_side_by_side_setup(__doc__)
     cfg, ours = trainer.cfg, trainer.model
     theirs = peer_unet(cfg.model.dropout)
-    n_ours, n_theirs = (sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
-    if abs(n_ours / n_theirs - 1) > 0.02:
-        raise SystemExit(f"the U-Nets differ in size: genlab {n_ours}, diffusers {n_theirs}")
-    print(f"U-Nets: genlab {n_ours:,} weights, diffusers {n_theirs:,}; batch {args.batch_size}, Adam lr {cfg.optim.lr}")
-    their_opt = trainer.optimizer(theirs.parameters())
+    same_size(ours, theirs, "diffusers", (torch.zeros(1, 1, 28, 28), torch.full((1,), 500)))
+    print(f"batch {args.batch_size}, Adam lr {cfg.optim.lr}")
     noise_schedule = DDPMScheduler(**SCHEDULE)
-    steps = {"genlab": 0, "diffusers": 0}
     ours.train(), theirs.train()
-
-    def genlab_window():
-        trainer.steps(steps["genlab"] + 1, args.window)
-        steps["genlab"] += args.window
 
     def diffusers_loss(x):
         x0 = x * 2 - 1  # in [-1, 1], as genlab's objective scales it
@@ -74,29 +56,21 @@ def main():
         t = torch.randint(0, SCHEDULE["num_train_timesteps"], (x0.shape[0],))
         return F.mse_loss(theirs(noise_schedule.add_noise(x0, noise, t), t).sample, noise)
 
-    def diffusers_window():
-        trainer.peer_steps(their_opt, diffusers_loss, steps["diffusers"] + 1, args.window)
-        steps["diffusers"] += args.window
-
-    times = alternate(genlab_window, diffusers_window, args.pairs)
+    windows = trainer.window_pair(args.window, trainer.optimizer(theirs.parameters()), diffusers_loss)
+    times = alternate(*windows, args.pairs)
     print("training:", compare(times, "genlab", "diffusers", args.window * args.batch_size, "img/s"), flush=True)
 
     theirs.eval()
     sampler = DDIMScheduler(**SCHEDULE, clip_sample=True)
-    for nfe in args.nfe:
-        def genlab_sample():
-            draw(ours, args.samples, 0, torch.device("cpu"), batch_size=args.samples, sampler="ddim", steps=nfe)
 
-        @torch.no_grad()
-        def diffusers_sample():
-            x = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-            sampler.set_timesteps(nfe)
-            for t in sampler.timesteps:
-                x = sampler.step(theirs(x, t).sample, t, x, eta=0.0).prev_sample
+    @torch.no_grad()
+    def diffusers_sample(nfe: int):
+        x = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        sampler.set_timesteps(nfe)
+        for t in sampler.timesteps:
+            x = sampler.step(theirs(x, t).sample, t, x, eta=0.0).prev_sample
 
-        times = alternate(genlab_sample, diffusers_sample, args.sample_pairs)
-        print(f"DDIM NFE {nfe}, {args.samples} images:", compare(times, "genlab", "diffusers", args.samples, "img/s"),
-              flush=True)
+    ddim_side_by_side(ours, "diffusers", diffusers_sample, args.nfe, args.samples, args.sample_pairs)
     print(f"wall {time.perf_counter() - began:.0f} s")
 
 

@@ -14,7 +14,7 @@ torch-fidelity computes its metrics from feature arrays in `torch_fidelity.metri
 (`kid_features_to_metric`), with numpy only; but importing the package imports torchvision (its dataset
 and feature-extractor modules), which does not import beside the local CPU build of torch. Where
 torchvision cannot be imported, this script puts an empty stand-in module in its place for the import
-(nothing on this path calls into it) and says so; with a working torchvision it is not touched.
+(`torchvision_standin.py`: nothing on this path calls into it) and says so; a working torchvision is used as it is.
 
 What it checks and prints:
 - FID of the same features: genlab's (the covariance square root by symmetric eigendecompositions) and
@@ -31,13 +31,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import math
-import sys
 import time
-import types
 
 import torch
 
@@ -48,48 +43,7 @@ from genlab.eval.features import domain_feature_net, extract
 from genlab.eval.sample_metrics import KID_SUBSET_SIZE, KID_SUBSETS, fid, kid
 
 from side_by_side import alternate, compare, start
-
-
-class _StandIn(types.ModuleType):
-    """An empty module whose every attribute is an empty class: enough for `from torchvision.x import Y`."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return type(name, (), {})
-
-
-class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves _StandIn modules for torchvision and its submodules."""
-
-    def find_spec(self, name, path, target=None):
-        if name == "torchvision" or name.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StandIn(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-def import_torch_fidelity() -> tuple[types.ModuleType, types.ModuleType, str]:
-    """(metric_fid, metric_kid, how torchvision was provided)."""
-    if importlib.util.find_spec("torch_fidelity") is None:
-        raise SystemExit("torch-fidelity is not installed: pip install --no-deps torch-fidelity")
-    try:
-        return (importlib.import_module("torch_fidelity.metric_fid"), importlib.import_module("torch_fidelity.metric_kid"),
-                "torchvision imported")
-    except Exception as err:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError against another torch
-        reason = f"{type(err).__name__}: {err}".splitlines()[0][:120]
-    for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "torch_fidelity")]:
-        del sys.modules[name]  # the half-imported modules of the failed attempt
-    sys.meta_path.insert(0, _StandInFinder())
-    return (importlib.import_module("torch_fidelity.metric_fid"), importlib.import_module("torch_fidelity.metric_kid"),
-            f"torchvision replaced by an empty stand-in module ({reason})")
+from torchvision_standin import import_peer
 
 
 def fake_images(source: str, data: str, n: int, data_root: str | None) -> tuple[torch.Tensor, str]:
@@ -125,7 +79,8 @@ def main():
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
-    metric_fid, metric_kid, how = import_torch_fidelity()
+    (metric_fid, metric_kid), how = import_peer("torch_fidelity", ["torch_fidelity.metric_fid", "torch_fidelity.metric_kid"],
+                                                "pip install --no-deps torch-fidelity")
     print(f"torch-fidelity {importlib.import_module('torch_fidelity').__version__}: {how}")
 
     net = domain_feature_net(args.data, None)

@@ -96,21 +96,13 @@ def main():
     theirs = pythae_twin(theirs_net, cfg.model.latent_dim)
     if args.compile:
         compile_submodules(vae)  # after the copy: pythae's twin stays eager
-    their_opt = ours.optimizer(theirs.parameters())
     params = sum(p.numel() for p in vae.parameters())
     print(f"network: vae-binarized-mnist encoder + decoder, {params / 1e6:.3f}M parameters, batch {args.batch_size}, "
           f"Adam lr {cfg.optim.lr}; layout genlab {'NHWC' if cfg.train.channels_last else 'NCHW'}, pythae "
           f"{'NHWC' if args.same_layout else 'NCHW'}; genlab {'compiled' if args.compile else 'eager'}, pythae eager")
     vae.train(), theirs.train()
-    steps = {"genlab": 0, "pythae": 0}
-
-    def genlab_window():
-        ours.steps(steps["genlab"] + 1, args.window)
-        steps["genlab"] += args.window
-
-    def pythae_window():
-        ours.peer_steps(their_opt, lambda x: theirs({"data": x}).loss, steps["pythae"] + 1, args.window)
-        steps["pythae"] += args.window
+    genlab_window, pythae_window = ours.window_pair(args.window, ours.optimizer(theirs.parameters()),
+                                                    lambda x: theirs({"data": x}).loss)
 
     if args.compile:
         compiled = time.perf_counter()

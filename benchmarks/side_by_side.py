@@ -76,6 +76,46 @@ def add_timing_arguments(parser, batch_size: int, window: int) -> None:
     parser.add_argument("--pairs", type=int, default=5)
 
 
+def same_size(ours, theirs, peer: str, inputs: tuple, tolerance: float = 0.02) -> None:
+    """Check that two networks have the same number of weights within ``tolerance``; print the counts and the
+    FLOPs of one forward pass of each on ``inputs`` (counted by torch.utils.flop_counter: equal weights need
+    not mean equal work). Leaves both networks in evaluation mode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n_ours, n_theirs = (sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
+    if abs(n_ours / n_theirs - 1) > tolerance:
+        raise SystemExit(f"the networks differ in size: genlab {n_ours:,} weights, {peer} {n_theirs:,}")
+    flops = []
+    for net in (ours, theirs):
+        net.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(*inputs)
+        flops.append(counter.get_total_flops() / 1e6)
+    print(f"networks: genlab {n_ours:,} weights, {flops[0]:.1f} MFLOP a forward pass; {peer} {n_theirs:,} weights, "
+          f"{flops[1]:.1f} MFLOP (inputs of shapes {[tuple(x.shape) for x in inputs]})")
+
+
+def diffusion_side_by_side_setup(description: str):
+    """What the diffusion side-by-side scripts share before their peer: the options (timing, DDIM sampling,
+    data root), torch's threads, and genlab's `ddpm-mnist` training parts at the chosen batch.
+
+    Returns:
+        (args, start time, GenlabTrainer)
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_timing_arguments(parser, batch_size=64, window=5)
+    parser.add_argument("--nfe", type=int, nargs="*", default=[10, 50], help="DDIM steps (network evaluations)")
+    parser.add_argument("--samples", type=int, default=64, help="images per sampling window (one batch)")
+    parser.add_argument("--sample-pairs", type=int, default=3)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+    began = start(args.threads)
+    return args, began, GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))])
+
+
 def start(threads: int | None) -> float:
     """Set torch's threads (None: its default, one per core), print what runs; returns the start time."""
     import torch
@@ -119,6 +159,21 @@ class GenlabTrainer:
         """The images (B, C, H, W) in [0, 1] genlab's step ``step`` trains on."""
         return self.stream.micro_batches(step)[0]["x"]
 
+    def window_pair(self, window: int, peer_optimizer, peer_loss) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Two callables for ``alternate``: each runs the next ``window`` training steps, genlab's or the peer's
+        (``peer_steps`` with ``peer_optimizer`` and ``peer_loss``), so both see the same batches in turn."""
+        done = {"genlab": 0, "peer": 0}
+
+        def genlab_window():
+            self.steps(done["genlab"] + 1, window)
+            done["genlab"] += window
+
+        def peer_window():
+            self.peer_steps(peer_optimizer, peer_loss, done["peer"] + 1, window)
+            done["peer"] += window
+
+        return genlab_window, peer_window
+
     def peer_steps(self, optimizer, loss_of, first: int, n: int) -> None:
         """A peer's training steps on the same batches as genlab's steps first .. first + n - 1:
         zero the gradients, backpropagate ``loss_of(images)`` (a 0-d tensor), step ``optimizer``."""
@@ -126,3 +181,19 @@ class GenlabTrainer:
             optimizer.zero_grad(set_to_none=True)
             loss_of(self.batch(s)).backward()
             optimizer.step()
+
+
+def ddim_side_by_side(model, peer: str, peer_sample: Callable[[int], None], nfes: list[int], samples: int,
+                      pairs: int) -> None:
+    """Deterministic DDIM at each NFE, ``samples`` images in one batch: genlab's ``ddim`` sampler (each image's
+    noise from its own generator) against ``peer_sample(nfe)``, alternating; one line per NFE."""
+    import torch
+
+    from genlab.sampling.api import draw
+
+    for nfe in nfes:
+        def genlab_sample():
+            draw(model, samples, 0, torch.device("cpu"), batch_size=samples, sampler="ddim", steps=nfe)
+
+        times = alternate(genlab_sample, lambda: peer_sample(nfe), pairs)
+        print(f"DDIM NFE {nfe}, {samples} images:", compare(times, "genlab", peer, samples, "img/s"), flush=True)
