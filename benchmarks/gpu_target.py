@@ -108,6 +108,9 @@ def main(argv=None) -> dict:
     over = {"train.device": str(device), "train.progress": "false"}
     if args.smoke:
         over.update({**SMOKE_NETWORK, "train.batch_size": "8"})
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        sys.exit(f"--set takes key=value, got {bad[0]!r}")
     over.update(dict(o.split("=", 1) for o in args.overrides))
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root, overrides=list(over.items()))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
