@@ -35,7 +35,7 @@ import torch
 
 import genlab  # noqa: F401
 
-from side_by_side import alternate, compare, ddim_side_by_side, diffusion_side_by_side_setup, same_size
+from side_by_side import alternate, compare, ddim_side_by_side, device_sync, diffusion_side_by_side_setup, same_size
 from torchvision_standin import import_peer
 
 INSTALL = ('pip install "torch==2.13.0" accelerate einops "ema-pytorch>=0.4.2" && '
@@ -47,19 +47,22 @@ def main():
     (peer,), how = import_peer("denoising_diffusion_pytorch", ["denoising_diffusion_pytorch"], INSTALL)
     print(f"denoising-diffusion-pytorch: {how}")
     cfg, ours = trainer.cfg, trainer.model
-    unet = peer.Unet(14, dim_mults=(1, 2, 2), channels=1, attn_heads=4, attn_dim_head=16, dropout=cfg.model.dropout)
-    same_size(ours, unet, "denoising-diffusion-pytorch", (torch.zeros(1, 1, 28, 28), torch.full((1,), 500)))
+    device = trainer.device
+    unet = peer.Unet(14, dim_mults=(1, 2, 2), channels=1, attn_heads=4, attn_dim_head=16,
+                     dropout=cfg.model.dropout).to(device)
+    same_size(ours, unet, "denoising-diffusion-pytorch",
+              (torch.zeros(1, 1, 28, 28, device=device), torch.full((1,), 500, device=device)))
     print(f"batch {args.batch_size}, Adam lr {cfg.optim.lr}")
 
     def diffusion(nfe: int | None = None):
         return peer.GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=nfe,
-                                      objective="pred_noise", beta_schedule="linear", ddim_sampling_eta=0.0)
+                                      objective="pred_noise", beta_schedule="linear", ddim_sampling_eta=0.0).to(device)
 
     theirs = diffusion()
     ours.train(), theirs.train()
     # the peer's forward takes images in [0, 1] and scales them to [-1, 1] itself (auto_normalize)
     windows = trainer.window_pair(args.window, trainer.optimizer(unet.parameters()), theirs)
-    times = alternate(*windows, args.pairs)
+    times = alternate(*windows, args.pairs, device_sync(device))
     print("training:", compare(times, "genlab", "denoising-diffusion-pytorch", args.window * args.batch_size,
                                "img/s"), flush=True)
 
@@ -71,7 +74,8 @@ def main():
         with contextlib.redirect_stderr(io.StringIO()):  # the peer's sampler draws a progress bar per call
             samplers[nfe].sample(batch_size=args.samples)
 
-    ddim_side_by_side(ours, "denoising-diffusion-pytorch", peer_sample, args.nfe, args.samples, args.sample_pairs)
+    ddim_side_by_side(ours, "denoising-diffusion-pytorch", peer_sample, args.nfe, args.samples, args.sample_pairs,
+                      device)
     print(f"wall {time.perf_counter() - began:.0f} s")
 
 

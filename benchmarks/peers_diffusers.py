@@ -29,7 +29,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 import genlab  # noqa: F401
 
-from side_by_side import alternate, compare, ddim_side_by_side, diffusion_side_by_side_setup, same_size
+from side_by_side import alternate, compare, ddim_side_by_side, device_sync, diffusion_side_by_side_setup, same_size
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
@@ -44,8 +44,9 @@ def peer_unet(dropout: float) -> UNet2DModel:
 def main():
     args, began, trainer = diffusion_side_by_side_setup(__doc__)
     cfg, ours = trainer.cfg, trainer.model
-    theirs = peer_unet(cfg.model.dropout)
-    same_size(ours, theirs, "diffusers", (torch.zeros(1, 1, 28, 28), torch.full((1,), 500)))
+    device = trainer.device
+    theirs = peer_unet(cfg.model.dropout).to(device)
+    same_size(ours, theirs, "diffusers", (torch.zeros(1, 1, 28, 28, device=device), torch.full((1,), 500, device=device)))
     print(f"batch {args.batch_size}, Adam lr {cfg.optim.lr}")
     noise_schedule = DDPMScheduler(**SCHEDULE)
     ours.train(), theirs.train()
@@ -53,11 +54,11 @@ def main():
     def diffusers_loss(x):
         x0 = x * 2 - 1  # in [-1, 1], as genlab's objective scales it
         noise = torch.randn_like(x0)
-        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (x0.shape[0],))
+        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (x0.shape[0],), device=x0.device)
         return F.mse_loss(theirs(noise_schedule.add_noise(x0, noise, t), t).sample, noise)
 
     windows = trainer.window_pair(args.window, trainer.optimizer(theirs.parameters()), diffusers_loss)
-    times = alternate(*windows, args.pairs)
+    times = alternate(*windows, args.pairs, device_sync(device))
     print("training:", compare(times, "genlab", "diffusers", args.window * args.batch_size, "img/s"), flush=True)
 
     theirs.eval()
@@ -65,12 +66,12 @@ def main():
 
     @torch.no_grad()
     def diffusers_sample(nfe: int):
-        x = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
         sampler.set_timesteps(nfe)
         for t in sampler.timesteps:
             x = sampler.step(theirs(x, t).sample, t, x, eta=0.0).prev_sample
 
-    ddim_side_by_side(ours, "diffusers", diffusers_sample, args.nfe, args.samples, args.sample_pairs)
+    ddim_side_by_side(ours, "diffusers", diffusers_sample, args.nfe, args.samples, args.sample_pairs, device)
     print(f"wall {time.perf_counter() - began:.0f} s")
 
 

@@ -38,7 +38,7 @@ from genlab.eval.latent import iwae_log_likelihood
 from genlab.stats import standard_error
 from genlab.train.step import compile_submodules
 
-from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, start
+from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, device_sync, start
 
 
 class SharedEncoder(BaseEncoder):
@@ -87,7 +87,9 @@ def main():
     args = parser.parse_args()
     began = start(args.threads)
     ours = GenlabTrainer("vae-binarized-mnist", args.data_root, [
-        ("train.batch_size", str(args.batch_size)), ("optim.warmup_steps", "0"), ("objective.kl_warmup_steps", "0")])
+        ("train.batch_size", str(args.batch_size)), ("optim.warmup_steps", "0"), ("objective.kl_warmup_steps", "0")],
+        args.device)
+    device = ours.device
     cfg, vae = ours.cfg, ours.model
     # The same initial weights, its own parameters and Adam state, in PyTorch's default layout: pythae's
     # trainer keeps it, while genlab's preset trains NHWC (train.channels_last); --same-layout gives it NHWC too.
@@ -109,7 +111,7 @@ def main():
         genlab_window()
         print(f"compilation: genlab's first window of {args.window} steps took {time.perf_counter() - compiled:.1f} s",
               flush=True)
-    times = alternate(genlab_window, pythae_window, args.pairs)
+    times = alternate(genlab_window, pythae_window, args.pairs, device_sync(device))
     print("training:", compare(times, "genlab", "pythae", args.window * args.batch_size, "img/s"), flush=True)
 
     # --- the NLL: train genlab's network a little, give pythae the same weights, estimate the same bound
@@ -124,15 +126,16 @@ def main():
     nll_batch = min(args.k, args.nll_batch)
     if args.k % nll_batch:
         raise SystemExit(f"--k {args.k} must be a multiple of --nll-batch {nll_batch} (pythae rounds k down to one)")
-    chunk = max(1, 256 // args.images)  # genlab's CPU default: 256 decoded images per pass
+    # genlab's defaults: 256 decoded images per pass on a CPU, 4096 on a GPU
+    chunk = max(1, (4096 if device.type == "cuda" else 256) // args.images)
 
     def images_of(i):
         idx = order[i * args.images:(i + 1) * args.images]
-        return test.batch(idx, None)["x"]
+        return test.batch(idx, None)["x"].to(device)
 
     def genlab_nll():
         x = images_of(window["i"])
-        g = torch.Generator().manual_seed(window["i"])
+        g = torch.Generator(device=device).manual_seed(window["i"])
         values["genlab"] += (-iwae_log_likelihood(vae, x, args.k, chunk, g, prior_fraction=0.0)).tolist()
 
     def pythae_nll():
@@ -143,7 +146,7 @@ def main():
                                  for j in range(len(x))]
         window["i"] += 1  # the next pair takes new images
 
-    times = alternate(genlab_nll, pythae_nll, args.nll_pairs)
+    times = alternate(genlab_nll, pythae_nll, args.nll_pairs, device_sync(device))
     ours_v, theirs_v = torch.tensor(values["genlab"]), torch.tensor(values["pythae"])
     diff = theirs_v - ours_v
     print(f"IWAE k={args.k} on {len(ours_v)} test images (after {args.train_steps} training steps): genlab "

@@ -20,6 +20,23 @@ import time
 from typing import Callable
 
 
+def torch_device(name: str):
+    """A torch.device, refusing cuda where there is none (one line, not a traceback from deep inside)."""
+    import torch
+
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    return device
+
+
+def device_sync(device) -> Callable[[], None]:
+    """What ``alternate`` calls after each window: waits for a GPU's queue; nothing on a CPU."""
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def load_average() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -29,9 +46,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def alternate(first: Callable[[], None], second: Callable[[], None], pairs: int) -> dict[str, list[float]]:
+def alternate(first: Callable[[], None], second: Callable[[], None], pairs: int,
+              sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Wall and CPU seconds of each call of ``first`` and ``second``, alternating, ``pairs`` times each (after one
-    untimed warm-up call of both, so lazy initialization and allocator growth are not timed).
+    untimed warm-up call of both, so lazy initialization and allocator growth are not timed). ``sync`` runs
+    after each call, inside its time: a GPU's queue is drained, so a window counts its own work.
 
     Returns:
         {"first", "second"}: wall seconds per call; {"first_cpu", "second_cpu"}: process CPU seconds per call.
@@ -43,6 +62,7 @@ def alternate(first: Callable[[], None], second: Callable[[], None], pairs: int)
         for fn, key in order:
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
+            sync()
             times[key].append(time.perf_counter() - wall)
             times[key + "_cpu"].append(time.process_time() - cpu)
     return times
@@ -74,6 +94,7 @@ def add_timing_arguments(parser, batch_size: int, window: int) -> None:
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--window", type=int, default=window, help="training steps per timed window")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="where both libraries run: cpu (default) or cuda")
 
 
 def same_size(ours, theirs, peer: str, inputs: tuple, tolerance: float = 0.02) -> None:
@@ -113,7 +134,8 @@ def diffusion_side_by_side_setup(description: str):
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
     began = start(args.threads)
-    return args, began, GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))])
+    return args, began, GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))],
+                                      args.device)
 
 
 def start(threads: int | None) -> float:
@@ -134,13 +156,14 @@ class GenlabTrainer:
         overrides: (key, value) pairs on top of the preset.
     """
 
-    def __init__(self, preset: str, data_root: str | None, overrides: list[tuple[str, str]]):
+    def __init__(self, preset: str, data_root: str | None, overrides: list[tuple[str, str]], device: str = "cpu"):
         from genlab.configs import resolve_train_config
         from profile_step import step_parts  # here, not at the top: profile_step imports this module
 
         self.cfg = resolve_train_config(preset=preset, data_root=data_root, overrides=overrides)
         # as genlab's loop builds them: seed 0, the run's memory layout, make_optimizer's Adam
-        self.model, self.objective, self.stream, self.opts = step_parts(self.cfg)
+        self.device = device = torch_device(device)
+        self.model, self.objective, self.stream, self.opts = step_parts(self.cfg, device)
 
     def optimizer(self, params):
         """The run's optimizer (genlab's make_optimizer) over ``params``: the peer gets the same one."""
@@ -184,16 +207,14 @@ class GenlabTrainer:
 
 
 def ddim_side_by_side(model, peer: str, peer_sample: Callable[[int], None], nfes: list[int], samples: int,
-                      pairs: int) -> None:
-    """Deterministic DDIM at each NFE, ``samples`` images in one batch: genlab's ``ddim`` sampler (each image's
-    noise from its own generator) against ``peer_sample(nfe)``, alternating; one line per NFE."""
-    import torch
-
+                      pairs: int, device) -> None:
+    """Deterministic DDIM at each NFE, ``samples`` images in one batch on ``device``: genlab's ``ddim`` sampler
+    (each image's noise from its own generator) against ``peer_sample(nfe)``, alternating; one line per NFE."""
     from genlab.sampling.api import draw
 
     for nfe in nfes:
         def genlab_sample():
-            draw(model, samples, 0, torch.device("cpu"), batch_size=samples, sampler="ddim", steps=nfe)
+            draw(model, samples, 0, device, batch_size=samples, sampler="ddim", steps=nfe)
 
-        times = alternate(genlab_sample, lambda: peer_sample(nfe), pairs)
+        times = alternate(genlab_sample, lambda: peer_sample(nfe), pairs, device_sync(device))
         print(f"DDIM NFE {nfe}, {samples} images:", compare(times, "genlab", peer, samples, "img/s"), flush=True)
