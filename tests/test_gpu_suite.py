@@ -160,3 +160,31 @@ def test_gpu_target_time_box_interrupts_like_ctrl_c(monkeypatch):
     with stop_after(0.2):  # finished in time: the alarm is cleared, nothing fires later
         pass
     time.sleep(0.4)
+
+
+def test_torchvision_stand_in_imports_a_peer_that_only_imports_it(tmp_path, monkeypatch):
+    """The peer benchmarks import torch-fidelity and denoising-diffusion-pytorch, which import torchvision without
+    calling it on the benchmarked path; where torchvision does not import, an empty stand-in takes its place."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the stand-in's finder goes away after the test
+    for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "fakepeer")]:
+        monkeypatch.delitem(sys.modules, name)
+    (tmp_path / "fakepeer").mkdir()
+    (tmp_path / "fakepeer" / "__init__.py").write_text(
+        "import torchvision\nfrom torchvision.datasets import CIFAR10\n\n"
+        "class Wrapped(CIFAR10):\n    pass\n\nVALUE = 3\n")
+    from torchvision_standin import import_peer
+
+    have_torchvision = importlib.util.find_spec("torchvision") is not None
+    try:
+        (module,), how = import_peer("fakepeer", ["fakepeer"], "pip install fakepeer")
+        assert module.VALUE == 3
+        if not have_torchvision:  # as in CI: the stand-in served the import
+            assert how.startswith("torchvision replaced by an empty stand-in")
+            assert sys.modules["torchvision"].datasets.CIFAR10.__name__ == "CIFAR10"
+        with pytest.raises(SystemExit, match="pip install nothing"):
+            import_peer("no_such_peer_package", ["no_such_peer_package"], "pip install nothing")
+    finally:  # nothing of the stand-in may outlive the test
+        for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "fakepeer")]:
+            sys.modules.pop(name)
