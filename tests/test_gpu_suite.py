@@ -122,6 +122,9 @@ def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_
     assert sorted(p.name for p in keep.iterdir()) == ["export.tar", "metrics.jsonl", "target.json"]
     assert json.loads((keep / "target.json").read_text()) == report
     assert report["steps"] == 3 and report["calibration_images_per_s"] > 0
+    # every kept checkpoint scored on the validation split, the lowest -ELBO chosen and exported
+    assert sorted(report["validation_neg_elbo"], key=int) == ["1", "2", "3"]
+    assert report["chosen_step"] == int(min(report["validation_neg_elbo"].items(), key=lambda kv: kv[1])[0])
     assert not (tmp_path / "gpu-target-run-calibration").exists()
     for key in ("neg_elbo", "iwae_nll"):
         record = report["metrics"][key]
@@ -132,8 +135,36 @@ def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_
         tar.extractall(tmp_path / "back", filter="data")
     run = genlab.load(tmp_path / "back" / "export", device="cpu")
     assert run.sample(2, seed=0).shape == (2, 1, 28, 28)
+    assert json.loads((tmp_path / "back" / "export" / "export.json").read_text())["step"] == report["chosen_step"]
     with pytest.raises(SystemExit, match="exists"):  # never trains over a run folder
         target.main(["--smoke", "--keep", str(keep), "--data-root", str(data_root)])
+
+    # A checkpoint before the last that does better on the validation split is the one exported.
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from genlab.train.checkpoint import load_checkpoint
+    from genlab.train.ema import merged
+
+    work = tmp_path / "gpu-target-run"
+    shutil.rmtree(work / "export")
+    scores = iter([5.0, 1.0, 3.0])  # steps 1, 2, 3 in that order
+
+    class Registry:
+        @staticmethod
+        def get(name):
+            assert name == "elbo"
+            return lambda *args: {"neg_elbo": {"value": next(scores)}}
+
+    monkeypatch.setattr(target, "EVALUATORS", Registry)
+    validation, chosen = target.choose_on_validation(work, torch.device("cpu"), str(data_root), {"max_examples": 8})
+    assert validation == {1: 5.0, 2: 1.0, 3: 3.0} and chosen == 2
+    assert json.loads((work / "export" / "export.json").read_text())["step"] == 2
+    ckpt = load_checkpoint(next((work / "checkpoints").glob("step_00000002")), "cpu")
+    exported = load_file(str(work / "export" / "model.safetensors"))
+    for key, value in merged(ckpt["model"], ckpt["ema"]).items():
+        assert torch.equal(exported[key], value), key
 
 
 def test_gpu_target_verdict_counts_only_whole_test_set_bounds(monkeypatch):
