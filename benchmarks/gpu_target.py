@@ -37,6 +37,7 @@ import signal
 import statistics
 import sys
 import tarfile
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,7 +120,9 @@ def choose_on_validation(work: Path, device: torch.device, data_root, sizes: dic
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", required=True, help="target.json and the exported model go here")
-    parser.add_argument("--work", default=None, help="the run folder (default: KEEP/../gpu-target-run)")
+    parser.add_argument("--work", default=None,
+                        help="the run folder, which must not exist (default: a new temporary folder, kept; not under "
+                             "KEEP, whose few files are what a lent machine returns)")
     parser.add_argument("--preset", default="pixelvae-binarized-mnist-gpu-8min")
     parser.add_argument("--train-seconds", type=float, default=370.0, help="training time to plan the steps for")
     parser.add_argument("--iwae-k", type=int, default=None, help="default 1000 (4 with --smoke)")
@@ -134,7 +137,7 @@ def main(argv=None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device here: run with --smoke for the CPU check")
     keep = Path(args.keep)
-    work = Path(args.work) if args.work else keep.parent / "gpu-target-run"
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="genlab-gpu-target-")) / "run"
     if work.exists():
         sys.exit(f"{work} exists: give another --work, or remove it")
     keep.mkdir(parents=True, exist_ok=True)
@@ -151,7 +154,7 @@ def main(argv=None) -> dict:
     iwae_k = args.iwae_k or (4 if args.smoke else 1000)
     print(f"{args.preset} on {name}, torch {torch.__version__}: calibrate {CALIBRATION_STEPS} steps, train about "
           f"{args.train_seconds:.0f} s, -ELBO on the whole test set, IWAE k={iwae_k} for at most "
-          f"{args.iwae_seconds:.0f} s, export", flush=True)
+          f"{args.iwae_seconds:.0f} s, export; run folder {work}", flush=True)
     began = time.perf_counter()
 
     calibration_dir = work.with_name(work.name + "-calibration")

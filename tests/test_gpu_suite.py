@@ -118,7 +118,8 @@ def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_
 
     target = _target(monkeypatch)
     keep = tmp_path / "keep"
-    report = target.main(["--smoke", "--keep", str(keep), "--data-root", str(data_root)])
+    work = tmp_path / "gpu-target-run"
+    report = target.main(["--smoke", "--keep", str(keep), "--work", str(work), "--data-root", str(data_root)])
     assert sorted(p.name for p in keep.iterdir()) == ["export.tar", "metrics.jsonl", "target.json"]
     assert json.loads((keep / "target.json").read_text()) == report
     assert report["steps"] == 3 and report["calibration_images_per_s"] > 0
@@ -137,7 +138,7 @@ def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_
     assert run.sample(2, seed=0).shape == (2, 1, 28, 28)
     assert json.loads((tmp_path / "back" / "export" / "export.json").read_text())["step"] == report["chosen_step"]
     with pytest.raises(SystemExit, match="exists"):  # never trains over a run folder
-        target.main(["--smoke", "--keep", str(keep), "--data-root", str(data_root)])
+        target.main(["--smoke", "--keep", str(keep), "--work", str(work), "--data-root", str(data_root)])
 
     # A checkpoint before the last that does better on the validation split is the one exported.
     import shutil
@@ -147,7 +148,6 @@ def test_gpu_target_smoke_keeps_the_bounds_and_a_loadable_export(tmp_path, data_
     from genlab.train.checkpoint import load_checkpoint
     from genlab.train.ema import merged
 
-    work = tmp_path / "gpu-target-run"
     shutil.rmtree(work / "export")
     scores = iter([5.0, 1.0, 3.0])  # steps 1, 2, 3 in that order
 
