@@ -221,28 +221,34 @@ def window_rates(run_dir: Path) -> list[float]:
 
 
 def quality(evaluation: dict) -> dict:
-    """The headline numbers of eval.json: value, unit, kind and the protocol of each metric."""
+    """The headline numbers of eval.json: value, unit, kind, standard error, images, whether partial, and the
+    protocol of each metric."""
     out = {}
     for key, rec in evaluation["metrics"].items():
         if rec.get("unit") in ("nats/image", "bits/dim") or key.startswith("fid"):
             proto = rec.get("eval_protocol", {})
             out[key] = {"value": rec["value"], "unit": rec["unit"], "kind": rec["kind"],
+                        "stderr": rec.get("stderr"), "n": rec.get("n"), "partial": bool(rec.get("partial")),
                         "protocol": {k: proto.get(k) for k in ("name", "iwae_k", "max_examples", "n_samples",
                                                                 "n_reference", "sampler_steps")}}
     return out
 
 
-def calibrate(p: Preset, args, over: dict) -> float:
-    """Images/s of the compiled model, measured over CALIBRATION_STEPS steps (its first third, which holds the
-    compilation, left out); the calibration run's folder is deleted."""
-    steps = 6 if args.smoke else CALIBRATION_STEPS
+def calibrate(preset: str, over: dict, run_dir: Path, data_root, steps: int = CALIBRATION_STEPS,
+              command: str = "benchmarks/gpu_suite.py (calibration)") -> float:
+    """Images/s of ``preset`` with the overrides ``over``, measured over ``steps`` training steps (their first
+    third, which holds compilation and warm-up, left out); the calibration run's folder is deleted. Shared
+    with gpu_target.py."""
     cal = {**over, "train.steps": str(steps), "train.log_every": str(steps // 3), "train.ckpt_every": str(steps)}
-    run_dir = Path(args.out) / f"{p.name}-calibration"
-    train_run(preset=p.preset, out=run_dir, data_root=args.data_root, overrides=list(cal.items()),
-              command=f"benchmarks/gpu_suite.py {p.name} (calibration)")
+    train_run(preset=preset, out=run_dir, data_root=data_root, overrides=list(cal.items()), command=command)
     rate = statistics.median(window_rates(run_dir))
     shutil.rmtree(run_dir)
     return rate
+
+
+def planned_steps(rate: float, batch: int, seconds: float, preset_steps: int, least: int = 1) -> int:
+    """Steps that fill ``seconds`` at ``rate`` images/s, at most the preset's own length and at least ``least``."""
+    return int(max(least, min(preset_steps, seconds * rate / batch)))
 
 
 def run_preset(p: Preset, args, device: torch.device, peak: float | None) -> dict:
@@ -260,14 +266,15 @@ def run_preset(p: Preset, args, device: torch.device, peak: float | None) -> dic
         over["train.ema_decay"] = "0.999"
     if cfg.train.ema_warmup == "none":
         over["train.ema_warmup"] = "count"
-    calibration = calibrate(p, args, over)
+    calibration = calibrate(p.preset, over, Path(args.out) / f"{p.name}-calibration", args.data_root,
+                            6 if smoke else CALIBRATION_STEPS, f"benchmarks/gpu_suite.py {p.name} (calibration)")
     if args.profile:
         profile, table = profile_steps(cfg, device, steps=2 if smoke else 10, warmup=1 if smoke else 5)
         (Path(args.out) / f"profile-{p.name}.txt").write_text(table + "\n")
     if smoke:
         steps = 3
     else:  # the share of the budget at the measured rate
-        steps = int(max(200, min(cfg.train.steps, p.seconds * args.time_scale * calibration / batch)))
+        steps = planned_steps(calibration, batch, p.seconds * args.time_scale, cfg.train.steps, least=200)
         over["train.max_seconds"] = str(1.5 * p.seconds * args.time_scale)
     over.update({"train.steps": str(steps), "train.log_every": str(max(1, min(steps // 10, 100))),
                  "train.ckpt_every": str(steps)})

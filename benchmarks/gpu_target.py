@@ -55,10 +55,9 @@ from genlab.train.checkpoint import load_checkpoint, write_text_atomic
 from genlab.train.ema import merged
 from genlab.train.run import load_run
 
-from gpu_suite import PRESETS, cuda_settings, quality, window_rates
+from gpu_suite import CALIBRATION_STEPS, PRESETS, calibrate, cuda_settings, planned_steps, quality, window_rates
 
 TARGET_NATS = 79.0  # issue 15: beating PixelRNN (79.20) and VLAE (79.03)
-CALIBRATION_STEPS = 60
 SMOKE_NETWORK = next(p.smoke for p in PRESETS if p.name == "pixelvae")  # the suite's tiny PixelVAE
 
 
@@ -76,11 +75,6 @@ def stop_after(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def planned_steps(rate: float, batch: int, seconds: float, preset_steps: int) -> int:
-    """Steps that fill ``seconds`` at ``rate`` images/s, at most the preset's own length."""
-    return max(1, min(preset_steps, int(seconds * rate / batch)))
 
 
 def verdict(metrics: dict) -> str:
@@ -157,14 +151,8 @@ def main(argv=None) -> dict:
           f"{args.iwae_seconds:.0f} s, export; run folder {work}", flush=True)
     began = time.perf_counter()
 
-    calibration_dir = work.with_name(work.name + "-calibration")
-    cal_steps = 6 if args.smoke else CALIBRATION_STEPS
-    train_run(preset=args.preset, out=calibration_dir, data_root=args.data_root,
-              overrides=list({**over, "train.steps": str(cal_steps), "train.log_every": str(cal_steps // 3),
-                              "train.ckpt_every": str(cal_steps)}.items()),
-              command="benchmarks/gpu_target.py (calibration)")
-    rate = statistics.median(window_rates(calibration_dir))
-    shutil.rmtree(calibration_dir)
+    rate = calibrate(args.preset, over, work.with_name(work.name + "-calibration"), args.data_root,
+                     6 if args.smoke else CALIBRATION_STEPS, "benchmarks/gpu_target.py (calibration)")
     steps = 3 if args.smoke else planned_steps(rate, cfg.train.batch_size, args.train_seconds, cfg.train.steps)
     over.update({"train.steps": str(steps), "train.max_seconds": f"{1.1 * args.train_seconds:.0f}",
                  "train.ckpt_every": str(max(1, steps // 4)), "train.keep_checkpoints": "0"})
@@ -186,26 +174,21 @@ def main(argv=None) -> dict:
     run.evaluate(only=["elbo"], **small)
     elbo_s = time.perf_counter() - evaluated
     evaluated = time.perf_counter()
-    iwae_partial = False
+    iwae_stopped = False
     try:
         with stop_after(args.iwae_seconds):
             run.evaluate(only=["iwae"], iwae_k=iwae_k, **small)
     except (EvalInterrupted, KeyboardInterrupt) as stopped:  # a bare KeyboardInterrupt: stopped before a batch
         print(f"IWAE stopped by its {args.iwae_seconds:.0f} s time box: {stopped or 'before its first batch'}",
               flush=True)
-        iwae_partial = True
+        iwae_stopped = True
     iwae_s = time.perf_counter() - evaluated
     evaluation = json.loads((work / "export" / "eval.json").read_text())
     with tarfile.open(keep / "export.tar", "w") as tar:
         tar.add(work / "export", arcname="export")
     shutil.copyfile(work / "metrics.jsonl", keep / "metrics.jsonl")
 
-    metrics = quality(evaluation)
-    for key in ("neg_elbo", "iwae_nll"):
-        record = evaluation["metrics"].get(key)
-        if record and key in metrics:
-            metrics[key].update({"stderr": record.get("stderr"), "n": record.get("n"),
-                                 "partial": bool(record.get("partial")) or (key == "iwae_nll" and iwae_partial)})
+    metrics = quality(evaluation)  # a stopped IWAE's record says partial itself (none if no batch finished)
     report = {"preset": args.preset, "device": name, "torch": torch.__version__, "smoke": args.smoke,
               "cuda_settings": settings if device.type == "cuda" else {}, "overrides": over,
               "calibration_images_per_s": rate, "steps_planned": steps, "steps": result.step,
@@ -213,11 +196,12 @@ def main(argv=None) -> dict:
               "validation_neg_elbo": {str(k): v for k, v in validation.items()}, "chosen_step": chosen, "select_s": round(select_s, 1),
               "elbo_eval_s": round(elbo_s, 1), "iwae_eval_s": round(iwae_s, 1), "metrics": metrics,
               "target_nats": TARGET_NATS, "verdict": verdict(metrics), "iwae_k": iwae_k,
+              "iwae_stopped_by_time_box": iwae_stopped,
               "wall_s": round(time.perf_counter() - began, 1)}
     write_text_atomic(keep / "target.json", json.dumps(report, indent=1) + "\n")
     print(f"{result.step} steps in {train_s:.0f} s; " + "; ".join(
         f"{k} {v['value']:.2f} +- {v['stderr'] or 0:.2f} ({v['n']} images{', partial' if v['partial'] else ''})"
-        for k, v in metrics.items() if "partial" in v) + f"; {report['verdict']}; wall {report['wall_s']} s", flush=True)
+        for k, v in metrics.items() if k in ("neg_elbo", "iwae_nll")) + f"; {report['verdict']}; wall {report['wall_s']} s", flush=True)
     return report
 
 
