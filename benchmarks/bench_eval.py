@@ -30,23 +30,20 @@ from genlab.eval.options import EvalOptions, resolve_device_sizes
 from genlab.nn.spec import DataSpec
 from genlab.train.run import build_model, build_objective
 
+from side_by_side import device_sync
+
 BINARY_MNIST = DataSpec(1, 28, 28, bits=1)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def best_seconds(fn, device, repeats: int) -> float:
     """Fastest of ``repeats`` timed calls, after one untimed warm-up call."""
     fn()
-    times = []
+    times, sync = [], device_sync(device)
     for _ in range(repeats):
-        _sync(device)
+        sync()
         began = time.perf_counter()
         fn()
-        _sync(device)
+        sync()
         times.append(time.perf_counter() - began)
     return min(times)
 

@@ -40,6 +40,8 @@ from genlab.train.loop import make_optimizer, train
 from genlab.train.step import phase_parameters
 from genlab.train.run import build_model, build_objective
 
+from side_by_side import device_sync
+
 # A dataset each family can train on without downloads beyond the shared MNIST files.
 DATA_FOR = {"latent": "binarized-mnist", "autoregressive": "binarized-mnist", "adversarial": "mnist",
             "diffusion": "mnist"}
@@ -55,7 +57,7 @@ def bare_loop(cfg: RunConfig, steps: int, device) -> float:
     phases = model.phases()
     opts = {ph.name: make_optimizer(cfg, phase_parameters(model, ph.modules)) for ph in phases}
     model.train()
-    _sync(device)
+    device_sync(device)()
     began = time.perf_counter()
     for step in range(steps):
         batch = stream.micro_batches(step)[0]  # the same indexing work as genlab's loop
@@ -63,13 +65,8 @@ def bare_loop(cfg: RunConfig, steps: int, device) -> float:
             opts[ph.name].zero_grad(set_to_none=True)
             objective(model, batch, ph.name, step)["loss"].mean().backward()
             opts[ph.name].step()
-    _sync(device)
+    device_sync(device)()
     return time.perf_counter() - began
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def genlab_loop(cfg: RunConfig, steps: int) -> float:

@@ -41,6 +41,7 @@ from genlab.train.step import compile_submodules
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from gpu_suite import PRESETS  # noqa: E402
 from profile_step import step_parts, step_runner  # noqa: E402
+from side_by_side import device_sync  # noqa: E402
 
 
 def host_ms(preset, overrides: dict, steps: int, data_root=None, warmup: int = 20,
@@ -51,7 +52,7 @@ def host_ms(preset, overrides: dict, steps: int, data_root=None, warmup: int = 2
     model, objective, stream, opts = step_parts(cfg, device)
     graphs = compile_submodules(model, mode=compile_mode) if compile_model else False
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    finish = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    finish = device_sync(device)
     ema = EMA(model, 0.999, "count")
     run = step_runner(model, objective, stream, opts, device, autocast, graphs, cfg.optim.grad_clip)
     run(0, warmup)

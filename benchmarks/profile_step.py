@@ -24,7 +24,7 @@ from genlab.train.loop import make_optimizer
 from genlab.train.run import build_model, build_objective, to_run_layout
 from genlab.train.step import PhaseOptimizers, train_step
 
-from side_by_side import load_average, peak_rss_mib
+from side_by_side import device_sync, load_average, peak_rss_mib
 
 PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"]
 
@@ -47,7 +47,7 @@ def step_runner(model, objective, stream, opts, device: torch.device = torch.dev
     a wait for the device, so a clock read after it counts the work. Shared by this script,
     gpu_suite.py and host_overhead.py."""
     model.train()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
 
     def run(first: int, last: int, wait: bool = True) -> None:
         for s in range(first, last):
