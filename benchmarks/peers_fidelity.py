@@ -40,23 +40,20 @@ import genlab  # noqa: F401
 from genlab.config import DataConfig
 from genlab.data import load_dataset
 from genlab.eval.features import domain_feature_net, extract
-from genlab.eval.sample_metrics import KID_SUBSET_SIZE, KID_SUBSETS, fid, kid
+from genlab.eval.sample_metrics import KID_SUBSET_SIZE, KID_SUBSETS, fid, kid, reference_images
 
 from side_by_side import alternate, compare, start
 from torchvision_standin import import_peer
 
 
 def fake_images(source: str, data: str, n: int, data_root: str | None) -> tuple[torch.Tensor, str]:
+    """The images compared with the test set, float in [0, 1]: training images, or a run's samples."""
     if source == "train":
-        images = load_dataset(data, "train", DataConfig(name=data, root=data_root or "")).images
-        index = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:n]
-        return images[index], f"{n} random {data} training images (seed 1)"
+        images, _, seed = reference_images(load_dataset(data, "train", DataConfig(name=data, root=data_root or "")), n,
+                                           seed=1)
+        return images, f"{len(images)} {data} training images ({'all' if seed < 0 else f'random, seed {seed}'})"
     run = genlab.load(source, device="cpu", data_root=data_root)
     return run.sample(n, seed=0), f"{n} samples of {source} (its default sampler, seed 0)"
-
-
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 255 if not images.is_floating_point() else images.float()
 
 
 def relative(a: float, b: float) -> float:
@@ -86,13 +83,14 @@ def main():
     net = domain_feature_net(args.data, None)
     if net is None:
         raise SystemExit(f"{args.data} has no domain feature network: use mnist or fashion-mnist")
-    test = load_dataset(args.data, "test", DataConfig(name=args.data, root=args.data_root or "")).images
-    real_images = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:args.n]]
+    test = load_dataset(args.data, "test", DataConfig(name=args.data, root=args.data_root or ""))
+    real_images, _, seed = reference_images(test, args.n, seed=0)  # as genlab's sample-quality protocol draws them
     fake, what = fake_images(args.fake, args.data, args.n, args.data_root)
     extracted = time.perf_counter()
-    real = extract(net, as_float(real_images)).features.double()
-    fake = extract(net, as_float(fake)).features.double()
-    print(f"features: {net.name}, {real.shape[1]} dimensions; {len(real)} {args.data} test images (seed 0) against "
+    real = extract(net, real_images).features.double()
+    fake = extract(net, fake).features.double()
+    drawn = "all, in file order" if seed < 0 else f"random, seed {seed}"
+    print(f"features: {net.name}, {real.shape[1]} dimensions; {len(real)} {args.data} test images ({drawn}) against "
           f"{what}; extracted in {time.perf_counter() - extracted:.1f} s")
 
     def peer_fid() -> float:
