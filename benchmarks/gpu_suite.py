@@ -64,6 +64,7 @@ from genlab.train.step import compile_submodules, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from profile_step import profiled_steps, step_parts  # noqa: E402
+from runs_common import run_script  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; matched as a substring of
 # torch.cuda.get_device_name(), longest first. H100 PCIe is listed apart because its peak is lower.
@@ -375,4 +376,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")  # a second run reuses the compiled kernels
-    main()
+    run_script(main, "gpu_suite.py")

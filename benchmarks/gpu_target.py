@@ -56,6 +56,7 @@ from genlab.train.ema import merged
 from genlab.train.run import load_run
 
 from gpu_suite import CALIBRATION_STEPS, PRESETS, calibrate, cuda_settings, planned_steps, quality, window_rates
+from runs_common import run_script
 
 TARGET_NATS = 79.0  # issue 15: beating PixelRNN (79.20) and VLAE (79.03)
 SMOKE_NETWORK = next(p.smoke for p in PRESETS if p.name == "pixelvae")  # the suite's tiny PixelVAE
@@ -134,7 +135,6 @@ def main(argv=None) -> dict:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="genlab-gpu-target-")) / "run"
     if work.exists():
         sys.exit(f"{work} exists: give another --work, or remove it")
-    keep.mkdir(parents=True, exist_ok=True)
     settings = cuda_settings(device)
     over = {"train.device": str(device), "train.progress": "false"}
     if args.smoke:
@@ -144,15 +144,18 @@ def main(argv=None) -> dict:
         sys.exit(f"--set takes key=value, got {bad[0]!r}")
     over.update(dict(o.split("=", 1) for o in args.overrides))
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root, overrides=list(over.items()))
+    keep.mkdir(parents=True, exist_ok=True)  # after the options and the preset checked out
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     iwae_k = args.iwae_k or (4 if args.smoke else 1000)
-    print(f"{args.preset} on {name}, torch {torch.__version__}: calibrate {CALIBRATION_STEPS} steps, train about "
-          f"{args.train_seconds:.0f} s, -ELBO on the whole test set, IWAE k={iwae_k} for at most "
+    cal_steps = 6 if args.smoke else CALIBRATION_STEPS
+    plan = "3 steps" if args.smoke else f"about {args.train_seconds:.0f} s"
+    print(f"{args.preset} on {name}, torch {torch.__version__}: calibrate {cal_steps} steps, train {plan}, "
+          f"choose a checkpoint on the validation split, -ELBO on the whole test set, IWAE k={iwae_k} for at most "
           f"{args.iwae_seconds:.0f} s, export; run folder {work}", flush=True)
     began = time.perf_counter()
 
     rate = calibrate(args.preset, over, work.with_name(work.name + "-calibration"), args.data_root,
-                     6 if args.smoke else CALIBRATION_STEPS, "benchmarks/gpu_target.py (calibration)")
+                     cal_steps, "benchmarks/gpu_target.py (calibration)")
     steps = 3 if args.smoke else planned_steps(rate, cfg.train.batch_size, args.train_seconds, cfg.train.steps)
     over.update({"train.steps": str(steps), "train.max_seconds": f"{1.1 * args.train_seconds:.0f}",
                  "train.ckpt_every": str(max(1, steps // 4)), "train.keep_checkpoints": "0"})
@@ -206,4 +209,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "gpu_target.py")

@@ -37,6 +37,7 @@ import genlab  # noqa: F401
 
 from side_by_side import alternate, compare, ddim_side_by_side, device_sync, diffusion_side_by_side_setup, same_size
 from torchvision_standin import import_peer
+from runs_common import run_script
 
 INSTALL = ('pip install "torch==2.13.0" accelerate einops "ema-pytorch>=0.4.2" && '
            "pip install --no-deps denoising-diffusion-pytorch pytorch-fid")
@@ -80,4 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "peers_ddpm_pytorch.py")

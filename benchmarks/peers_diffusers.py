@@ -30,6 +30,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 import genlab  # noqa: F401
 
 from side_by_side import alternate, compare, ddim_side_by_side, device_sync, diffusion_side_by_side_setup, same_size
+from runs_common import run_script
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
@@ -76,4 +77,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "peers_diffusers.py")

@@ -44,6 +44,7 @@ from genlab.eval.sample_metrics import KID_SUBSET_SIZE, KID_SUBSETS, fid, kid, r
 
 from side_by_side import alternate, compare, start
 from torchvision_standin import import_peer
+from runs_common import run_script
 
 
 def fake_images(source: str, data: str, n: int, data_root: str | None) -> tuple[torch.Tensor, str]:
@@ -131,4 +132,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "peers_fidelity.py")

@@ -39,6 +39,7 @@ from genlab.stats import standard_error
 from genlab.train.step import compile_submodules
 
 from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, device_sync, start
+from runs_common import run_script
 
 
 class SharedEncoder(BaseEncoder):
@@ -157,4 +158,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "peers_pythae.py")

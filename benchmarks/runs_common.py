@@ -1,10 +1,11 @@
 """What the benchmark scripts share about run folders: how far a run trained, how long it took, training and
-evaluating it, and the mean ± spread of a figure over seeds."""
+evaluating it, and the mean ± spread of a figure over seeds; and how a script reports a user's error."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -88,3 +89,16 @@ def ensure_evaluated(run: Path, n_samples: int, target_step: int, train: bool) -
 def metric(found: dict, name: str) -> float:
     (value,) = [m["value"] for k, m in found["metrics"].items() if k.startswith(name + "_")]
     return value
+
+
+def run_script(main: Callable[[], object], name: str) -> None:
+    """Run a benchmark script's ``main`` as genlab's commands run theirs: an error the user can fix (a bad
+    override, a missing dataset or folder) is one line on stderr and exit status 2; anything else is a bug and
+    keeps its traceback."""
+    from genlab.errors import USER_ERRORS
+
+    try:
+        main()
+    except USER_ERRORS as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
