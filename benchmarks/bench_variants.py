@@ -14,11 +14,17 @@ the GPU: README, GPU suite). Variants:
     threads2       2 threads instead of 1 (wall time is the figure here: CPU time counts spinning threads)
     compile        torch.compile (inductor) on each top-level submodule, as train.compile=true does; the first
                    window (the compilation) is timed on its own and printed, the ratio is of compiled steps
+    native_conv    PyTorch's own convolutions (im2col and a BLAS product) instead of oneDNN's, which it uses on
+                   the CPU by default (`torch.backends.mkldnn.enabled=False` during the variant's steps)
+
+`--set KEY=VALUE` (repeatable, as `genlab train --set`) changes the preset for both sides, e.g.
+`--set model.dropout=0` to see what the U-Net's dropout costs a compiled step.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -30,9 +36,10 @@ from genlab.data.loader import BatchStream
 from genlab.train.run import build_model, build_objective
 from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
 
+from runs_common import run_script
 from side_by_side import alternate, describe, load_average, ratio_summary
 
-VARIANTS = ("channels_last", "fused", "threads2", "compile")
+VARIANTS = ("channels_last", "fused", "threads2", "compile", "native_conv")
 
 
 def stepper(cfg, data, variant: str, steps: int):
@@ -52,6 +59,12 @@ def stepper(cfg, data, variant: str, steps: int):
 
     def run():
         torch.set_num_threads(2 if variant == "threads2" else 1)
+        convolutions = (torch.backends.mkldnn.flags(enabled=False) if variant == "native_conv"
+                        else contextlib.nullcontext())
+        with convolutions:
+            run_steps()
+
+    def run_steps():
         for _ in range(steps):
             done[0] += 1
             batches = stream.micro_batches(done[0])
@@ -70,8 +83,10 @@ def main():
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of the preset for both sides, as `genlab train --set` (repeatable)")
     args = parser.parse_args()
-    over = [("train.batch_size", str(args.batch_size))] if args.batch_size else []
+    over = args.overrides + ([f"train.batch_size={args.batch_size}"] if args.batch_size else [])
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root, overrides=over)
     data = load_dataset(cfg.data.name, "train", cfg.data)
     base, variant = stepper(cfg, data, "base", args.steps), stepper(cfg, data, args.variant, args.steps)
@@ -80,10 +95,11 @@ def main():
         variant()  # compiles on its first steps: a one-off cost per run, reported apart from the ratio
         print(f"compile: first window of {args.steps} steps took {time.perf_counter() - start:.1f} s")
     t = alternate(base, variant, args.pairs)
-    print(f"{args.preset} (batch {cfg.train.batch_size}) {args.variant}: base time / variant time, CPU "
+    changed = "".join(f", {o}" for o in args.overrides)
+    print(f"{args.preset} (batch {cfg.train.batch_size}{changed}) {args.variant}: base time / variant time, CPU "
           f"{describe(ratio_summary(t['first_cpu'], t['second_cpu']))}, wall "
           f"{describe(ratio_summary(t['first'], t['second']))}; {load_average()}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "bench_variants.py")

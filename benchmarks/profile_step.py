@@ -1,11 +1,14 @@
 """Where a training step's time goes: torch.profiler over genlab's training step of preset models.
 
-    python benchmarks/profile_step.py [--presets vae-binarized-mnist ...] [--steps 5] [--threads N]
+    python benchmarks/profile_step.py [--presets vae-binarized-mnist ...] [--steps 5] [--threads N] [--compile]
+                                      [--set KEY=VALUE ...]
 
 For each preset: the network, objective, optimizer and batches of the preset (batch size from the
 preset unless --batch-size), a few warm-up steps, then ``--steps`` steps of `genlab.train.step.train_step`
 (the step the loop runs) under the CPU profiler. Prints the operators with the largest self time,
-the share of the step in the optimizer (`Optimizer.step`), and the peak resident memory.
+the share of the step in the optimizer (`Optimizer.step`), and the peak resident memory. `--compile`
+compiles each top-level submodule as `train.compile=true` does (the warm-up steps compile; inductor's
+generated kernels then show as `CompiledFxGraph` rows); `--set` overrides the presets as `genlab train --set`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.train.loop import make_optimizer
 from genlab.train.run import build_model, build_objective, to_run_layout
-from genlab.train.step import PhaseOptimizers, train_step
+from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
 
+from runs_common import run_script
 from side_by_side import device_sync, load_average, peak_rss_mib
 
 PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"]
@@ -76,13 +80,18 @@ def profiled_steps(model, objective, stream, opts, warmup: int, steps: int, devi
     return prof.key_averages(), seconds
 
 
-def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int) -> None:
-    over = [("train.batch_size", str(batch_size))] if batch_size else []
+def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int, compiled: bool = False,
+                   overrides: list[str] = ()) -> None:
+    over = list(overrides) + ([f"train.batch_size={batch_size}"] if batch_size else [])
     cfg = resolve_train_config(preset=name, data_root=data_root, overrides=over)
-    events, _ = profiled_steps(*step_parts(cfg), warmup=2, steps=steps)
+    model, objective, stream, opts = step_parts(cfg)
+    if compiled:
+        compile_submodules(model)  # what the training loop does with train.compile=true
+    events, _ = profiled_steps(model, objective, stream, opts, warmup=2, steps=steps)
     total = sum(e.self_cpu_time_total for e in events)
     optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
-    print(f"\n== {name}: batch {cfg.train.batch_size}, {steps} steps, {total / 1e6 / steps:.3f} s/step of CPU time "
+    how = "".join(f", {o}" for o in overrides) + (", compiled" if compiled else "")
+    print(f"\n== {name}: batch {cfg.train.batch_size}{how}, {steps} steps, {total / 1e6 / steps:.3f} s/step of CPU time "
           f"(self, all threads' ops); optimizer {100 * optim / total:.1f} %; peak RSS {peak_rss_mib():.0f} MiB; "
           f"{load_average()}")
     print(events.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48))
@@ -96,13 +105,16 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="default: torch's, one per core")
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--compile", action="store_true", help="compile each top-level submodule (train.compile=true)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of every preset, as `genlab train --set` (repeatable)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.presets:
-        profile_preset(name, args.steps, args.batch_size, args.data_root, args.rows)
+        profile_preset(name, args.steps, args.batch_size, args.data_root, args.rows, args.compile, args.overrides)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "profile_step.py")

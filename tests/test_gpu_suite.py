@@ -219,3 +219,35 @@ def test_torchvision_stand_in_imports_a_peer_that_only_imports_it(tmp_path, monk
     finally:  # nothing of the stand-in may outlive the test
         for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "fakepeer")]:
             sys.modules.pop(name)
+
+
+def test_native_conv_variant_takes_the_same_step_with_pytorchs_own_convolutions(monkeypatch, data_root):
+    """bench_variants.py native_conv: oneDNN off during the variant's steps only, and the same maths (the two
+    convolution implementations give the same weights after a step, from the same seed and batch)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_variants
+
+    from genlab.configs import resolve_train_config
+    from genlab.data import load_dataset
+
+    seen = []
+
+    def recording_step(model, *args, **kwargs):
+        seen.append((model, torch.backends.mkldnn.enabled))
+        return train_step(model, *args, **kwargs)
+
+    train_step = bench_variants.train_step
+    monkeypatch.setattr(bench_variants, "train_step", recording_step)
+    cfg = resolve_train_config(preset="vae-binarized-mnist", data_root=str(data_root), overrides=[
+        ("model.channels", "8,16"), ("model.hidden", "32"), ("train.batch_size", "16")])
+    data = load_dataset(cfg.data.name, "train", cfg.data)
+    threads = torch.get_num_threads()
+    try:
+        bench_variants.stepper(cfg, data, "base", 1)()
+        bench_variants.stepper(cfg, data, "native_conv", 1)()
+    finally:
+        torch.set_num_threads(threads)
+    (base, base_flag), (native, native_flag) = seen
+    assert base_flag and not native_flag and torch.backends.mkldnn.enabled
+    for (name, a), b in zip(base.named_parameters(), native.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
