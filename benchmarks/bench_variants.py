@@ -42,6 +42,18 @@ from side_by_side import alternate, describe, load_average, ratio_summary
 VARIANTS = ("channels_last", "fused", "threads2", "compile", "native_conv")
 
 
+@contextlib.contextmanager
+def without_onednn():
+    """PyTorch's own CPU convolutions inside, oneDNN's again after. (Not `torch.backends.mkldnn.flags`: it also
+    sets oneDNN's TF32 flag, which this CPU build warns about.)"""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
 def stepper(cfg, data, variant: str, steps: int):
     """A function running ``steps`` training steps of a fresh network under ``variant`` ("base": NCHW, unfused Adam)."""
     torch.manual_seed(0)
@@ -59,9 +71,7 @@ def stepper(cfg, data, variant: str, steps: int):
 
     def run():
         torch.set_num_threads(2 if variant == "threads2" else 1)
-        convolutions = (torch.backends.mkldnn.flags(enabled=False) if variant == "native_conv"
-                        else contextlib.nullcontext())
-        with convolutions:
+        with without_onednn() if variant == "native_conv" else contextlib.nullcontext():
             run_steps()
 
     def run_steps():
