@@ -30,6 +30,7 @@ import time
 import torch
 
 import genlab  # noqa: F401
+from genlab.allocator import keep_freed_memory
 from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
@@ -96,6 +97,7 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of the preset for both sides, as `genlab train --set` (repeatable)")
     args = parser.parse_args()
+    keep_freed_memory()  # as genlab's loop does, for both sides
     over = args.overrides + ([f"train.batch_size={args.batch_size}"] if args.batch_size else [])
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root, overrides=over)
     data = load_dataset(cfg.data.name, "train", cfg.data)

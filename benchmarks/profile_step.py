@@ -14,12 +14,14 @@ generated kernels then show as `CompiledFxGraph` rows); `--set` overrides the pr
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import genlab  # noqa: F401
+from genlab.allocator import keep_freed_memory
 from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
@@ -35,7 +37,9 @@ PRESETS = ["vae-binarized-mnist", "gated-pixelcnn-binarized-mnist", "ddpm-mnist"
 
 def step_parts(cfg, device: torch.device = torch.device("cpu")):
     """The model (in the run's memory layout), objective, device-resident batch stream and optimizers of one
-    training step, built as the loop builds them (uncompiled; seed 0). Shared by this script, gpu_suite.py and host_overhead.py."""
+    training step, built as the loop builds them (uncompiled; seed 0), in a process whose malloc is tuned as the
+    loop tunes it (`genlab.allocator`). Shared by this script, gpu_suite.py and host_overhead.py."""
+    keep_freed_memory()
     data = load_dataset(cfg.data.name, "train", cfg.data)
     torch.manual_seed(0)
     model = to_run_layout(build_model(cfg, data.spec).to(device), cfg)
@@ -80,6 +84,17 @@ def profiled_steps(model, objective, stream, opts, warmup: int, steps: int, devi
     return prof.key_averages(), seconds
 
 
+def kernel_work(model, objective, stream, opts, warmup: int, steps: int) -> dict:
+    """What ``steps`` unprofiled training steps (after ``warmup``) cost the kernel, per step: pages it had to
+    map in ("minor_faults") and CPU seconds spent there ("system_s"). Unprofiled: the profiler allocates too."""
+    run = step_runner(model, objective, stream, opts)
+    run(0, warmup)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    run(warmup, warmup + steps)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"minor_faults": (after.ru_minflt - usage.ru_minflt) / steps, "system_s": (after.ru_stime - usage.ru_stime) / steps}
+
+
 def profile_preset(name: str, steps: int, batch_size: int | None, data_root, rows: int, compiled: bool = False,
                    overrides: list[str] = ()) -> None:
     over = list(overrides) + ([f"train.batch_size={batch_size}"] if batch_size else [])
@@ -87,13 +102,16 @@ def profile_preset(name: str, steps: int, batch_size: int | None, data_root, row
     model, objective, stream, opts = step_parts(cfg)
     if compiled:
         compile_submodules(model)  # what the training loop does with train.compile=true
-    events, _ = profiled_steps(model, objective, stream, opts, warmup=2, steps=steps)
+    kernel = kernel_work(model, objective, stream, opts, warmup=2, steps=steps)
+    events, _ = profiled_steps(model, objective, stream, opts, warmup=0, steps=steps)
     total = sum(e.self_cpu_time_total for e in events)
     optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
     how = "".join(f", {o}" for o in overrides) + (", compiled" if compiled else "")
     print(f"\n== {name}: batch {cfg.train.batch_size}{how}, {steps} steps, {total / 1e6 / steps:.3f} s/step of CPU time "
-          f"(self, all threads' ops); optimizer {100 * optim / total:.1f} %; peak RSS {peak_rss_mib():.0f} MiB; "
-          f"{load_average()}")
+          f"(self, all threads' ops); optimizer {100 * optim / total:.1f} %; per step {kernel['minor_faults']:.0f} "
+          f"minor page faults and {1e3 * kernel['system_s']:.1f} ms in the kernel without the profiler (malloc: "
+          f"{keep_freed_memory()}); "
+          f"peak RSS {peak_rss_mib():.0f} MiB; {load_average()}")
     print(events.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48))
 
 

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "genlab"
 # Lowest first. A module belongs to the entry naming its longest dotted prefix.
 LAYERS = [
     ("genlab.rng", "genlab.registry", "genlab.config", "genlab.card", "genlab.errors", "genlab.stats",
-     "genlab.timing"),
+     "genlab.timing", "genlab.allocator"),
     ("genlab.nn", "genlab.data"),
     ("genlab.models", "genlab.objectives"),
     ("genlab.train", "genlab.sampling"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.allocator import keep_freed_memory
 from genlab.data.base import images_sha256
 from genlab.errors import InputError
 from genlab.eval.batches import EvalInterrupted, state_key
@@ -103,6 +104,7 @@ def evaluate_loaded(run: LoadedRun, opts: EvalOptions, dev: torch.device, only: 
 
     ``prefix`` goes before every metric name (the raw weights' records are "raw/NAME").
     """
+    keep_freed_memory()  # each batch's tensors keep their pages for the next (genlab/allocator.py)
     run_dir = run.run_dir
     own = list(run.model.card.evaluators)
     names = own if not only else only

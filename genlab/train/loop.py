@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from genlab.allocator import keep_freed_memory
 from genlab.errors import UserError
 from genlab.config import ConfigError, RunConfig, validate
 from genlab.data import load_dataset
@@ -167,6 +168,7 @@ def train(cfg: RunConfig | None, run_dir: str | Path, resume: bool = False, unti
                               "or choose another --out folder")
     check_first_stage(cfg)
     t = cfg.train
+    keep_freed_memory()  # the step's activations keep their pages from step to step (genlab/allocator.py)
     info, device = distributed.setup(t.device)
     threads = torch.get_num_threads()
     if t.threads:
