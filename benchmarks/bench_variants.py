@@ -73,16 +73,13 @@ def stepper(cfg, data, variant: str, steps: int):
     def run():
         torch.set_num_threads(2 if variant == "threads2" else 1)
         with without_onednn() if variant == "native_conv" else contextlib.nullcontext():
-            run_steps()
-
-    def run_steps():
-        for _ in range(steps):
-            done[0] += 1
-            batches = stream.micro_batches(done[0])
-            if nhwc:
-                batches = [{k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4
-                            else v for k, v in b.items()} for b in batches]
-            train_step(model, objective, batches, done[0], opts)
+            for _ in range(steps):
+                done[0] += 1
+                batches = stream.micro_batches(done[0])
+                if nhwc:
+                    batches = [{k: v.contiguous(memory_format=torch.channels_last)
+                                if torch.is_tensor(v) and v.dim() == 4 else v for k, v in b.items()} for b in batches]
+                train_step(model, objective, batches, done[0], opts)
     return run
 
 

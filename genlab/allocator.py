@@ -22,6 +22,7 @@ when ``GENLAB_MALLOC=system``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -32,19 +33,15 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes a C int: trim only when 2 GiB at the hea
 TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time; pages not yet touched cost no resident memory
 GLIBC_TUNING = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
-_state: dict[str, str] = {}
-
-
+@functools.cache
 def keep_freed_memory() -> str:
-    """Tune glibc's malloc as the module docstring says, once per process.
+    """Tune glibc's malloc as the module docstring says, once per process (later calls return the first result).
 
     Returns:
-        what was done, for logs and tests: "kept" (tuned now or before), or why not ("not glibc",
-        "LD_PRELOAD allocator", "MALLOC_* set in the environment", "GENLAB_MALLOC=system", "mallopt refused").
+        what was done, for logs and tests: "kept", or why not ("not glibc", "LD_PRELOAD allocator",
+        "MALLOC_* set in the environment", "GENLAB_MALLOC=system", "mallopt refused").
     """
-    if "result" not in _state:
-        _state["result"] = _tune()
-    return _state["result"]
+    return _tune()
 
 
 def _tune() -> str:

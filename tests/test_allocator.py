@@ -14,7 +14,9 @@ import pytest
 from genlab import allocator
 
 # In a fresh process: one step of the VAE preset through genlab's loop (which tunes malloc unless told not
-# to), then the minor page faults of its training step in steady state (steps 4-6 of the same parts).
+# to), then the minor page faults of its training step in steady state (steps 4-6 of the same parts). The
+# parts are built here, not with benchmarks/profile_step.step_parts: that tunes malloc itself, and the test
+# is that the loop does.
 STEADY_STATE_FAULTS = """
 import json, resource, sys, tempfile, torch
 from genlab import allocator
