@@ -35,7 +35,8 @@ from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.train.run import build_model, build_objective
-from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
+from genlab.nn.compiled import compile_submodules
+from genlab.train.step import PhaseOptimizers, train_step
 
 from runs_common import run_script
 from side_by_side import alternate, describe, load_average, ratio_summary

@@ -60,7 +60,8 @@ from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.run import read_metrics
-from genlab.train.step import compile_submodules, train_step
+from genlab.nn.compiled import compile_submodules
+from genlab.train.step import train_step
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from profile_step import profiled_steps, step_parts  # noqa: E402

@@ -36,7 +36,7 @@ from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
 from genlab.train.checkpoint import write_text_atomic
 from genlab.train.ema import EMA
-from genlab.train.step import compile_submodules
+from genlab.nn.compiled import compile_submodules
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts below
 from gpu_suite import PRESETS  # noqa: E402

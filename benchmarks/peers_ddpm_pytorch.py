@@ -2,7 +2,7 @@
 
     pip install "torch==2.13.0" accelerate einops "ema-pytorch>=0.4.2"
     pip install --no-deps denoising-diffusion-pytorch pytorch-fid    # their torchvision would replace the CPU torch
-    python benchmarks/peers_ddpm_pytorch.py [--threads N] [--nfe 10 50]
+    python benchmarks/peers_ddpm_pytorch.py [--threads N] [--nfe 10 50] [--compile [MODE] [--peer-compile]]
 
 denoising-diffusion-pytorch imports torchvision at import time (its Trainer's datasets and image saving, and
 pytorch-fid's Inception network), none of which the U-Net, the loss or the sampler calls; where torchvision
@@ -22,6 +22,11 @@ Sampling: deterministic DDIM at equal NFE with the x_0 estimate clipped to [-1, 
 of images in one batch: the peer's `GaussianDiffusion.sample` with `sampling_timesteps` = NFE and eta 0
 (its DDIM path), against genlab's `ddim` sampler.
 
+`--compile [MODE]` compiles genlab's U-Net as `train.compile` does, and a copy of it for sampling as
+`genlab.load(compile=)` does; `--peer-compile` compiles the peer's `Unet` in the same mode with torch.compile
+(its loss and sampler loop stay eager, as genlab's do). The compilation falls in each side's untimed warm-up
+call (printed).
+
 Prints ratios (peer time / genlab time: > 1 means genlab is faster) with their range, threads and load.
 """
 
@@ -35,7 +40,8 @@ import torch
 
 import genlab  # noqa: F401
 
-from side_by_side import alternate, compare, ddim_side_by_side, device_sync, diffusion_side_by_side_setup, same_size
+from side_by_side import (alternate, compare, compile_as_asked, ddim_side_by_side, device_sync, diffusion_side_by_side_setup,
+                          same_size, warmup_line)
 from torchvision_standin import import_peer
 from runs_common import run_script
 
@@ -53,7 +59,7 @@ def main():
                      dropout=cfg.model.dropout).to(device)
     same_size(ours, unet, "denoising-diffusion-pytorch",
               (torch.zeros(1, 1, 28, 28, device=device), torch.full((1,), 500, device=device)))
-    print(f"batch {args.batch_size}, Adam lr {cfg.optim.lr}")
+    print(f"batch {args.batch_size}, Adam lr {cfg.optim.lr}; {compile_as_asked(args, trainer, unet)}")
 
     def diffusion(nfe: int | None = None):
         return peer.GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=nfe,
@@ -66,6 +72,7 @@ def main():
     times = alternate(*windows, args.pairs, device_sync(device))
     print("training:", compare(times, "genlab", "denoising-diffusion-pytorch", args.window * args.batch_size,
                                "img/s"), flush=True)
+    print("  " + warmup_line(times, "genlab", "denoising-diffusion-pytorch"), flush=True)
 
     samplers = {nfe: diffusion(nfe).eval() for nfe in args.nfe}
 
@@ -75,8 +82,8 @@ def main():
         with contextlib.redirect_stderr(io.StringIO()):  # the peer's sampler draws a progress bar per call
             samplers[nfe].sample(batch_size=args.samples)
 
-    ddim_side_by_side(ours, "denoising-diffusion-pytorch", peer_sample, args.nfe, args.samples, args.sample_pairs,
-                      device)
+    ddim_side_by_side(trainer.sampling_model, "denoising-diffusion-pytorch", peer_sample, args.nfe, args.samples,
+                      args.sample_pairs, device)
     print(f"wall {time.perf_counter() - began:.0f} s")
 
 

@@ -1,6 +1,6 @@
 """genlab's VAE against pythae's (pip install "torch==2.13.0" -e ".[peers]"), side by side in one process.
 
-    python benchmarks/peers_pythae.py [--threads N] [--train-steps 200] [--k 100] [--images 16] [--compile]
+    python benchmarks/peers_pythae.py [--threads N] [--train-steps 200] [--k 100] [--images 16] [--compile [MODE]]
 
 Both libraries run the same network: the encoder and decoder of genlab's `vae-binarized-mnist` preset
 (same weights at the start), plugged into pythae's `VAE` through its documented `BaseEncoder` /
@@ -36,9 +36,9 @@ import genlab  # noqa: F401
 from genlab.data import load_dataset
 from genlab.eval.latent import iwae_log_likelihood
 from genlab.stats import standard_error
-from genlab.train.step import compile_submodules
 
-from side_by_side import GenlabTrainer, add_timing_arguments, alternate, compare, device_sync, start
+from side_by_side import (GenlabTrainer, add_compile_arguments, add_timing_arguments, alternate, compare, device_sync,
+                          start)
 from runs_common import run_script
 
 
@@ -81,9 +81,7 @@ def main():
     parser.add_argument("--nll-pairs", type=int, default=3)
     parser.add_argument("--same-layout", action="store_true",
                         help="run pythae's copy NHWC too: the libraries' own work alone, not genlab's preset layout")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile genlab's networks as train.compile=true does (pythae's trainer has no such "
-                             "option); the compilation is timed apart and left out of the ratios")
+    add_compile_arguments(parser, peer=None)  # pythae's trainer has no compile option: its copy stays eager
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
     began = start(args.threads)
@@ -98,11 +96,12 @@ def main():
                                        else torch.contiguous_format)
     theirs = pythae_twin(theirs_net, cfg.model.latent_dim)
     if args.compile:
-        compile_submodules(vae)  # after the copy: pythae's twin stays eager
+        ours.compile(args.compile)  # after the copy: pythae's twin stays eager
     params = sum(p.numel() for p in vae.parameters())
     print(f"network: vae-binarized-mnist encoder + decoder, {params / 1e6:.3f}M parameters, batch {args.batch_size}, "
           f"Adam lr {cfg.optim.lr}; layout genlab {'NHWC' if cfg.train.channels_last else 'NCHW'}, pythae "
-          f"{'NHWC' if args.same_layout else 'NCHW'}; genlab {'compiled' if args.compile else 'eager'}, pythae eager")
+          f"{'NHWC' if args.same_layout else 'NCHW'}; genlab {f'compiled ({args.compile})' if args.compile else 'eager'}, "
+          "pythae eager")
     vae.train(), theirs.train()
     genlab_window, pythae_window = ours.window_pair(args.window, ours.optimizer(theirs.parameters()),
                                                     lambda x: theirs({"data": x}).loss)

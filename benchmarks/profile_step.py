@@ -27,7 +27,8 @@ from genlab.data import load_dataset
 from genlab.data.loader import BatchStream
 from genlab.train.loop import make_optimizer
 from genlab.train.run import build_model, build_objective, to_run_layout
-from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
+from genlab.nn.compiled import compile_submodules
+from genlab.train.step import PhaseOptimizers, train_step
 
 from runs_common import run_script
 from side_by_side import device_sync, load_average, peak_rss_mib

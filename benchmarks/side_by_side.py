@@ -53,10 +53,15 @@ def alternate(first: Callable[[], None], second: Callable[[], None], pairs: int,
     after each call, inside its time: a GPU's queue is drained, so a window counts its own work.
 
     Returns:
-        {"first", "second"}: wall seconds per call; {"first_cpu", "second_cpu"}: process CPU seconds per call.
+        {"first", "second"}: wall seconds per call; {"first_cpu", "second_cpu"}: process CPU seconds per call;
+        {"first_warmup", "second_warmup"}: the wall seconds of each warm-up call.
     """
-    first(), second()
     times = {"first": [], "second": [], "first_cpu": [], "second_cpu": []}
+    for fn, key in ((first, "first"), (second, "second")):
+        wall = time.perf_counter()
+        fn()
+        sync()
+        times[key + "_warmup"] = time.perf_counter() - wall  # a compiled network's compilation lands here
     for i in range(pairs):
         order = [(first, "first"), (second, "second")] if i % 2 == 0 else [(second, "second"), (first, "first")]
         for fn, key in order:
@@ -97,6 +102,47 @@ def add_timing_arguments(parser, batch_size: int, window: int) -> None:
     parser.add_argument("--device", default="cpu", help="where both libraries run: cpu (default) or cuda")
 
 
+def add_compile_arguments(parser, peer: str | None) -> None:
+    """``--compile [MODE]``: genlab's networks compiled as ``train.compile`` (and ``genlab.load(compile=)``) compile
+    them; with a ``peer`` name, ``--peer-compile`` compiles the peer's network in the same mode (torch.compile, as a
+    user of that library would), so a compiled genlab meets an eager and a compiled peer."""
+    from typing import get_args
+
+    from genlab.config import CompileMode
+
+    parser.add_argument("--compile", nargs="?", const="default", default=None, choices=get_args(CompileMode),
+                        metavar="MODE", help="compile genlab's networks in this torch.compile mode (bare: default; "
+                        "reduce-overhead: CUDA graphs on a GPU); the compilation falls in the untimed warm-up calls")
+    if peer:
+        parser.add_argument("--peer-compile", action="store_true",
+                            help=f"compile {peer}'s network too, in the same mode (needs --compile)")
+
+
+def compile_as_asked(args, trainer: "GenlabTrainer", peer_net) -> str:
+    """Compile genlab's networks (``--compile``) and the peer's (``--peer-compile``, torch.compile in the same mode,
+    as its user would) in place; returns what runs, in words. Call it after ``same_size``: a network first called
+    under its FLOP counter (a dispatch mode) is left uncompiled by torch.compile for good."""
+    import copy
+
+    from genlab.nn.compiled import CUDA_GRAPH_MODES, compile_for_inference
+
+    if args.compile:
+        # genlab samples from a copy compiled as genlab.load(compile=) compiles (outputs copied out of CUDA graphs)
+        trainer.sampling_model = copy.deepcopy(trainer.model)
+        compile_for_inference(trainer.sampling_model, args.compile)
+        trainer.compile(args.compile)
+    if args.peer_compile:
+        peer_net.compile(mode=None if args.compile == "default" else args.compile)
+        trainer.peer_cuda_graphs = args.compile in CUDA_GRAPH_MODES
+    return f"genlab {args.compile or 'eager'}, the peer {args.compile if args.peer_compile else 'eager'}"
+
+
+def warmup_line(times: dict, ours: str, theirs: str) -> str:
+    """The untimed first calls (where compilation happens): wall seconds of each side."""
+    return f"warm-up calls (compilation included): {ours} {times['first_warmup']:.1f} s, {theirs} " \
+           f"{times['second_warmup']:.1f} s"
+
+
 def same_size(ours, theirs, peer: str, inputs: tuple, tolerance: float = 0.02) -> None:
     """Check that two networks have the same number of weights within ``tolerance``; print the counts and the
     FLOPs of one forward pass of each on ``inputs`` (counted by torch.utils.flop_counter: equal weights need
@@ -128,11 +174,14 @@ def diffusion_side_by_side_setup(description: str):
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_timing_arguments(parser, batch_size=64, window=5)
+    add_compile_arguments(parser, peer="the peer")
     parser.add_argument("--nfe", type=int, nargs="*", default=[10, 50], help="DDIM steps (network evaluations)")
     parser.add_argument("--samples", type=int, default=64, help="images per sampling window (one batch)")
     parser.add_argument("--sample-pairs", type=int, default=3)
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
+    if args.peer_compile and not args.compile:
+        parser.error("--peer-compile compiles the peer in genlab's mode: give --compile [MODE] too")
     began = start(args.threads)
     return args, began, GenlabTrainer("ddpm-mnist", args.data_root, [("train.batch_size", str(args.batch_size))],
                                       args.device)
@@ -164,6 +213,14 @@ class GenlabTrainer:
         # as genlab's loop builds them: seed 0, the run's memory layout, make_optimizer's Adam
         self.device = device = torch_device(device)
         self.model, self.objective, self.stream, self.opts = step_parts(self.cfg, device)
+        self.cuda_graphs = self.peer_cuda_graphs = False  # set by compile() and by a script compiling its peer
+        self.sampling_model = self.model  # what ddim_side_by_side draws from (a compiled copy with --compile)
+
+    def compile(self, mode: str) -> None:
+        """Compile genlab's networks in ``mode`` as ``train.compile`` does (each top-level submodule)."""
+        from genlab.nn.compiled import compile_submodules
+
+        self.cuda_graphs = compile_submodules(self.model, mode=mode)
 
     def optimizer(self, params):
         """The run's optimizer (genlab's make_optimizer) over ``params``: the peer gets the same one."""
@@ -176,7 +233,8 @@ class GenlabTrainer:
         from genlab.train.step import train_step
 
         for s in range(first, first + n):
-            train_step(self.model, self.objective, self.stream.micro_batches(s), s, self.opts)
+            train_step(self.model, self.objective, self.stream.micro_batches(s), s, self.opts,
+                       cuda_graphs=self.cuda_graphs)
 
     def batch(self, step: int):
         """The images (B, C, H, W) in [0, 1] genlab's step ``step`` trains on."""
@@ -200,7 +258,11 @@ class GenlabTrainer:
     def peer_steps(self, optimizer, loss_of, first: int, n: int) -> None:
         """A peer's training steps on the same batches as genlab's steps first .. first + n - 1:
         zero the gradients, backpropagate ``loss_of(images)`` (a 0-d tensor), step ``optimizer``."""
+        import torch
+
         for s in range(first, first + n):
+            if self.peer_cuda_graphs:  # as genlab's train_step does: the last step's graph outputs may be reused
+                torch.compiler.cudagraph_mark_step_begin()
             optimizer.zero_grad(set_to_none=True)
             loss_of(self.batch(s)).backward()
             optimizer.step()
@@ -218,3 +280,4 @@ def ddim_side_by_side(model, peer: str, peer_sample: Callable[[int], None], nfes
 
         times = alternate(genlab_sample, lambda: peer_sample(nfe), pairs, device_sync(device))
         print(f"DDIM NFE {nfe}, {samples} images:", compare(times, "genlab", peer, samples, "img/s"), flush=True)
+        print("  " + warmup_line(times, "genlab", peer), flush=True)

@@ -262,16 +262,21 @@ class Run:
         return export_run(self._loaded, folder)
 
 
-def load(path: str | Path, device: str = "auto", use_ema: bool = True, data_root: str | None = None) -> Run:
+def load(path: str | Path, device: str = "auto", use_ema: bool = True, data_root: str | None = None,
+         compile: str | None = None) -> Run:
     """Load a trained model from a run folder (`genlab train --out`) or an exported folder.
 
     Args:
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
         use_ema: the EMA weights when the run kept them.
         data_root: where the datasets are, for ``evaluate`` and ``report`` (default $GENLAB_DATA).
+        compile: None (default) runs the networks eagerly; a torch.compile mode compiles each of them for
+            every later use, as ``train.compile`` does in training: "default", or "reduce-overhead" to replay
+            each network as one CUDA graph on a GPU, where a small network's time is the host launching its
+            kernels. The first call at each batch size compiles (tens of seconds); measured in the README.
     """
     dev = resolve_device(device)
-    return Run(load_run(path, dev, use_ema=use_ema, data_root=data_root), dev)
+    return Run(load_run(path, dev, use_ema=use_ema, data_root=data_root, compile=compile), dev)
 
 
 def _python_call(name: str, args: tuple, kwargs: dict) -> str:

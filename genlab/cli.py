@@ -138,6 +138,10 @@ def _add_train(sub):
 
 
 def _add_run_cmds(sub):
+    from typing import get_args
+
+    from genlab.config import CompileMode
+
     p = sub.add_parser("sample", help="draw samples from a trained run into an image grid (audio: WAV files)", add_help=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-h", "--help", action=_SampleHelp, help="show this help, with every sampler's options, and exit")
@@ -151,6 +155,9 @@ def _add_run_cmds(sub):
     p.add_argument("--sampler", default=None, metavar="NAME", help="one of the model's samplers (default: its first)")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="a sampler option, repeatable (e.g. --set temperature=0.8); listed below under --help")
+    p.add_argument("--compile", choices=get_args(CompileMode), default=None, metavar="MODE",
+                   help="torch.compile the networks in this mode (default: eager): reduce-overhead replays each "
+                        "as a CUDA graph on a GPU; the first batch compiles (tens of seconds; README, sampling speed)")
     _add_run_loading(p)
 
     p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
@@ -196,6 +203,9 @@ def _add_run_cmds(sub):
     p.add_argument("--batch-size", type=_eval_field("batch_size"), default=None,
                    help="images per forward pass (default 256 on a GPU, 32 on a CPU)")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--compile", choices=get_args(CompileMode), default=None, metavar="MODE",
+                   help="torch.compile the networks in this mode (default: eager): the same estimates, sooner on "
+                        "long evaluations (README, sampling speed)")
     _add_run_loading(p)
 
     p = sub.add_parser("probe", help="linear and k-NN probes of a run's frozen features (or of a floor)",
@@ -445,7 +455,7 @@ def _sample(args) -> int:
     from genlab.reports.images import save_grid
     from genlab.sampling.api import describe_sampling, sampler_options
 
-    run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root)
+    run = load(args.run_dir, args.device, use_ema=not args.no_ema, data_root=args.data_root, compile=args.compile)
     signal = run.spec.is_signal  # audio: a folder of WAV files and a figure, not an image grid
     out = args.out or str(Path(args.run_dir) / ("samples" if signal else "samples.png"))
     options_obj = sampler_options(run.model, args.sampler, args.options)  # bad keys fail here
@@ -494,7 +504,7 @@ def _eval(args) -> int:
     try:
         raw_only = args.no_ema or args.weights == "raw"
         evaluate_run(args.run_dir, opts, args.device, args.only, use_ema=not raw_only, data_root=args.data_root,
-                     raw_too=args.weights == "both")
+                     raw_too=args.weights == "both", compile=args.compile)
     except EvalInterrupted as stopped:
         print(f"genlab eval: interrupted: {stopped}", file=sys.stderr)
         return 130

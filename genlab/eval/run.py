@@ -73,12 +73,14 @@ def _sigterm_as_interrupt():
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", only: list[str] | None = None,
-                 use_ema: bool = True, data_root: str | None = None, log=print, raw_too: bool = False) -> dict:
+                 use_ema: bool = True, data_root: str | None = None, log=print, raw_too: bool = False,
+                 compile: str | None = None) -> dict:
     """Evaluate the newest checkpoint of a run; merge the results into RUN_DIR/eval.json.
 
     With ``use_ema`` the EMA weights (when the run kept them) give the plain metric names; with
     ``raw_too`` as well, the raw weights are evaluated next and their records are named "raw/NAME",
-    so both sit side by side in eval.json and the report.
+    so both sit side by side in eval.json and the report. ``compile`` (a torch.compile mode) compiles the
+    networks first (``load_run``); it changes the speed, not what is estimated.
 
     Every record states the protocol (name, sizes, whether it is the paper protocol). On Ctrl-C or
     SIGTERM the finished evaluators and the stopped one's partial results (marked partial, with their
@@ -89,12 +91,12 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions, device: str = "auto", o
         EvalInterrupted: after writing eval.json, when the evaluation was stopped.
     """
     dev = resolve_device(device)
-    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root)
+    run = load_run(run_dir, dev, use_ema=use_ema, data_root=data_root, compile=compile)
     out = evaluate_loaded(run, opts, dev, only, log)
     if raw_too and run.used_ema:
         log("the same evaluators on the raw (not averaged) weights, as raw/NAME:")
-        out = evaluate_loaded(load_run(run_dir, dev, use_ema=False, data_root=data_root), opts, dev, only, log,
-                              prefix="raw/")
+        raw = load_run(run_dir, dev, use_ema=False, data_root=data_root, compile=compile)
+        out = evaluate_loaded(raw, opts, dev, only, log, prefix="raw/")
     return out
 
 

@@ -29,6 +29,7 @@ from genlab.config import ConfigError, RunConfig, validate
 from genlab.data import load_dataset
 from genlab.data.domains import TwoDomainStream, split_domains, two_domain_spec
 from genlab.data.loader import BatchStream
+from genlab.nn.compiled import compile_submodules
 from genlab.objectives.regularizers import SpectralRegularized
 from genlab.registry import MODELS
 from genlab.rng import sample_seed
@@ -40,7 +41,7 @@ from genlab.train.ema import EMA
 from genlab.train.run import (build_model, build_objective, read_config, read_metrics, to_run_layout,
                               write_run_header)
 from genlab.train.stages import check_first_stage, training_codes
-from genlab.train.step import PhaseOptimizers, compile_submodules, train_step
+from genlab.train.step import PhaseOptimizers, train_step
 
 
 class TrainingDiverged(UserError, RuntimeError):

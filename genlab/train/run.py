@@ -8,16 +8,18 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from genlab.data.download import sha256_file
-from genlab.errors import UserError
-from genlab.config import RunConfig
+from genlab.errors import InputError, UserError
+from genlab.config import CompileMode, RunConfig
 from genlab.data import load_dataset
 from genlab.data.base import ImageSet
+from genlab.nn.compiled import compile_for_inference
 from genlab.nn.spec import DataSpec
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.train.checkpoint import CheckpointError, check_tensors, load_latest, write_text_atomic
@@ -188,8 +190,16 @@ def to_run_layout(model: nn.Module, cfg: RunConfig) -> nn.Module:
     return model
 
 
-def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None) -> LoadedRun:
-    """Rebuild a trained model from its run folder or exported folder (EMA weights when the run kept them)."""
+def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root: str | None = None,
+             compile: str | None = None) -> LoadedRun:
+    """Rebuild a trained model from its run folder or exported folder (EMA weights when the run kept them).
+
+    ``compile``: None runs the networks eagerly; a torch.compile mode compiles them for inference
+    (``genlab.nn.compiled.compile_for_inference``) before anything runs them.
+    """
+    if compile is not None and compile not in get_args(CompileMode):
+        raise InputError(f"compile={compile!r} is not a torch.compile mode: give one of "
+                         f"{', '.join(get_args(CompileMode))}, or None to run eagerly")
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     if data_root:
@@ -219,6 +229,8 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True, data_root:
         kept_ema = "ema" in ckpt and cfg.train.ema_decay > 0
         ema_warning = young_ema_warning(ckpt["state"], step, cfg.train.ema_decay) if kept_ema else None
     to_run_layout(model.to(device).eval(), cfg)  # evaluated in the layout it trained in
+    if compile is not None:
+        compile_for_inference(model, compile)
     return LoadedRun(run_dir, cfg, spec, model, build_objective(cfg, spec), step, used_ema, ema_warning)
 
 

@@ -104,18 +104,6 @@ class PhaseOptimizers:
         return view
 
 
-# torch.compile modes that record CUDA graphs: each step must then tell them that a new iteration begins.
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
-def compile_submodules(model: torch.nn.Module, backend: str = "inductor", mode: str = "default") -> bool:
-    """torch.compile each top-level submodule in place (``train.compile``); the model's own methods and the
-    objective around them stay eager. Returns whether the mode records CUDA graphs (pass it to train_step)."""
-    for child in model.children():
-        child.compile(backend=backend, mode=None if mode == "default" else mode)
-    return mode in CUDA_GRAPH_MODES
-
-
 def train_step(model: torch.nn.Module, objective, micro_batches: Sequence[dict], step: int, opts: PhaseOptimizers,
                lr: float | None = None, grad_clip: float = 0.0, info: DistInfo = DistInfo(),
                autocast=None, skip_norm: Mapping[str, float] | None = None,
