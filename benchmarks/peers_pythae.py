@@ -17,6 +17,9 @@ compared is each library's own work around the network:
    steps first; images per second and the two means, which estimate the same bound and must agree within
    their standard errors.
 
+`--compile [MODE]` compiles genlab's networks for training as `train.compile` does, and for the bound a copy of
+them as `genlab eval --compile` does (pythae has no compile option: its twin stays eager).
+
 Prints ratios (pythae time / genlab time: > 1 means genlab is faster) with their range over the pairs,
 the threads used and the load average.
 """
@@ -35,6 +38,7 @@ from pythae.models.nn import BaseDecoder, BaseEncoder
 import genlab  # noqa: F401
 from genlab.data import load_dataset
 from genlab.eval.latent import iwae_log_likelihood
+from genlab.nn.compiled import compile_for_inference
 from genlab.stats import standard_error
 
 from side_by_side import (GenlabTrainer, add_compile_arguments, add_timing_arguments, alternate, compare, device_sync,
@@ -95,8 +99,9 @@ def main():
     theirs_net = copy.deepcopy(vae).to(memory_format=torch.channels_last if args.same_layout
                                        else torch.contiguous_format)
     theirs = pythae_twin(theirs_net, cfg.model.latent_dim)
+    evaluated = copy.deepcopy(vae) if args.compile else vae  # the bound's copy: compiled as genlab eval --compile does
     if args.compile:
-        ours.compile(args.compile)  # after the copy: pythae's twin stays eager
+        ours.compile(args.compile)  # after the copies: pythae's twin stays eager
     params = sum(p.numel() for p in vae.parameters())
     print(f"network: vae-binarized-mnist encoder + decoder, {params / 1e6:.3f}M parameters, batch {args.batch_size}, "
           f"Adam lr {cfg.optim.lr}; layout genlab {'NHWC' if cfg.train.channels_last else 'NCHW'}, pythae "
@@ -117,7 +122,10 @@ def main():
     # --- the NLL: train genlab's network a little, give pythae the same weights, estimate the same bound
     ours.steps(1000, args.train_steps)
     theirs_net.load_state_dict(vae.state_dict())
-    vae.eval(), theirs.eval()
+    if args.compile:
+        evaluated.load_state_dict(vae.state_dict())
+        compile_for_inference(evaluated, args.compile)
+    evaluated.eval(), theirs.eval()
     test = load_dataset(cfg.data.name, "test", cfg.data)
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
     values = {"genlab": [], "pythae": []}
@@ -136,7 +144,7 @@ def main():
     def genlab_nll():
         x = images_of(window["i"])
         g = torch.Generator(device=device).manual_seed(window["i"])
-        values["genlab"] += (-iwae_log_likelihood(vae, x, args.k, chunk, g, prior_fraction=0.0)).tolist()
+        values["genlab"] += (-iwae_log_likelihood(evaluated, x, args.k, chunk, g, prior_fraction=0.0)).tolist()
 
     def pythae_nll():
         x = images_of(window["i"])
