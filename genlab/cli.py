@@ -157,7 +157,8 @@ def _add_run_cmds(sub):
                    help="a sampler option, repeatable (e.g. --set temperature=0.8); listed below under --help")
     p.add_argument("--compile", choices=get_args(CompileMode), default=None, metavar="MODE",
                    help="torch.compile the networks in this mode (default: eager): reduce-overhead replays each "
-                        "as a CUDA graph on a GPU; the first batch compiles (tens of seconds; README, sampling speed)")
+                        "as a CUDA graph on a GPU; the first batch compiles (about a minute on a CPU; README, "
+                        "\"Compiled sampling\")")
     _add_run_loading(p)
 
     p = sub.add_parser("eval", help="evaluate a run and write RUN_DIR/eval.json",
@@ -205,7 +206,7 @@ def _add_run_cmds(sub):
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--compile", choices=get_args(CompileMode), default=None, metavar="MODE",
                    help="torch.compile the networks in this mode (default: eager): the same estimates, sooner on "
-                        "long evaluations (README, sampling speed)")
+                        "long evaluations (README, \"Compiled sampling\")")
     _add_run_loading(p)
 
     p = sub.add_parser("probe", help="linear and k-NN probes of a run's frozen features (or of a floor)",
