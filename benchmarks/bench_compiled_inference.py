@@ -32,7 +32,8 @@ from genlab.sampling.api import draw, sampler_options
 from genlab.train.run import build_model, to_run_layout
 
 from runs_common import run_script
-from side_by_side import alternate, describe, load_average, ratio_summary, start, torch_device, warmup_line
+from side_by_side import (alternate, describe, device_sync, load_average, ratio_summary, start, torch_device,
+                          warmup_line)
 
 
 def main():
@@ -52,14 +53,14 @@ def main():
     start(args.threads)
     device = torch_device(args.device)
     cfg = resolve_train_config(preset=args.preset, data_root=args.data_root)
-    spec = load_dataset(cfg.data.name, "test", cfg.data).spec
+    test = load_dataset(cfg.data.name, "test", cfg.data)
     torch.manual_seed(0)
-    eager = to_run_layout(build_model(cfg, spec).to(device).eval(), cfg)
+    eager = to_run_layout(build_model(cfg, test.spec).to(device).eval(), cfg)
     compiled = copy.deepcopy(eager)
     compile_for_inference(compiled, args.mode)
     kept = {}
     if args.iwae_k:
-        x = load_dataset(cfg.data.name, "test", cfg.data).batch(torch.arange(args.samples), None)["x"].to(device)
+        x = test.batch(torch.arange(args.samples), None)["x"].to(device)
         chunk = max(1, (4096 if device.type == "cuda" else 256) // args.samples)
         task = f"IWAE bound, k = {args.iwae_k}, {args.samples} test images a call"
 
@@ -78,8 +79,7 @@ def main():
             kept[key] = work(model)
         return call
 
-    times = alternate(timed(eager, "eager"), timed(compiled, "compiled"), args.pairs,
-                      torch.cuda.synchronize if device.type == "cuda" else (lambda: None))
+    times = alternate(timed(eager, "eager"), timed(compiled, "compiled"), args.pairs, device_sync(device))
     difference = (kept["eager"] - kept["compiled"]).abs().max().item()
     unit = "images" if args.iwae_k else "samples"
     print(f"{args.preset} ({sum(p.numel() for p in eager.parameters()):,} weights), {task} on {device}, compiled in "
