@@ -26,6 +26,7 @@ import genlab  # noqa: F401
 from genlab.config import CompileMode
 from genlab.configs import resolve_train_config
 from genlab.data import load_dataset
+from genlab.errors import InputError
 from genlab.eval.latent import iwae_log_likelihood
 from genlab.nn.compiled import compile_for_inference
 from genlab.sampling.api import draw, sampler_options
@@ -59,6 +60,9 @@ def main():
     compiled = copy.deepcopy(eager)
     compile_for_inference(compiled, args.mode)
     kept = {}
+    if args.iwae_k and "iwae" not in eager.card.evaluators:
+        raise InputError(f"--iwae-k: {args.preset} has no IWAE bound (its evaluators: "
+                         f"{', '.join(eager.card.evaluators)}); give a VAE preset such as vae-binarized-mnist")
     if args.iwae_k:
         x = test.batch(torch.arange(args.samples), None)["x"].to(device)
         chunk = max(1, (4096 if device.type == "cuda" else 256) // args.samples)
