@@ -273,7 +273,7 @@ def load(path: str | Path, device: str = "auto", use_ema: bool = True, data_root
         compile: None (default) runs the networks eagerly; a torch.compile mode compiles each of them for
             every later use, as ``train.compile`` does in training: "default", or "reduce-overhead" to replay
             each network as one CUDA graph on a GPU, where a small network's time is the host launching its
-            kernels. The first call at each batch size compiles (tens of seconds); measured in the README.
+            kernels. The first call at each batch size compiles (about a minute on a CPU); README, "Compiled sampling".
     """
     dev = resolve_device(device)
     return Run(load_run(path, dev, use_ema=use_ema, data_root=data_root, compile=compile), dev)
